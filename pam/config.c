@@ -1,0 +1,565 @@
+/*
+ * config.c: pam_spotify.conf, module arguments and the request's settings. One table of keys
+ * and one setter serve all three, so a value is checked the same way wherever it comes from.
+ */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pam/config.h"
+#include "pam/util.h"
+
+#define LINE_MAX_LEN 4096
+#define FILE_MAX_LEN (64 * 1024)
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+typedef int (*setter_fn)(struct ps_config *cfg, const char *value, char *err, size_t errlen);
+
+struct key_def {
+	const char *name;
+	unsigned bit;
+	setter_fn set;
+};
+
+static int set_string(char *dst, size_t dstlen, const char *value, const char *what, char *err,
+		      size_t errlen)
+{
+	if (strlen(value) >= dstlen) {
+		errf(err, errlen, "%s is longer than %zu characters", what, dstlen - 1);
+		return -1;
+	}
+	ps_strlcpy(dst, value, dstlen);
+	return 0;
+}
+
+static int set_flow(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "client_credentials") == 0) {
+		cfg->flow = PS_FLOW_CLIENT_CREDENTIALS;
+		return 0;
+	}
+	if (strcmp(v, "implicit") == 0) {
+		errf(err, errlen,
+		     "flow 'implicit' is refused: Spotify removed the implicit grant; "
+		     "use flow = pkce");
+		return -1;
+	}
+	if (strcmp(v, "pkce") == 0 || strcmp(v, "authorization_code") == 0) {
+		errf(err, errlen,
+		     "flow '%s' is not supported by this version of pam_spotify; "
+		     "use flow = client_credentials",
+		     v);
+		return -1;
+	}
+	errf(err, errlen, "flow must be client_credentials, pkce or authorization_code, not '%s'",
+	     v);
+	return -1;
+}
+
+static int set_client_id(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *s;
+
+	for (s = v; *s; s++) {
+		if (!isalnum((unsigned char)*s) && !strchr("-._~", *s)) {
+			errf(err, errlen,
+			     "client_id may hold only letters, digits and -._~ "
+			     "(copy it from the Spotify developer dashboard)");
+			return -1;
+		}
+	}
+	return set_string(cfg->client_id, sizeof(cfg->client_id), v, "client_id", err, errlen);
+}
+
+static int set_path(char *dst, size_t dstlen, const char *v, const char *what, char *err,
+		    size_t errlen)
+{
+	if (v[0] != '/') {
+		errf(err, errlen, "%s must be an absolute path, not '%s'", what, v);
+		return -1;
+	}
+	return set_string(dst, dstlen, v, what, err, errlen);
+}
+
+static int set_secret_file(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_path(cfg->client_secret_file, sizeof(cfg->client_secret_file), v,
+			"client_secret_file", err, errlen);
+}
+
+static int set_ca_file(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_path(cfg->ca_file, sizeof(cfg->ca_file), v, "ca_file", err, errlen);
+}
+
+/* Space-separated RFC 6749 scope tokens (NQCHAR: %x21 / %x23-5B / %x5D-7E); runs of spaces fold. */
+static int set_scopes(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	char out[PS_SCOPES_MAX];
+	size_t n = 0;
+	const char *s;
+
+	for (s = v; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == ' ' || c == '\t') {
+			if (n && out[n - 1] != ' ' && n + 1 < sizeof(out))
+				out[n++] = ' ';
+			continue;
+		}
+		if (c < 0x21 || c > 0x7e || c == '"' || c == '\\') {
+			errf(err, errlen,
+			     "scopes must be scope names separated by spaces "
+			     "(no quotes, backslashes or control characters)");
+			return -1;
+		}
+		if (n + 1 >= sizeof(out)) {
+			errf(err, errlen, "scopes is longer than %zu characters", sizeof(out) - 1);
+			return -1;
+		}
+		out[n++] = (char)c;
+	}
+	while (n && out[n - 1] == ' ')
+		n--;
+	out[n] = '\0';
+	memcpy(cfg->scopes, out, n + 1);
+	return 0;
+}
+
+static int set_url(char *dst, size_t dstlen, const char *v, const char *what, char *err,
+		   size_t errlen)
+{
+	char why[128];
+
+	if (ps_url_check(v, why, sizeof(why)) < 0) {
+		errf(err, errlen, "%s '%s': %s", what, v, why);
+		return -1;
+	}
+	return set_string(dst, dstlen, v, what, err, errlen);
+}
+
+static int set_accounts_url(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_url(cfg->accounts_url, sizeof(cfg->accounts_url), v, "accounts_url", err,
+		       errlen);
+}
+
+static int set_token_url(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_url(cfg->token_url, sizeof(cfg->token_url), v, "token_url", err, errlen);
+}
+
+static int set_keyring(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "user") == 0)
+		cfg->keyring = PS_KEYRING_USER;
+	else if (strcmp(v, "session") == 0)
+		cfg->keyring = PS_KEYRING_SESSION;
+	else if (strcmp(v, "persistent") == 0)
+		cfg->keyring = PS_KEYRING_PERSISTENT;
+	else {
+		errf(err, errlen, "keyring must be user, session or persistent, not '%s'", v);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_seconds(unsigned *dst, const char *v, const char *what, char *err, size_t errlen)
+{
+	unsigned long n;
+
+	if (ps_parse_ulong(v, 1, 300, &n) < 0) {
+		errf(err, errlen, "%s must be a whole number of seconds from 1 to 300, not '%s'",
+		     what, v);
+		return -1;
+	}
+	*dst = (unsigned)n;
+	return 0;
+}
+
+static int set_timeout(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&cfg->timeout, v, "timeout", err, errlen);
+}
+
+static int set_connect_timeout(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_seconds(&cfg->connect_timeout, v, "connect_timeout", err, errlen);
+}
+
+static int parse_bool(bool *dst, const char *v, const char *what, char *err, size_t errlen)
+{
+	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
+		*dst = true;
+	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
+		*dst = false;
+	else {
+		errf(err, errlen, "%s must be yes or no, not '%s'", what, v);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_remove_on_close(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return parse_bool(&cfg->remove_on_close, v, "remove_on_close", err, errlen);
+}
+
+static const struct key_def keys[] = {
+	{"flow", PS_SET_FLOW, set_flow},
+	{"client_id", PS_SET_CLIENT_ID, set_client_id},
+	{"client_secret_file", PS_SET_SECRET_FILE, set_secret_file},
+	{"scopes", PS_SET_SCOPES, set_scopes},
+	{"accounts_url", PS_SET_ACCOUNTS_URL, set_accounts_url},
+	{"token_url", PS_SET_TOKEN_URL, set_token_url},
+	{"keyring", PS_SET_KEYRING, set_keyring},
+	{"timeout", PS_SET_TIMEOUT, set_timeout},
+	{"connect_timeout", PS_SET_CONNECT_TIMEOUT, set_connect_timeout},
+	{"remove_on_close", PS_SET_REMOVE_ON_CLOSE, set_remove_on_close},
+	{"ca_file", PS_SET_CA_FILE, set_ca_file},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const struct key_def *key_find(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* An unknown key, with a hint for the likely mistakes. */
+static void unknown_key(const char *key, char *err, size_t errlen)
+{
+	if (!strcmp(key, "client_secret"))
+		errf(err, errlen,
+		     "unknown key 'client_secret': the secret never goes in this file; "
+		     "put it in a root-only file and name it with client_secret_file");
+	else if (!strcmp(key, "scope"))
+		errf(err, errlen, "unknown key 'scope' (did you mean 'scopes'?)");
+	else if (!strcmp(key, "authorize_url") || !strcmp(key, "redirect_uri") ||
+		 !strcmp(key, "enroll") || !strcmp(key, "refresh_margin"))
+		errf(err, errlen, "key '%s' is not supported by this version of pam_spotify", key);
+	else
+		errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", key);
+}
+
+void ps_config_init(struct ps_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->flow = PS_FLOW_CLIENT_CREDENTIALS;
+	ps_strlcpy(cfg->accounts_url, PS_DEFAULT_ACCOUNTS_URL, sizeof(cfg->accounts_url));
+	cfg->keyring = PS_KEYRING_USER;
+	cfg->timeout = 10;
+	cfg->connect_timeout = 5;
+	cfg->remove_on_close = true;
+	ps_strlcpy(cfg->config_path, PS_CONFIG_PATH, sizeof(cfg->config_path));
+}
+
+/* Set one key; *bit gets its bit. Empty values are refused. */
+static int config_set(struct ps_config *cfg, const char *key, const char *value, unsigned *bit,
+		      char *err, size_t errlen)
+{
+	const struct key_def *def = key_find(key);
+
+	if (!def) {
+		unknown_key(key, err, errlen);
+		return -1;
+	}
+	if (!*value) {
+		errf(err, errlen, "empty value for '%s'; remove the line to use the default", key);
+		return -1;
+	}
+	if (def->set(cfg, value, err, errlen) < 0)
+		return -1;
+	cfg->set |= def->bit;
+	*bit = def->bit;
+	return 0;
+}
+
+int ps_config_set(struct ps_config *cfg, const char *key, const char *value, char *err,
+		  size_t errlen)
+{
+	unsigned bit;
+
+	return config_set(cfg, key, value, &bit, err, errlen);
+}
+
+static char *trim(char *s)
+{
+	char *end;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	end = s + strlen(s);
+	while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		end--;
+	*end = '\0';
+	return s;
+}
+
+/* Split "key = value" in place. 0 or -1. */
+static int split_line(char *line, char **key, char **value)
+{
+	char *eq = strchr(line, '=');
+
+	if (!eq)
+		return -1;
+	*eq = '\0';
+	*key = trim(line);
+	*value = trim(eq + 1);
+	return **key ? 0 : -1;
+}
+
+/* Duplicate detection for one source: the line each key was first set on. */
+struct seen_keys {
+	unsigned mask;
+	unsigned line[32];
+};
+
+static int seen_check(struct seen_keys *seen, unsigned bit, unsigned lineno, const char *key,
+		      char *err, size_t errlen)
+{
+	unsigned i = (unsigned)__builtin_ctz(bit);
+
+	if (seen->mask & bit) {
+		errf(err, errlen, "duplicate key '%s' (first set on line %u); keep one", key,
+		     seen->line[i]);
+		return -1;
+	}
+	seen->mask |= bit;
+	seen->line[i] = lineno;
+	return 0;
+}
+
+static int parse_line(struct ps_config *cfg, char *line, unsigned lineno, struct seen_keys *seen,
+		      char *err, size_t errlen)
+{
+	char *key, *value, *s = trim(line);
+	unsigned bit;
+
+	if (*s == '\0' || *s == '#')
+		return 0;
+	if (split_line(s, &key, &value) < 0) {
+		errf(err, errlen, "expected 'key = value'");
+		return -1;
+	}
+	if (config_set(cfg, key, value, &bit, err, errlen) < 0)
+		return -1;
+	return seen_check(seen, bit, lineno, key, err, errlen);
+}
+
+int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *text, size_t len,
+			 char *err, size_t errlen)
+{
+	struct seen_keys seen = {0};
+	char line[LINE_MAX_LEN + 1], why[PS_ERR_MAX];
+	unsigned lineno = 0;
+	size_t pos = 0;
+
+	if (memchr(text, '\0', len)) {
+		errf(err, errlen, "%s: contains a NUL byte; is it a text file?", name);
+		return -1;
+	}
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+
+		lineno++;
+		if (n > LINE_MAX_LEN) {
+			errf(err, errlen, "%s:%u: line longer than %d characters", name, lineno,
+			     LINE_MAX_LEN);
+			return -1;
+		}
+		memcpy(line, text + pos, n);
+		line[n] = '\0';
+		pos += n + (nl ? 1 : 0);
+		if (parse_line(cfg, line, lineno, &seen, why, sizeof(why)) < 0) {
+			errf(err, errlen, "%s:%u: %s", name, lineno, why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Read a whole config file, refusing one that others can write. */
+static int config_read(const char *path, char *buf, size_t cap, size_t *len, char *err,
+		       size_t errlen)
+{
+	struct stat st;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0) {
+		errf(err, errlen, "%s: cannot open (%s); create it, see pam_spotify.conf(5)", path,
+		     strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		errf(err, errlen, "%s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && st.st_gid != 0) ||
+	    (st.st_uid != 0 && st.st_uid != getuid())) {
+		errf(err, errlen,
+		     "%s: writable by others or owned by another user; "
+		     "chown root:root and chmod 644 it",
+		     path);
+		close(fd);
+		return -1;
+	}
+	rc = ps_read_all(fd, buf, cap, len);
+	close(fd);
+	if (rc != 0) {
+		errf(err, errlen, rc < 0 ? "%s: cannot read" : "%s: larger than 64 KiB", path);
+		return -1;
+	}
+	return 0;
+}
+
+int ps_config_load(struct ps_config *cfg, const char *path, char *err, size_t errlen)
+{
+	char *buf;
+	size_t len;
+	int rc;
+
+	buf = malloc(FILE_MAX_LEN);
+	if (!buf) {
+		errf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	rc = config_read(path, buf, FILE_MAX_LEN, &len, err, errlen);
+	if (rc == 0)
+		rc = ps_config_parse_text(cfg, path, buf, len, err, errlen);
+	free(buf);
+	return rc;
+}
+
+const char *ps_config_arg_path(int argc, const char **argv)
+{
+	int i;
+
+	for (i = 0; i < argc; i++)
+		if (strncmp(argv[i], "config=", 7) == 0)
+			return argv[i] + 7;
+	return NULL;
+}
+
+int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char *err,
+			size_t errlen)
+{
+	struct seen_keys seen = {0};
+	char arg[LINE_MAX_LEN + 1], why[PS_ERR_MAX];
+	int i;
+
+	for (i = 0; i < argc; i++) {
+		char *key, *value;
+		unsigned bit;
+
+		if (!strcmp(argv[i], "debug")) {
+			cfg->debug = true;
+			continue;
+		}
+		if (!strcmp(argv[i], "nowait")) {
+			cfg->nowait = true;
+			continue;
+		}
+		if (!strncmp(argv[i], "config=", 7))
+			continue; /* read before the file: ps_config_arg_path */
+		if (ps_strlcpy(arg, argv[i], sizeof(arg)) >= sizeof(arg) ||
+		    split_line(arg, &key, &value) < 0) {
+			errf(err, errlen,
+			     "module argument '%.64s': expected debug, nowait, config=PATH "
+			     "or key=value",
+			     argv[i]);
+			return -1;
+		}
+		if (config_set(cfg, key, value, &bit, why, sizeof(why)) < 0 ||
+		    seen_check(&seen, bit, (unsigned)i + 1, key, why, sizeof(why)) < 0) {
+			errf(err, errlen, "module argument '%.64s': %s", argv[i], why);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->client_id[0]) {
+		errf(err, errlen,
+		     "%s: client_id is not set; add client_id = <your app's client ID>",
+		     cfg->config_path);
+		return -1;
+	}
+	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS && !cfg->client_secret_file[0]) {
+		errf(err, errlen,
+		     "%s: flow client_credentials needs client_secret_file = <path of a "
+		     "root-only file holding the client secret>",
+		     cfg->config_path);
+		return -1;
+	}
+	if (cfg->connect_timeout > cfg->timeout) {
+		errf(err, errlen, "%s: connect_timeout (%u s) is longer than timeout (%u s)",
+		     cfg->config_path, cfg->connect_timeout, cfg->timeout);
+		return -1;
+	}
+	if (!(cfg->set & PS_SET_TOKEN_URL)) {
+		size_t n = strlen(cfg->accounts_url);
+		while (n && cfg->accounts_url[n - 1] == '/')
+			n--;
+		if (snprintf(cfg->token_url, sizeof(cfg->token_url), "%.*s/api/token", (int)n,
+			     cfg->accounts_url) >= (int)sizeof(cfg->token_url)) {
+			errf(err, errlen, "%s: accounts_url is too long", cfg->config_path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+const char *ps_flow_name(enum ps_flow flow)
+{
+	switch (flow) {
+	case PS_FLOW_CLIENT_CREDENTIALS:
+		return "client_credentials";
+	case PS_FLOW_PKCE:
+		return "pkce";
+	case PS_FLOW_AUTHORIZATION_CODE:
+		return "authorization_code";
+	}
+	return "unknown";
+}
+
+const char *ps_keyring_name(enum ps_keyring where)
+{
+	switch (where) {
+	case PS_KEYRING_USER:
+		return "user";
+	case PS_KEYRING_SESSION:
+		return "session";
+	case PS_KEYRING_PERSISTENT:
+		return "persistent";
+	}
+	return "unknown";
+}

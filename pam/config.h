@@ -1,0 +1,102 @@
+/*
+ * config.h: pam_spotify.conf and module arguments. One setter serves the file's `key = value`
+ * lines, the module's arguments and the module->helper request, so every source of a setting is
+ * checked by the same code.
+ */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PS_URL_MAX		1024
+#define PS_CLIENT_ID_MAX	256
+#define PS_SCOPES_MAX		1024
+#define PS_ERR_MAX		512
+#define PS_DEFAULT_ACCOUNTS_URL "https://accounts.spotify.com"
+
+enum ps_flow {
+	PS_FLOW_CLIENT_CREDENTIALS = 0,
+	PS_FLOW_PKCE,
+	PS_FLOW_AUTHORIZATION_CODE,
+};
+
+enum ps_keyring {
+	PS_KEYRING_USER = 0,
+	PS_KEYRING_SESSION,
+	PS_KEYRING_PERSISTENT,
+};
+
+/* Bits of ps_config.set: which keys have been given (duplicates are errors). */
+enum ps_key_bit {
+	PS_SET_FLOW = 1u << 0,
+	PS_SET_CLIENT_ID = 1u << 1,
+	PS_SET_SECRET_FILE = 1u << 2,
+	PS_SET_SCOPES = 1u << 3,
+	PS_SET_ACCOUNTS_URL = 1u << 4,
+	PS_SET_TOKEN_URL = 1u << 5,
+	PS_SET_KEYRING = 1u << 6,
+	PS_SET_TIMEOUT = 1u << 7,
+	PS_SET_CONNECT_TIMEOUT = 1u << 8,
+	PS_SET_REMOVE_ON_CLOSE = 1u << 9,
+	PS_SET_CA_FILE = 1u << 10,
+};
+
+struct ps_config {
+	enum ps_flow flow;
+	char client_id[PS_CLIENT_ID_MAX];
+	char client_secret_file[PATH_MAX];
+	char scopes[PS_SCOPES_MAX];
+	char accounts_url[PS_URL_MAX];
+	char token_url[PS_URL_MAX]; /* derived from accounts_url unless given */
+	enum ps_keyring keyring;
+	unsigned timeout;	  /* seconds the module waits for the helper; total HTTP time */
+	unsigned connect_timeout; /* seconds for the TCP+TLS connect */
+	bool remove_on_close;
+	char ca_file[PATH_MAX];
+	/* module arguments only */
+	bool debug;
+	bool nowait;
+	char config_path[PATH_MAX];
+	unsigned set; /* enum ps_key_bit */
+};
+
+/* Fill in defaults. */
+void ps_config_init(struct ps_config *cfg);
+
+/*
+ * Set one key from its text value. Returns 0, or -1 with a reason in err (without file/line:
+ * the caller adds where the value came from). Empty values are refused; duplicates are the
+ * concern of the source (file, arguments, request), which refuses them itself.
+ */
+int ps_config_set(struct ps_config *cfg, const char *key, const char *value, char *err,
+		  size_t errlen);
+
+/*
+ * Parse a whole file. Errors are "FILE:LINE: reason" in err. A missing file is an error too.
+ * Returns 0 or -1.
+ */
+int ps_config_load(struct ps_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Parse the text of a config file (for tests and the fuzzer); name is used in messages. */
+int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *text, size_t len,
+			 char *err, size_t errlen);
+
+/* The config=PATH module argument, or NULL. */
+const char *ps_config_arg_path(int argc, const char **argv);
+
+/*
+ * Apply PAM module arguments: config=PATH, debug, nowait, and any `key=value` config key, which
+ * overrides the file. Arguments are applied after the file.
+ */
+int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char *err,
+			size_t errlen);
+
+/* Check that the settings form a usable whole and derive token_url. 0 or -1 with err. */
+int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen);
+
+const char *ps_flow_name(enum ps_flow flow);
+const char *ps_keyring_name(enum ps_keyring where);
+
+#endif

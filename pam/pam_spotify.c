@@ -1,0 +1,187 @@
+/*
+ * pam_spotify.c: the PAM session module. At session open it reads the configuration (and the
+ * client secret, as root), runs the unprivileged helper as the user to obtain a Spotify access
+ * token into the user's keyring, and logs one line. At session close it has the helper remove
+ * the keys. It links libpam only: the network, TLS and JSON live in the helper.
+ */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <syslog.h>
+#include <security/pam_ext.h>
+#include <security/pam_modules.h>
+#include <security/pam_modutil.h>
+
+#include "pam/config.h"
+#include "pam/request.h"
+#include "pam/secret.h"
+#include "pam/spawn.h"
+#include "pam/util.h"
+
+#define PS_EXPORT __attribute__((visibility("default")))
+
+/* Configuration: the file (config= or the default path), then the module arguments over it. */
+static int load_config(pam_handle_t *pamh, int argc, const char **argv, struct ps_config *cfg)
+{
+	const char *path = ps_config_arg_path(argc, argv);
+	char err[PS_ERR_MAX];
+
+	ps_config_init(cfg);
+	if (path)
+		ps_strlcpy(cfg->config_path, path, sizeof(cfg->config_path));
+	if (ps_config_load(cfg, cfg->config_path, err, sizeof(err)) < 0 ||
+	    ps_config_from_args(cfg, argc, argv, err, sizeof(err)) < 0 ||
+	    ps_config_finish(cfg, err, sizeof(err)) < 0) {
+		pam_syslog(pamh, LOG_ERR, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* The session's user; root and unknown users are not ours. */
+static const struct passwd *session_user(pam_handle_t *pamh, int *pam_rc)
+{
+	const struct passwd *pw;
+	const char *user = NULL;
+
+	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || !user || !*user) {
+		pam_syslog(pamh, LOG_ERR, "no user name in this PAM session");
+		*pam_rc = PAM_SESSION_ERR;
+		return NULL;
+	}
+	pw = pam_modutil_getpwnam(pamh, user);
+	if (!pw) {
+		pam_syslog(pamh, LOG_ERR, "user %s: not found in the password database", user);
+		*pam_rc = PAM_USER_UNKNOWN;
+		return NULL;
+	}
+	if (pw->pw_uid == 0) {
+		pam_syslog(pamh, LOG_NOTICE,
+			   "user %s: root gets no Spotify token "
+			   "(the helper never runs as root)",
+			   user);
+		*pam_rc = PAM_IGNORE;
+		return NULL;
+	}
+	return pw;
+}
+
+/* Map the helper's answer to a PAM code and log it: one line, never a secret. */
+static int report(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw,
+		  const char *what, const struct ps_spawn_result *res)
+{
+	if (res->timed_out) {
+		pam_syslog(pamh, LOG_ERR,
+			   "user %s: %s: helper killed after the %u s timeout; "
+			   "is the accounts server at %s reachable?",
+			   pw->pw_name, what, cfg->timeout, cfg->token_url);
+		return PAM_SESSION_ERR;
+	}
+	switch (res->exit_code) {
+	case PS_EXIT_OK:
+		if (cfg->debug || strcmp(what, "open") == 0)
+			pam_syslog(pamh, LOG_INFO, "user %s: %s: %s", pw->pw_name, what,
+				   res->message);
+		return PAM_SUCCESS;
+	case PS_EXIT_NO_TOKEN:
+		pam_syslog(pamh, LOG_NOTICE, "user %s: %s: %s", pw->pw_name, what, res->message);
+		return PAM_IGNORE;
+	default:
+		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s (helper exit %d)", pw->pw_name, what,
+			   res->message[0] ? res->message : "helper failed without a message",
+			   res->exit_code);
+		return PAM_SESSION_ERR;
+	}
+}
+
+/* Build the request (with the secret when the flow needs it) and run the helper. */
+static int run_helper(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw,
+		      enum ps_op op)
+{
+	const char *what = op == PS_OP_OPEN ? "open" : "close";
+	char secret[PS_SECRET_MAX] = "", request[PS_REQUEST_MAX], err[PS_ERR_MAX];
+	struct ps_spawn_result res;
+	int len, rc, detached = 0;
+
+	if (op == PS_OP_OPEN && cfg->flow == PS_FLOW_CLIENT_CREDENTIALS &&
+	    ps_secret_read(cfg->client_secret_file, secret, sizeof(secret), err, sizeof(err)) < 0) {
+		pam_syslog(pamh, LOG_ERR, "user %s: %s", pw->pw_name, err);
+		return PAM_SESSION_ERR;
+	}
+	len = ps_request_format(cfg, op, secret, request, sizeof(request));
+	explicit_bzero(secret, sizeof(secret));
+	if (len < 0) {
+		pam_syslog(pamh, LOG_ERR, "user %s: request to the helper is too large",
+			   pw->pw_name);
+		return PAM_SESSION_ERR;
+	}
+	if (cfg->nowait && op == PS_OP_OPEN) {
+		detached = ps_spawn_detach();
+		if (detached <= 0) {
+			explicit_bzero(request, sizeof(request));
+			if (detached < 0)
+				pam_syslog(pamh, LOG_ERR, "user %s: cannot fork for nowait",
+					   pw->pw_name);
+			else if (cfg->debug)
+				pam_syslog(pamh, LOG_DEBUG, "user %s: helper started (nowait)",
+					   pw->pw_name);
+			return detached < 0 ? PAM_SESSION_ERR : PAM_IGNORE;
+		}
+	}
+	rc = ps_spawn_helper(pamh, pw, request, (size_t)len, cfg->timeout, &res);
+	explicit_bzero(request, sizeof(request));
+	if (rc < 0) {
+		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s", pw->pw_name, what, res.message);
+		rc = PAM_SESSION_ERR;
+	} else {
+		rc = report(pamh, cfg, pw, what, &res);
+	}
+	if (detached)
+		_exit(0); /* the nowait waiter never returns into the application */
+	return rc;
+}
+
+static int session_open(pam_handle_t *pamh, int argc, const char **argv)
+{
+	const struct passwd *pw;
+	struct ps_config cfg;
+	int rc = PAM_SESSION_ERR;
+
+	if (load_config(pamh, argc, argv, &cfg) < 0)
+		return PAM_SESSION_ERR;
+	pw = session_user(pamh, &rc);
+	if (!pw)
+		return rc;
+	return run_helper(pamh, &cfg, pw, PS_OP_OPEN);
+}
+
+static int session_close(pam_handle_t *pamh, int argc, const char **argv)
+{
+	const struct passwd *pw;
+	struct ps_config cfg;
+	int rc = PAM_SESSION_ERR;
+
+	if (load_config(pamh, argc, argv, &cfg) < 0)
+		return PAM_SESSION_ERR;
+	if (!cfg.remove_on_close)
+		return PAM_IGNORE;
+	pw = session_user(pamh, &rc);
+	if (!pw)
+		return rc;
+	return run_helper(pamh, &cfg, pw, PS_OP_CLOSE);
+}
+
+PS_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	(void)flags;
+	return session_open(pamh, argc, argv);
+}
+
+PS_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	(void)flags;
+	return session_close(pamh, argc, argv);
+}

@@ -1,0 +1,194 @@
+/*
+ * request.c: format and parse the module->helper request (see request.h). The settings travel as
+ * pam_spotify.conf lines and are parsed by the same setter, so the helper checks every value
+ * again instead of trusting its input.
+ */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pam/request.h"
+#include "pam/util.h"
+
+struct out {
+	char *buf;
+	size_t len, cap;
+	bool overflow;
+};
+
+static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void out_printf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->overflow)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->cap - o->len)
+		o->overflow = true;
+	else
+		o->len += (size_t)n;
+}
+
+int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *secret, char *buf,
+		      size_t buflen)
+{
+	struct out o = {buf, 0, buflen, false};
+
+	out_printf(&o, "%s %d\n", PS_REQUEST_MAGIC, PS_REQUEST_VERSION);
+	out_printf(&o, "op = %s\n", op == PS_OP_OPEN ? "open" : "close");
+	out_printf(&o, "flow = %s\n", ps_flow_name(cfg->flow));
+	out_printf(&o, "client_id = %s\n", cfg->client_id);
+	if (cfg->scopes[0])
+		out_printf(&o, "scopes = %s\n", cfg->scopes);
+	out_printf(&o, "accounts_url = %s\n", cfg->accounts_url);
+	out_printf(&o, "token_url = %s\n", cfg->token_url);
+	out_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
+	out_printf(&o, "timeout = %u\n", cfg->timeout);
+	out_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
+	out_printf(&o, "remove_on_close = %s\n", cfg->remove_on_close ? "yes" : "no");
+	if (cfg->ca_file[0])
+		out_printf(&o, "ca_file = %s\n", cfg->ca_file);
+	if (secret && *secret)
+		out_printf(&o, "secret = %s\n", secret);
+	out_printf(&o, "end\n");
+	if (o.overflow) {
+		explicit_bzero(buf, buflen);
+		return -1;
+	}
+	return (int)o.len;
+}
+
+static int parse_header(const char *line, char *err, size_t errlen)
+{
+	char want[64];
+
+	snprintf(want, sizeof(want), "%s %d", PS_REQUEST_MAGIC, PS_REQUEST_VERSION);
+	if (strcmp(line, want) == 0)
+		return 0;
+	if (strncmp(line, PS_REQUEST_MAGIC " ", sizeof(PS_REQUEST_MAGIC)) == 0)
+		snprintf(err, errlen,
+			 "request version '%.16s' is not %d: the module and the helper "
+			 "come from different versions; reinstall pam_spotify",
+			 line + sizeof(PS_REQUEST_MAGIC), PS_REQUEST_VERSION);
+	else
+		snprintf(err, errlen,
+			 "not a pam_spotify request: run by pam_spotify.so, not by hand");
+	return -1;
+}
+
+static int parse_item(struct ps_request *req, char *line, char *err, size_t errlen)
+{
+	unsigned before = req->cfg.set;
+	char *eq = strstr(line, " = ");
+	const char *key, *value;
+	char why[PS_ERR_MAX];
+
+	if (!eq) {
+		snprintf(err, errlen, "request line is not 'key = value'");
+		return -1;
+	}
+	*eq = '\0';
+	key = line;
+	value = eq + 3;
+	if (!strcmp(key, "op")) {
+		if (req->op != (enum ps_op) - 1) {
+			snprintf(err, errlen, "request op is repeated");
+			return -1;
+		}
+		if (!strcmp(value, "open"))
+			req->op = PS_OP_OPEN;
+		else if (!strcmp(value, "close"))
+			req->op = PS_OP_CLOSE;
+		else {
+			snprintf(err, errlen, "request op must be open or close");
+			return -1;
+		}
+		return 0;
+	}
+	if (!strcmp(key, "secret")) {
+		size_t n = strlen(value);
+		if (n == 0 || n >= sizeof(req->secret) || req->secret_len) {
+			snprintf(err, errlen, "request secret is empty, too long or repeated");
+			return -1;
+		}
+		memcpy(req->secret, value, n + 1);
+		req->secret_len = n;
+		return 0;
+	}
+	if (ps_config_set(&req->cfg, key, value, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "request: %s", why);
+		return -1;
+	}
+	if ((req->cfg.set & ~before) == 0) {
+		snprintf(err, errlen, "request: duplicate key '%s'", key);
+		return -1;
+	}
+	return 0;
+}
+
+int ps_request_parse(struct ps_request *req, const char *buf, size_t len, char *err, size_t errlen)
+{
+	char line[PATH_MAX + 64];
+	unsigned lineno = 0;
+	bool ended = false;
+	size_t pos = 0;
+	int rc = -1;
+
+	memset(req, 0, sizeof(*req));
+	ps_config_init(&req->cfg);
+	req->op = (enum ps_op) - 1;
+	if (memchr(buf, '\0', len)) {
+		snprintf(err, errlen, "request contains a NUL byte");
+		return -1;
+	}
+	while (pos < len && !ended) {
+		const char *nl = memchr(buf + pos, '\n', len - pos);
+		size_t n;
+
+		if (!nl || (size_t)(nl - (buf + pos)) >= sizeof(line)) {
+			snprintf(err, errlen, "request line %u is unterminated or too long",
+				 lineno + 1);
+			goto out;
+		}
+		n = (size_t)(nl - (buf + pos));
+		memcpy(line, buf + pos, n);
+		line[n] = '\0';
+		pos += n + 1;
+		if (lineno++ == 0) {
+			if (parse_header(line, err, errlen) < 0)
+				goto out;
+		} else if (!strcmp(line, "end")) {
+			ended = true;
+		} else if (parse_item(req, line, err, errlen) < 0) {
+			goto out;
+		}
+	}
+	if (!ended || pos != len) {
+		snprintf(err, errlen,
+			 ended ? "request has data after 'end'" : "request is truncated");
+		goto out;
+	}
+	if (req->op != PS_OP_OPEN && req->op != PS_OP_CLOSE) {
+		snprintf(err, errlen, "request has no op");
+		goto out;
+	}
+	rc = 0;
+out:
+	explicit_bzero(line, sizeof(line));
+	if (rc < 0)
+		ps_request_clear(req);
+	return rc;
+}
+
+void ps_request_clear(struct ps_request *req)
+{
+	explicit_bzero(req->secret, sizeof(req->secret));
+	req->secret_len = 0;
+}

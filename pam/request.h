@@ -1,0 +1,50 @@
+/*
+ * request.h: the versioned request that the module writes on the helper's stdin. It carries the
+ * resolved configuration and, when the flow needs one, the client secret: never argv or
+ * environment.
+ *
+ * Format (text, one item a line, no line longer than PS_REQUEST_LINE_MAX):
+ *   pam_spotify-request 1
+ *   op = open | close
+ *   <config key> = <value>     (the same keys and checks as pam_spotify.conf)
+ *   secret = <client secret>   (optional)
+ *   end
+ */
+#ifndef PS_REQUEST_H
+#define PS_REQUEST_H
+
+#include <stddef.h>
+
+#include "pam/config.h"
+
+#define PS_REQUEST_VERSION 1
+#define PS_REQUEST_MAGIC   "pam_spotify-request"
+#define PS_REQUEST_MAX	   16384
+#define PS_SECRET_MAX	   512
+
+enum ps_op {
+	PS_OP_OPEN = 0,	 /* obtain a token and store it */
+	PS_OP_CLOSE = 1, /* remove the keys */
+};
+
+struct ps_request {
+	enum ps_op op;
+	struct ps_config cfg;
+	char secret[PS_SECRET_MAX]; /* empty when none; zeroed by ps_request_clear */
+	size_t secret_len;
+};
+
+/*
+ * Format a request into buf. Returns the length, or -1 when it does not fit. The caller zeroes
+ * buf after use: it holds the secret.
+ */
+int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *secret, char *buf,
+		      size_t buflen);
+
+/* Parse a request. 0, or -1 with a reason in err. */
+int ps_request_parse(struct ps_request *req, const char *buf, size_t len, char *err, size_t errlen);
+
+/* Zero the secret. */
+void ps_request_clear(struct ps_request *req);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * spawn.c: run the helper as the user (see spawn.h). Privilege separation after OpenSSH's
+ * permanently_set_uid and Linux-PAM's helper idiom: default SIGCHLD while we wait, sanitized fds,
+ * an explicit environment, waitpid retried on EINTR; and, unlike pam_unix, a deadline.
+ */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <security/pam_ext.h>
+#include <security/pam_modutil.h>
+
+#include "pam/spawn.h"
+#include "pam/util.h"
+
+struct child_ctx {
+	pam_handle_t *pamh;
+	const struct passwd *pw;
+	gid_t *groups;
+	int ngroups;
+	int in_fd;  /* becomes the helper's stdin */
+	int out_fd; /* becomes the helper's stdout */
+};
+
+/* The user's supplementary groups, looked up before fork (NSS is not for a forked child). */
+static int user_groups(const struct passwd *pw, gid_t **groups, int *ngroups)
+{
+	int cap = 64;
+
+	for (;;) {
+		int n = cap;
+		gid_t *g = calloc((size_t)cap, sizeof(*g));
+
+		if (!g)
+			return -1;
+		if (getgrouplist(pw->pw_name, pw->pw_gid, g, &n) >= 0) {
+			*groups = g;
+			*ngroups = n;
+			return 0;
+		}
+		free(g);
+		if (n <= cap || n > 65536)
+			return -1;
+		cap = n;
+	}
+}
+
+/* In the child: report on stdout (the module reads it) and end. */
+static void __attribute__((noreturn)) child_fail(const char *what, int err)
+{
+	char line[PS_HELPER_LINE_MAX];
+	int n = snprintf(line, sizeof(line), "cannot start the helper: %s (%s)\n", what,
+			 strerror(err));
+
+	if (n > 0)
+		(void)!write(STDOUT_FILENO, line, (size_t)n);
+	_exit(127);
+}
+
+/* Drop to the user for good, then prove that root cannot come back. */
+static void child_drop_privileges(const struct child_ctx *c)
+{
+	uid_t uid = c->pw->pw_uid, ru, eu, su;
+	gid_t gid = c->pw->pw_gid, rg, eg, sg;
+
+	if (setgroups((size_t)c->ngroups, c->groups) < 0)
+		child_fail("setgroups", errno);
+	if (setresgid(gid, gid, gid) < 0)
+		child_fail("setresgid", errno);
+	if (setresuid(uid, uid, uid) < 0)
+		child_fail("setresuid", errno);
+	if (setuid(0) != -1 || seteuid(0) != -1)
+		child_fail("root could be regained after the privilege drop", EPERM);
+	if (gid != 0 && (setgid(0) != -1 || setegid(0) != -1))
+		child_fail("group root could be regained after the privilege drop", EPERM);
+	if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid ||
+	    getresgid(&rg, &eg, &sg) < 0 || rg != gid || eg != gid || sg != gid)
+		child_fail("uids or gids are not the user's after the privilege drop", EPERM);
+}
+
+/* Default dispositions and an empty mask: exec keeps ignored signals and the mask otherwise. */
+static void child_reset_signals(void)
+{
+	sigset_t none;
+	int sig;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			signal(sig, SIG_DFL);
+}
+
+/* stdin and stdout from the pipes, stderr to /dev/null, everything else closed. */
+static void child_setup_fds(const struct child_ctx *c)
+{
+	int in = fcntl(c->in_fd, F_DUPFD_CLOEXEC, 3);
+	int out = fcntl(c->out_fd, F_DUPFD_CLOEXEC, 3);
+
+	if (in < 0 || out < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0)
+		_exit(127);
+	if (pam_modutil_sanitize_helper_fds(c->pamh, PAM_MODUTIL_IGNORE_FD, PAM_MODUTIL_IGNORE_FD,
+					    PAM_MODUTIL_NULL_FD) < 0)
+		child_fail("sanitize file descriptors", errno);
+}
+
+static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
+{
+	char home[PATH_MAX + 8], user[300], logname[300];
+	char *const argv[] = {(char *)"pam_spotify_helper", (char *)"--pam", NULL};
+	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", home, user, logname, NULL};
+
+	child_reset_signals();
+	setsid();
+	child_setup_fds(c);
+	child_drop_privileges(c);
+	snprintf(home, sizeof(home), "HOME=%s", c->pw->pw_dir);
+	snprintf(user, sizeof(user), "USER=%s", c->pw->pw_name);
+	snprintf(logname, sizeof(logname), "LOGNAME=%s", c->pw->pw_name);
+	if (chdir(c->pw->pw_dir) < 0 && chdir("/") < 0)
+		child_fail("chdir /", errno);
+	execve(PS_HELPER_PATH, argv, envp);
+	child_fail("execute " PS_HELPER_PATH, errno);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static pid_t waitpid_eintr(pid_t pid, int *status, int options)
+{
+	pid_t r;
+
+	do
+		r = waitpid(pid, status, options);
+	while (r < 0 && errno == EINTR);
+	return r;
+}
+
+/* Append what the helper wrote; false at EOF or error. */
+static bool read_answer(int fd, char *buf, size_t cap, size_t *len)
+{
+	ssize_t n;
+
+	if (*len + 1 >= cap) {
+		char sink[256];
+		n = read(fd, sink, sizeof(sink)); /* keep the pipe drained; the rest is dropped */
+	} else {
+		n = read(fd, buf + *len, cap - 1 - *len);
+		if (n > 0)
+			*len += (size_t)n;
+	}
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return true;
+	return n > 0;
+}
+
+/*
+ * Wait for the helper's exit and answer until the deadline; kill it past the deadline. A pidfd
+ * makes the wait event-driven; without one (old kernels) we poll waitpid every 10 ms.
+ */
+static void wait_helper(pid_t pid, int out_fd, unsigned timeout_s, struct ps_spawn_result *res)
+{
+	long long deadline = now_ms() + (long long)timeout_s * 1000;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	char buf[PS_HELPER_LINE_MAX];
+	bool open_out = true, exited = false;
+	size_t len = 0;
+	int status = 0;
+
+	while (!exited) {
+		struct pollfd p[2];
+		long long left = deadline - now_ms();
+		nfds_t n = 0;
+
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			res->timed_out = true;
+			break;
+		}
+		if (open_out)
+			p[n++] = (struct pollfd){.fd = out_fd, .events = POLLIN};
+		if (pidfd >= 0)
+			p[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+		if (poll(p, n, (int)(pidfd >= 0 ? left : (left < 10 ? left : 10))) < 0 &&
+		    errno != EINTR)
+			break;
+		if (open_out && p[0].revents)
+			open_out = read_answer(out_fd, buf, sizeof(buf), &len);
+		if (waitpid_eintr(pid, &status, WNOHANG) == pid)
+			exited = true;
+	}
+	if (!exited && waitpid_eintr(pid, &status, 0) == pid)
+		exited = !res->timed_out;
+	while (open_out && read_answer(out_fd, buf, sizeof(buf), &len))
+		;
+	if (pidfd >= 0)
+		close(pidfd);
+	buf[len] = '\0';
+	ps_sanitize_text(res->message, sizeof(res->message), buf, strcspn(buf, "\n"));
+	res->exit_code = exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* Fork and exec the helper; hand over the request; wait. SIGCHLD is default meanwhile. */
+static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqlen,
+			  unsigned timeout_s, struct ps_spawn_result *res)
+{
+	int sv[2], out[2];
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	if (pipe2(out, O_CLOEXEC) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	c->in_fd = sv[1];
+	c->out_fd = out[1];
+	pid = fork();
+	if (pid == 0)
+		child_exec(c);
+	close(sv[1]);
+	close(out[1]);
+	if (pid < 0) {
+		close(sv[0]);
+		close(out[0]);
+		return -1;
+	}
+	/* The request fits in the socket buffer; MSG_NOSIGNAL: a dead helper must not SIGPIPE us. */
+	if (send(sv[0], request, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen)
+		ps_strlcpy(res->message, "could not hand the request to the helper",
+			   sizeof(res->message));
+	shutdown(sv[0], SHUT_WR);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	wait_helper(pid, out[0], timeout_s, res);
+	close(sv[0]);
+	close(out[0]);
+	return 0;
+}
+
+int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
+		    unsigned timeout_s, struct ps_spawn_result *res)
+{
+	struct child_ctx c = {.pamh = pamh, .pw = pw};
+	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	res->exit_code = -1;
+	if (user_groups(pw, &c.groups, &c.ngroups) < 0) {
+		snprintf(res->message, sizeof(res->message), "cannot list the groups of %s",
+			 pw->pw_name);
+		return -1;
+	}
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGCHLD, &dfl, &old);
+	rc = spawn_and_wait(&c, request, reqlen, timeout_s, res);
+	sigaction(SIGCHLD, &old, NULL);
+	free(c.groups);
+	if (rc < 0)
+		snprintf(res->message, sizeof(res->message), "cannot start the helper: %s",
+			 strerror(errno));
+	return rc;
+}
+
+int ps_spawn_detach(void)
+{
+	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
+	pid_t a;
+	int status, rc = 0;
+
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGCHLD, &dfl, &old);
+	a = fork();
+	if (a == 0) {
+		pid_t b = fork();
+		if (b != 0)
+			_exit(b < 0 ? 1 : 0);
+		/* The detached waiter: root, holding the request; keep it out of core dumps. */
+		sigaction(SIGCHLD, &dfl, NULL);
+		prctl(PR_SET_DUMPABLE, 0);
+		setsid();
+		return 1;
+	}
+	if (a < 0 || waitpid_eintr(a, &status, 0) != a || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		rc = -1;
+	sigaction(SIGCHLD, &old, NULL);
+	return rc;
+}

@@ -1,0 +1,40 @@
+/*
+ * spawn.h: run the helper as the user. The module forks; the child sets up its fds, drops to the
+ * user irreversibly (and proves it), and execs the helper from the path fixed at configure time
+ * with a minimal environment. The request goes on the helper's stdin; the helper's one-line answer
+ * comes back on its stdout. The parent waits with a deadline and kills the helper past it.
+ */
+#ifndef PS_SPAWN_H
+#define PS_SPAWN_H
+
+#include <pwd.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <security/pam_modules.h>
+
+#include "pam/config.h"
+
+#define PS_HELPER_LINE_MAX 512
+
+struct ps_spawn_result {
+	int exit_code;			  /* the helper's exit code; -1 when killed or not run */
+	bool timed_out;			  /* killed at the deadline */
+	char message[PS_HELPER_LINE_MAX]; /* the helper's answer line, printable ASCII only */
+};
+
+/*
+ * Run the helper for pw with request on its stdin, waiting at most timeout_s seconds.
+ * Returns 0 when the helper ran (see res), -1 when it could not be started (reason in
+ * res->message).
+ */
+int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
+		    unsigned timeout_s, struct ps_spawn_result *res);
+
+/*
+ * For nowait: fork a detached process (double fork, so the caller has no child left to reap).
+ * Returns 0 in the caller, 1 in the detached process, which runs the helper, logs and must end
+ * with _exit(), and -1 when the fork failed.
+ */
+int ps_spawn_detach(void);
+
+#endif

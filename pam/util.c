@@ -1,0 +1,170 @@
+/* util.c: small string, number, URL and I/O helpers shared by the module, the helper and the reader. */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pam/util.h"
+
+size_t ps_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+
+	if (size) {
+		size_t n = len < size - 1 ? len : size - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+int ps_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	unsigned long v = 0;
+
+	if (!s || !*s)
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (max - (unsigned long)(*s - '0')) / 10)
+			return -1; /* above max, and no overflow */
+		v = v * 10 + (unsigned long)(*s - '0');
+	}
+	if (v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Copy the host part of an http(s) URL (without brackets or port) into host. 0 or -1. */
+static int url_host(const char *url, char *host, size_t hostlen, bool *is_https)
+{
+	const char *p, *end;
+
+	if (strncmp(url, "https://", 8) == 0) {
+		*is_https = true;
+		p = url + 8;
+	} else if (strncmp(url, "http://", 7) == 0) {
+		*is_https = false;
+		p = url + 7;
+	} else {
+		return -1;
+	}
+	if (*p == '[') {
+		end = strchr(p, ']');
+		if (!end)
+			return -1;
+		p++;
+	} else {
+		end = p + strcspn(p, ":/?#");
+	}
+	if (end == p || (size_t)(end - p) >= hostlen || memchr(p, '@', (size_t)(end - p)))
+		return -1;
+	memcpy(host, p, (size_t)(end - p));
+	host[end - p] = '\0';
+	return 0;
+}
+
+static bool host_is_loopback(const char *host)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (inet_pton(AF_INET, host, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, host, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}
+
+bool ps_url_host_is_loopback(const char *url)
+{
+	char host[256];
+	bool https;
+
+	return url_host(url, host, sizeof(host), &https) == 0 && host_is_loopback(host);
+}
+
+int ps_url_check(const char *url, char *err, size_t errlen)
+{
+	char host[256];
+	bool https;
+	const char *s;
+
+	for (s = url; *s; s++) {
+		if (!isgraph((unsigned char)*s)) {
+			ps_strlcpy(err, "URL contains a space or control character", errlen);
+			return -1;
+		}
+	}
+	if (url_host(url, host, sizeof(host), &https) < 0) {
+		ps_strlcpy(err, "not an absolute https:// URL with a host", errlen);
+		return -1;
+	}
+	if (!https && !host_is_loopback(host)) {
+		ps_strlcpy(err, "plain http:// is only allowed to a loopback address; use https://",
+			   errlen);
+		return -1;
+	}
+	return 0;
+}
+
+void ps_free_secret(void *p, size_t len)
+{
+	if (!p)
+		return;
+	explicit_bzero(p, len);
+	free(p);
+}
+
+int ps_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int ps_read_all(int fd, char *buf, size_t cap, size_t *len)
+{
+	*len = 0;
+	while (*len < cap) {
+		ssize_t n = read(fd, buf + *len, cap - *len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			return 0;
+		*len += (size_t)n;
+	}
+	return 1;
+}
+
+void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen)
+{
+	size_t i, n = 0;
+
+	if (!outlen)
+		return;
+	for (i = 0; i < msglen && n + 1 < outlen; i++) {
+		unsigned char c = (unsigned char)msg[i];
+		out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	out[n] = '\0';
+}

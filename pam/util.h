@@ -1,0 +1,51 @@
+/* util.h: small string, number, URL and I/O helpers shared by the module, the helper and the reader. */
+#ifndef PS_UTIL_H
+#define PS_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Copy src into dst (size bytes, always terminated); returns strlen(src) so truncation can be seen. */
+size_t ps_strlcpy(char *dst, const char *src, size_t size);
+
+/* Strict unsigned decimal: digits only, no sign, no spaces, within [min, max]. 0 or -1. */
+int ps_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out);
+
+/*
+ * Checks that url is an absolute https:// URL, or http:// to a loopback literal (127.0.0.0/8 or
+ * [::1]). On failure writes a reason to err and returns -1.
+ */
+int ps_url_check(const char *url, char *err, size_t errlen);
+
+/* True when the URL's host is a loopback literal (127.0.0.0/8 or [::1]). */
+bool ps_url_host_is_loopback(const char *url);
+
+/* Zero len bytes at p (explicit_bzero) and free p. NULL is fine. */
+void ps_free_secret(void *p, size_t len);
+
+/* write(2) until done, retrying on EINTR. 0 or -1 with errno. */
+int ps_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * read(2) until EOF or cap bytes, retrying on EINTR. *len gets the count. Returns 0 at EOF,
+ * 1 when cap was reached before EOF, -1 on error.
+ */
+int ps_read_all(int fd, char *buf, size_t cap, size_t *len);
+
+/* Copy msg into out replacing bytes outside printable ASCII with '?', at most outlen-1 bytes. */
+void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen);
+
+/* Exit codes of spotify-token and of the helper (spotify-token(1) documents them). */
+enum ps_exit {
+	PS_EXIT_OK = 0,	      /* success */
+	PS_EXIT_NO_TOKEN = 1, /* no token (helper: nothing to do for this user/flow) */
+	PS_EXIT_USAGE = 2,    /* bad command line */
+	PS_EXIT_EXPIRED = 3,  /* expired, or below --min-valid */
+	PS_EXIT_REAUTH = 4,   /* re-authorization needed: run spotify-token login */
+	PS_EXIT_KEYRING = 5,  /* keyring unavailable */
+	PS_EXIT_NETWORK = 6,  /* network or server error */
+	PS_EXIT_CONFIG = 7,   /* configuration error */
+};
+
+#endif

@@ -1,0 +1,36 @@
+#!/bin/sh
+# dlopen.sh: the built module passes tst-dlopen and links nothing but libpam (and libc).
+. "$top_srcdir/tests/lib.sh"
+
+so="$top_builddir/pam/.libs/pam_spotify.so"
+[ -f "$so" ] || bail "$so not built"
+# renumber tst-dlopen's TAP into this script's
+out=$("$top_builddir/tests/pam/tst-dlopen" "$so")
+while IFS= read -r l; do
+	case "$l" in
+	"ok "*) ok "${l#ok [0-9]* - }" ;;
+	"not ok "*) not_ok "${l#not ok [0-9]* - }" ;;
+	"# "*) echo "$l" ;;
+	esac
+done <<EOF
+$out
+EOF
+
+libs=$(ldd "$so" | awk '{print $1}' | grep -v -e '^linux-vdso' -e '^/' | sed 's/\.so.*//' | sort -u | tr '\n' ' ')
+case "$libs" in
+*libcurl* | *libjson* | *libssl* | *libcrypto* | *libkeyutils*)
+	not_ok "module links only libpam and libc (links: $libs)" ;;
+*) ok "module links only libpam and libc (links: $libs)" ;;
+esac
+reader="$top_builddir/keyring/spotify-token"
+if [ -x "$reader" ]; then
+	rlibs=$(ldd "$reader" | awk '{print $1}' | grep -v -e '^linux-vdso' -e '^/' | tr '\n' ' ')
+	case "$rlibs" in
+	*libcurl* | *libjson* | *libssl* | *libcrypto* | *libpam*)
+		not_ok "spotify-token links only libkeyutils and libc (links: $rlibs)" ;;
+	*) ok "spotify-token links only libkeyutils and libc (links: $rlibs)" ;;
+	esac
+else
+	not_ok "spotify-token is built"
+fi
+done_testing

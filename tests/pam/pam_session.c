@@ -1,0 +1,154 @@
+/*
+ * pam_session.c: drive a real PAM stack from a private configuration directory
+ * (pam_start_confdir), as sshd or login would, and report what happened.
+ *
+ *   pam_session CONFDIR SERVICE USER [-- COMMAND ARGS...]
+ *
+ * Opens a session for USER, runs COMMAND as USER inside it (if given), closes the session, and
+ * prints "open=<PAM code> ms=<elapsed> (<text>)", "command=<exit code>", "close=<PAM code> (<text>)".
+ * The environment variable PS_HOLD_OPEN=N keeps the session open N seconds before closing.
+ * Log lines the PAM stack sends to syslog are appended to $PS_SYSLOG_FILE (the driver interposes
+ * syslog), so tests can read exactly what the module logged.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+#include <security/pam_appl.h>
+
+/* syslog interposition: libpam's pam_syslog lands here (fortified builds call __syslog_chk). */
+void __syslog_chk(int pri, int flag, const char *fmt, ...);
+
+static void log_line(int pri, const char *fmt, va_list ap)
+{
+	const char *path = getenv("PS_SYSLOG_FILE");
+	char line[2048];
+	int n, fd;
+
+	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	fd = path ? open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600) : STDERR_FILENO;
+	if (fd < 0)
+		return;
+	dprintf(fd, "<%d> ", pri);
+	(void)!write(fd, line, (size_t)n);
+	if (path)
+		close(fd);
+}
+
+void vsyslog(int pri, const char *fmt, va_list ap)
+{
+	log_line(pri, fmt, ap);
+}
+
+void syslog(int pri, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_line(pri, fmt, ap);
+	va_end(ap);
+}
+
+void __syslog_chk(int pri, int flag, const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)flag;
+	va_start(ap, fmt);
+	log_line(pri, fmt, ap);
+	va_end(ap);
+}
+
+/* A non-interactive conversation: prints info/error text, answers no prompt. */
+static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
+{
+	int i;
+
+	(void)data;
+	for (i = 0; i < n; i++) {
+		if (msg[i]->msg_style == PAM_TEXT_INFO || msg[i]->msg_style == PAM_ERROR_MSG)
+			printf("conv: %s\n", msg[i]->msg);
+		else
+			return PAM_CONV_ERR;
+	}
+	*resp = NULL;
+	return PAM_SUCCESS;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Run argv as the user inside the session (same session keyring), return its exit code. */
+static int run_as_user(const char *user, char **argv)
+{
+	struct passwd *pw = getpwnam(user);
+	int status;
+	pid_t pid;
+
+	if (!pw)
+		return 127;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		if (initgroups(pw->pw_name, pw->pw_gid) < 0 ||
+		    setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+			_exit(126);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return 127;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int main(int argc, char **argv)
+{
+	struct pam_conv c = {conv, NULL};
+	pam_handle_t *pamh = NULL;
+	const char *hold = getenv("PS_HOLD_OPEN");
+	long long t0;
+	int rc;
+
+	if (argc < 4 || (argc > 4 && strcmp(argv[4], "--") != 0)) {
+		fprintf(stderr, "usage: pam_session CONFDIR SERVICE USER [-- COMMAND ARGS...]\n");
+		return 2;
+	}
+	rc = pam_start_confdir(argv[2], argv[3], &c, argv[1], &pamh);
+	if (rc != PAM_SUCCESS) {
+		printf("start=%s\n", pam_strerror(pamh, rc));
+		return 1;
+	}
+	t0 = now_ms();
+	rc = pam_open_session(pamh, 0);
+	printf("open=%d ms=%lld (%s)\n", rc, now_ms() - t0, pam_strerror(pamh, rc));
+	if (rc == PAM_SUCCESS || rc == PAM_IGNORE || rc == PAM_SESSION_ERR) {
+		if (argc > 5)
+			printf("command=%d\n", run_as_user(argv[3], argv + 5));
+		if (hold)
+			sleep((unsigned)strtoul(hold, NULL, 10));
+		rc = pam_close_session(pamh, 0);
+		printf("close=%d (%s)\n", rc, pam_strerror(pamh, rc));
+	}
+	pam_end(pamh, rc);
+	return 0;
+}

@@ -1,0 +1,141 @@
+/* test_request.c: the module->helper request: round trip, version check and hostile input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "pam/request.h"
+
+static void sample_config(struct ps_config *cfg)
+{
+	char err[PS_ERR_MAX];
+
+	ps_config_init(cfg);
+	assert_int_equal(ps_config_set(cfg, "client_id", "cid123", err, sizeof(err)), 0);
+	assert_int_equal(ps_config_set(cfg, "client_secret_file", "/s", err, sizeof(err)), 0);
+	assert_int_equal(ps_config_set(cfg, "scopes", "a b", err, sizeof(err)), 0);
+	assert_int_equal(
+		ps_config_set(cfg, "accounts_url", "https://127.0.0.1:4443", err, sizeof(err)), 0);
+	assert_int_equal(ps_config_set(cfg, "keyring", "session", err, sizeof(err)), 0);
+	assert_int_equal(ps_config_set(cfg, "timeout", "7", err, sizeof(err)), 0);
+	assert_int_equal(ps_config_set(cfg, "ca_file", "/tmp/ca.pem", err, sizeof(err)), 0);
+	assert_int_equal(ps_config_finish(cfg, err, sizeof(err)), 0);
+}
+
+static void test_round_trip(void **state)
+{
+	char buf[PS_REQUEST_MAX], err[PS_ERR_MAX];
+	struct ps_config cfg;
+	struct ps_request req;
+	int len;
+
+	(void)state;
+	sample_config(&cfg);
+	len = ps_request_format(&cfg, PS_OP_OPEN, "s3cr3t=+/", buf, sizeof(buf));
+	assert_true(len > 0);
+	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
+	assert_int_equal(req.op, PS_OP_OPEN);
+	assert_string_equal(req.secret, "s3cr3t=+/");
+	assert_int_equal(req.secret_len, 9);
+	assert_string_equal(req.cfg.client_id, "cid123");
+	assert_string_equal(req.cfg.scopes, "a b");
+	assert_string_equal(req.cfg.token_url, "https://127.0.0.1:4443/api/token");
+	assert_int_equal(req.cfg.keyring, PS_KEYRING_SESSION);
+	assert_int_equal(req.cfg.timeout, 7);
+	assert_string_equal(req.cfg.ca_file, "/tmp/ca.pem");
+	ps_request_clear(&req);
+	assert_int_equal(req.secret[0], 0);
+
+	len = ps_request_format(&cfg, PS_OP_CLOSE, NULL, buf, sizeof(buf));
+	assert_true(len > 0);
+	assert_null(strstr(buf, "secret"));
+	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
+	assert_int_equal(req.op, PS_OP_CLOSE);
+	assert_int_equal(req.secret_len, 0);
+}
+
+static void test_format_overflow_zeroes(void **state)
+{
+	char buf[64];
+	struct ps_config cfg;
+	size_t i;
+
+	(void)state;
+	sample_config(&cfg);
+	assert_int_equal(ps_request_format(&cfg, PS_OP_OPEN, "secret", buf, sizeof(buf)), -1);
+	for (i = 0; i < sizeof(buf); i++)
+		assert_int_equal(buf[i], 0);
+}
+
+struct bad_req {
+	const char *text;
+	const char *expect;
+};
+
+static const struct bad_req bad_reqs[] = {
+	{"", "truncated"},
+	{"hello\n", "not a pam_spotify request"},
+	{"pam_spotify-request 2\nop = open\nend\n", "request version '2' is not 1"},
+	{"pam_spotify-request 1\nop = open\n", "truncated"},
+	{"pam_spotify-request 1\nop = open\nend", "unterminated"},
+	{"pam_spotify-request 1\nop = open\nend\nextra\n", "data after 'end'"},
+	{"pam_spotify-request 1\nend\n", "no op"},
+	{"pam_spotify-request 1\nop = jump\nend\n", "op must be open or close"},
+	{"pam_spotify-request 1\nop = open\nop = close\nend\n", "op is repeated"},
+	{"pam_spotify-request 1\nop = open\ntimeout=3\nend\n", "not 'key = value'"},
+	{"pam_spotify-request 1\nop = open\ntimeout = 3\ntimeout = 4\nend\n", "duplicate key"},
+	{"pam_spotify-request 1\nop = open\nflow = implicit\nend\n", "implicit"},
+	{"pam_spotify-request 1\nop = open\nsecret = a\nsecret = b\nend\n", "repeated"},
+	{"pam_spotify-request 1\nop = open\nwhat = ever\nend\n", "unknown key 'what'"},
+};
+
+static void test_bad_requests(void **state)
+{
+	char err[PS_ERR_MAX];
+	struct ps_request req;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad_reqs) / sizeof(bad_reqs[0]); i++) {
+		err[0] = '\0';
+		if (ps_request_parse(&req, bad_reqs[i].text, strlen(bad_reqs[i].text), err,
+				     sizeof(err)) == 0)
+			fail_msg("accepted: %s", bad_reqs[i].text);
+		if (!strstr(err, bad_reqs[i].expect))
+			fail_msg("for %s: got '%s', want '%s'", bad_reqs[i].text, err,
+				 bad_reqs[i].expect);
+		assert_int_equal(req.secret_len, 0);
+	}
+}
+
+static void test_nul_and_long_line(void **state)
+{
+	static const char nul[] = "pam_spotify-request 1\nop = open\0\nend\n";
+	char big[PS_REQUEST_MAX], err[PS_ERR_MAX];
+	struct ps_request req;
+	int n;
+
+	(void)state;
+	assert_int_equal(ps_request_parse(&req, nul, sizeof(nul) - 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "NUL"));
+	n = snprintf(big, sizeof(big), "pam_spotify-request 1\nop = open\nscopes = ");
+	memset(big + n, 'a', 6000);
+	memcpy(big + n + 6000, "\nend\n", 5);
+	assert_int_equal(ps_request_parse(&req, big, (size_t)n + 6005, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "too long"));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_format_overflow_zeroes),
+		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_nul_and_long_line),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
