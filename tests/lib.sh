@@ -20,12 +20,22 @@ check() {
 	shift
 	if "$@"; then ok "$desc"; else not_ok "$desc"; fi
 }
+# expect DESCRIPTION 'CONDITION': one test that passes when the shell CONDITION (evaluated here,
+# so it may use &&, ||, ! and the script's variables and functions) is true.
+expect() {
+	if eval "$2"; then ok "$1"; else not_ok "$1"; fi
+}
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 bail() { echo "Bail out! $*"; exit 99; }
 # done_testing: print the plan (at the end, as TAP allows) and exit non-zero on failure.
 done_testing() {
 	echo "1..$t_n"
 	[ "$t_failed" -eq 0 ]
+}
+
+# ps_lock_keyring: tests that plant or read keys in a test user's keyring run one at a time.
+ps_lock_keyring() {
+	{ exec 9>>"$top_builddir/tests/keyring.lock"; } 2>/dev/null && flock 9
 }
 
 need_root() { [ "$(id -u)" -eq 0 ] || skip_all "needs root (creates test users and switches to them)"; }

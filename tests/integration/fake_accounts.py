@@ -943,15 +943,24 @@ def parse_args(argv):
         metavar="ID:SECRET",
         help="a registered client (repeatable; default testclient:testsecret)",
     )
+    parser.add_argument(
+        "--client-file",
+        metavar="FILE",
+        help="registered clients, one ID:SECRET a line (keeps secrets out of argv)",
+    )
     parser.add_argument("--expires-in", type=int, default=3600, help="expires_in of tokens")
     args = parser.parse_args(argv)
     if not args.plain and not args.cert:
         parser.error("--cert is required unless --plain")
+    specs = list(args.client or [])
+    if args.client_file:
+        with open(args.client_file, encoding="ascii") as f:
+            specs += [line.strip() for line in f if line.strip()]
     clients = {}
-    for spec in args.client or ["testclient:testsecret"]:
+    for spec in specs or ["testclient:testsecret"]:
         client_id, sep, secret = spec.partition(":")
         if not sep or not client_id:
-            parser.error(f"--client wants ID:SECRET, got {spec!r}")
+            parser.error("--client and --client-file want ID:SECRET")
         clients[client_id] = secret
     args.clients = clients
     return args

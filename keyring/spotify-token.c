@@ -1,0 +1,446 @@
+/*
+ * spotify-token.c: the reader. Finds the Spotify access token that pam_spotify stored in the
+ * kernel keyring and prints it in the form asked for, or a summary that never shows it. Links
+ * libkeyutils and libc only. Errors are one line on stderr that says what to do; exit codes as in
+ * spotify-token(1) (enum ps_exit).
+ */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "keyring/keys.h"
+#include "keyring/reader_opts.h"
+#include "keyring/token_info.h"
+#include "pam/config.h"
+#include "pam/util.h"
+
+#define PROG	"spotify-token"
+#define OUT_MAX 16384 /* the token, plus info strings at up to 6 bytes a byte when escaped */
+#define MSG_MAX 1024
+/* A failed write (EPIPE, ENOSPC, ...) has no exit code of its own: like coreutils, exit 1. */
+#define EXIT_OUTPUT PS_EXIT_NO_TOKEN
+
+struct reader {
+	struct ps_reader_opts opts;
+	struct ps_keys_found found;
+	struct ps_token_info info;
+	bool have_info;
+	char info_problem[160]; /* why there is no info, when have_info is false */
+	long long now;
+};
+
+/* --- output: built in one buffer, written with one write, zeroed (it may hold the token) */
+
+struct out {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool full;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void outf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (o->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= o->cap - o->len) {
+		o->full = true;
+		return;
+	}
+	o->len += (size_t)n;
+}
+
+/* A JSON string: `"` and `\` escaped, control bytes as \u00XX (token_info.c does the same). */
+static void out_json_string(struct out *o, const char *s)
+{
+	outf(o, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			outf(o, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			outf(o, "\\u%04x", c);
+		else
+			outf(o, "%c", c);
+	}
+	outf(o, "\"");
+}
+
+/* A string from the keyring, made safe for a terminal. */
+static void out_text(struct out *o, const char *s)
+{
+	char clean[PS_SCOPES_MAX];
+
+	ps_sanitize_text(clean, sizeof(clean), s, strlen(s));
+	outf(o, "%s", clean[0] ? clean : "(none)");
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* One line on stderr, prefixed with the program name. */
+static void say(const char *fmt, ...)
+{
+	char line[MSG_MAX];
+	va_list ap;
+	int n;
+
+	memcpy(line, PROG ": ", sizeof(PROG ": ") - 1);
+	va_start(ap, fmt);
+	n = vsnprintf(line + sizeof(PROG ": ") - 1, sizeof(line) - sizeof(PROG ": "), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	n = (int)strlen(line);
+	line[n++] = '\n';
+	(void)ps_write_all(STDERR_FILENO, line, (size_t)n);
+}
+
+/* A message that already carries the prefix (from reader_opts). */
+static int fail_prefixed(int code, const char *msg)
+{
+	char line[MSG_MAX];
+	size_t n = ps_strlcpy(line, msg, sizeof(line) - 1);
+
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)ps_write_all(STDERR_FILENO, line, n);
+	return code;
+}
+
+static int write_out(struct out *o)
+{
+	int rc = PS_EXIT_OK;
+
+	if (o->full) {
+		say("internal error: output longer than %d bytes", OUT_MAX);
+		rc = EXIT_OUTPUT;
+	} else if (ps_write_all(STDOUT_FILENO, o->buf, o->len) < 0) {
+		say("cannot write to standard output: %s", strerror(errno));
+		rc = EXIT_OUTPUT;
+	}
+	ps_free_secret(o->buf, o->cap);
+	o->buf = NULL;
+	return rc;
+}
+
+static int out_open(struct out *o)
+{
+	o->buf = malloc(OUT_MAX);
+	o->cap = OUT_MAX;
+	o->len = 0;
+	o->full = false;
+	if (!o->buf) {
+		say("out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* --- help */
+
+static int print_text(const char *text)
+{
+	if (ps_write_all(STDOUT_FILENO, text, strlen(text)) < 0) {
+		say("cannot write to standard output: %s", strerror(errno));
+		return EXIT_OUTPUT;
+	}
+	return PS_EXIT_OK;
+}
+
+static int usage(void)
+{
+	return print_text(
+		"Usage: " PROG " [--header|--json|--env|--status] [--min-valid=N] [--config=PATH]\n"
+		"Print the Spotify access token that pam_spotify stored in your kernel keyring.\n"
+		"\n"
+		"  (no option)    the token and a newline\n"
+		"  --header       Authorization: Bearer <token>\n"
+		"  --json         {\"access_token\":..,\"token_type\":..,\"expires_at\":..,"
+		"\"expires_in\":..,\"scope\":..}\n"
+		"  --env          export SPOTIFY_ACCESS_TOKEN='<token>'\n"
+		"  --status       a summary of the token; never prints the token\n"
+		"  --min-valid=N  fail unless the token is valid for N more seconds\n"
+		"  --config=PATH  the configuration that may say keyring = persistent\n"
+		"                 (default " PS_CONFIG_PATH ")\n"
+		"  --help         this text\n"
+		"  --version      the version\n"
+		"\n"
+		"Exit status: 0 ok, 1 no token, 2 usage, 3 expired or below --min-valid,\n"
+		"5 keyring unavailable, 7 configuration error.\n"
+		"\n"
+		"Example: curl -H \"$(" PROG " --header)\" https://api.spotify.com/v1/me\n");
+}
+
+/* --- finding the token */
+
+/* 1 when the configuration asks for the persistent keyring, 0 when not, -1 on error (in err). */
+static int persistent_configured(const struct reader *r, char *err, size_t errlen)
+{
+	const char *path = r->opts.config_path ? r->opts.config_path : PS_CONFIG_PATH;
+	struct ps_config cfg;
+	struct stat st;
+
+	if (!r->opts.config_path && stat(path, &st) < 0 && errno == ENOENT)
+		return 0; /* no configuration: nothing asks for the persistent keyring */
+	ps_config_init(&cfg);
+	if (ps_config_load(&cfg, path, err, errlen) < 0)
+		return -1;
+	return cfg.keyring == PS_KEYRING_PERSISTENT;
+}
+
+/*
+ * The session and user keyrings first; the configuration is read only when they miss, and
+ * only to learn whether the token lives in the persistent keyring. Errors are printed here.
+ */
+static int find_token(struct reader *r)
+{
+	char err[PS_ERR_MAX], err2[PS_ERR_MAX];
+	int rc, rc2, want;
+
+	rc = ps_keys_read(false, &r->found, err, sizeof(err));
+	if (rc == PS_EXIT_NO_TOKEN || rc == PS_EXIT_EXPIRED) {
+		want = persistent_configured(r, err2, sizeof(err2));
+		if (want < 0) {
+			say("%s", err2);
+			return PS_EXIT_CONFIG;
+		}
+		if (want) {
+			rc2 = ps_keys_read(true, &r->found, err2, sizeof(err2));
+			if (rc2 == PS_EXIT_OK || rc != PS_EXIT_EXPIRED || rc2 != PS_EXIT_NO_TOKEN) {
+				rc = rc2;
+				memcpy(err, err2, sizeof(err));
+			}
+		}
+	}
+	if (rc != PS_EXIT_OK)
+		say("%s", err);
+	return rc;
+}
+
+/* Parse the info key; when that fails, say why in info_problem. */
+static void load_info(struct reader *r)
+{
+	const char *where = ps_key_place_name(r->found.place);
+	int e = r->found.info_errno;
+
+	if (r->found.info) {
+		r->have_info = ps_token_info_parse(&r->info, r->found.info, r->found.info_len) == 0;
+		if (!r->have_info)
+			snprintf(r->info_problem, sizeof(r->info_problem),
+				 "%s in the %s keyring is malformed", PS_KEY_INFO, where);
+		return;
+	}
+	if (e == ENOKEY)
+		snprintf(r->info_problem, sizeof(r->info_problem),
+			 "%s is missing from the %s keyring", PS_KEY_INFO, where);
+	else if (e == EKEYEXPIRED || e == EKEYREVOKED)
+		snprintf(r->info_problem, sizeof(r->info_problem),
+			 "%s in the %s keyring has expired", PS_KEY_INFO, where);
+	else
+		snprintf(r->info_problem, sizeof(r->info_problem), "%s in the %s keyring: %s",
+			 PS_KEY_INFO, where, strerror(e));
+}
+
+/* --- checks */
+
+static void format_duration(char *buf, size_t len, long long s)
+{
+	if (s >= 3600)
+		snprintf(buf, len, "%lldh %lldm %llds", s / 3600, s % 3600 / 60, s % 60);
+	else
+		snprintf(buf, len, "%lldm %llds", s / 60, s % 60);
+}
+
+static void format_utc(char *buf, size_t len, long long t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(buf, len, "%lld", t);
+}
+
+static bool info_expired(const struct reader *r)
+{
+	return r->have_info && r->info.expires_at <= r->now;
+}
+
+/* --min-valid=N: PS_EXIT_OK, or PS_EXIT_EXPIRED with the reason printed. */
+static int check_min_valid(const struct reader *r)
+{
+	unsigned long n = r->opts.min_valid;
+	long long left;
+
+	if (n == 0)
+		return PS_EXIT_OK;
+	if (!r->have_info) {
+		say("cannot check --min-valid=%lu: %s; log in again", n, r->info_problem);
+		return PS_EXIT_EXPIRED;
+	}
+	left = r->info.expires_at - r->now;
+	if (left >= (long long)n)
+		return PS_EXIT_OK;
+	say("the Spotify token expires in %lld s, sooner than --min-valid=%lu asks: log in again "
+	    "for a fresh one",
+	    left, n);
+	return PS_EXIT_EXPIRED;
+}
+
+/* --- the output modes */
+
+static void out_status(struct out *o, const struct reader *r)
+{
+	const char *where = ps_key_place_name(r->found.place);
+	char when[64], left[64];
+
+	outf(o, "token:      %s, in the %s keyring\n", info_expired(r) ? "expired" : "present",
+	     where);
+	if (!r->have_info) {
+		outf(o,
+		     "info:       %s: type, expiry, scope, flow and client id are unknown "
+		     "(log in again to restore it)\n",
+		     r->info_problem);
+		return;
+	}
+	format_utc(when, sizeof(when), r->info.expires_at);
+	outf(o, "type:       ");
+	out_text(o, r->info.token_type);
+	if (info_expired(r)) {
+		format_duration(left, sizeof(left), r->now - r->info.expires_at);
+		outf(o, "\nexpired:    %s ago, at %s\n", left, when);
+	} else {
+		format_duration(left, sizeof(left), r->info.expires_at - r->now);
+		outf(o, "\nexpires:    in %s, at %s\n", left, when);
+	}
+	outf(o, "scope:      ");
+	out_text(o, r->info.scope);
+	outf(o, "\nflow:       ");
+	out_text(o, r->info.flow);
+	outf(o, "\nclient id:  ");
+	out_text(o, r->info.client_id);
+	outf(o, "\n");
+}
+
+static void out_json(struct out *o, const struct reader *r)
+{
+	const char *token = r->found.token;
+
+	outf(o, "{\"access_token\":");
+	out_json_string(o, token);
+	if (r->have_info) {
+		outf(o, ",\"token_type\":");
+		out_json_string(o, r->info.token_type);
+		outf(o, ",\"expires_at\":%lld,\"expires_in\":%lld,\"scope\":", r->info.expires_at,
+		     r->info.expires_at - r->now);
+		out_json_string(o, r->info.scope);
+		outf(o, "}\n");
+	} else {
+		outf(o, ",\"token_type\":null,\"expires_at\":null,\"expires_in\":null,"
+			"\"scope\":null}\n");
+		say("%s: token_type, expires_at, expires_in and scope are null; log in again to "
+		    "restore it",
+		    r->info_problem);
+	}
+}
+
+static int output(struct reader *r)
+{
+	const char *token = r->found.token;
+	struct out o;
+
+	if (out_open(&o) < 0)
+		return EXIT_OUTPUT;
+	switch (r->opts.mode) {
+	case PS_MODE_TOKEN:
+		outf(&o, "%s\n", token);
+		break;
+	case PS_MODE_HEADER:
+		outf(&o, "Authorization: Bearer %s\n", token);
+		break;
+	case PS_MODE_ENV:
+		/* b64token holds no quote, so single quotes are enough for a shell */
+		outf(&o, "export SPOTIFY_ACCESS_TOKEN='%s'\n", token);
+		break;
+	case PS_MODE_JSON:
+		out_json(&o, r);
+		break;
+	case PS_MODE_STATUS:
+		out_status(&o, r);
+		break;
+	}
+	return write_out(&o);
+}
+
+/* The token was found: check it, then print it (or the status). */
+static int show_token(struct reader *r)
+{
+	char when[64];
+	int rc;
+
+	if (!ps_keys_token_valid(r->found.token, r->found.token_len)) {
+		say("key %s in the %s keyring holds malformed data: log in again or remove it with "
+		    "keyctl unlink",
+		    PS_KEY_TOKEN, ps_key_place_name(r->found.place));
+		return PS_EXIT_NO_TOKEN;
+	}
+	load_info(r);
+	r->now = (long long)time(NULL);
+	if (r->opts.mode == PS_MODE_STATUS) {
+		rc = output(r);
+		if (rc == PS_EXIT_OK && info_expired(r))
+			return PS_EXIT_EXPIRED;
+		return rc == PS_EXIT_OK ? check_min_valid(r) : rc;
+	}
+	if (info_expired(r)) {
+		format_utc(when, sizeof(when), r->info.expires_at);
+		say("the Spotify token in your %s keyring expired at %s: log in again",
+		    ps_key_place_name(r->found.place), when);
+		return PS_EXIT_EXPIRED;
+	}
+	rc = check_min_valid(r);
+	return rc == PS_EXIT_OK ? output(r) : rc;
+}
+
+int main(int argc, char *argv[])
+{
+	struct reader r;
+	char err[PS_ERR_MAX];
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	/* A closed pipe is an error to report (EPIPE), not a silent death. */
+	signal(SIGPIPE, SIG_IGN);
+	if (ps_reader_opts_parse(&r.opts, argc, argv, err, sizeof(err)) < 0)
+		return fail_prefixed(PS_EXIT_USAGE, err);
+	if (r.opts.cmd == PS_CMD_HELP)
+		return usage();
+	if (r.opts.cmd == PS_CMD_VERSION)
+		return print_text(PROG " (pam_spotify) " PACKAGE_VERSION "\n");
+	/* A configuration named on the command line must exist and be valid, token or not. */
+	if (r.opts.config_path && persistent_configured(&r, err, sizeof(err)) < 0) {
+		say("%s", err);
+		return PS_EXIT_CONFIG;
+	}
+	rc = find_token(&r);
+	if (rc == PS_EXIT_OK)
+		rc = show_token(&r);
+	ps_keys_found_free(&r.found);
+	return rc;
+}
