@@ -140,26 +140,6 @@ static int member(struct json_object *root, const char *name, enum json_type wan
 	return 0;
 }
 
-static bool is_b64char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
-}
-
-/* RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
-static bool is_b64token(const char *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len && is_b64char(s[i]))
-		i++;
-	if (i == 0)
-		return false;
-	while (i < len && s[i] == '=')
-		i++;
-	return i == len;
-}
-
 /* RFC 6749 A.4: scope tokens of NQCHAR (%x21 / %x23-5B / %x5D-7E) separated by spaces. */
 static bool is_scope_text(const char *s, size_t len)
 {
@@ -216,7 +196,7 @@ static int take_access_token(struct json_object *root, struct ps_token_response 
 			 len, PS_TOKEN_MAX);
 		return -1;
 	}
-	if (!is_b64token(s, len)) {
+	if (!ps_b64token_valid(s, len)) {
 		snprintf(err, errlen,
 			 "token response access_token has characters outside the "
 			 "RFC 6750 token alphabet: " HINT);

@@ -38,25 +38,9 @@ unsigned ps_keys_skew(unsigned long expires_in)
 	return skew < SKEW_MAX ? (unsigned)skew : SKEW_MAX;
 }
 
-static bool is_b64token_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
-}
-
 bool ps_keys_token_valid(const char *token, size_t len)
 {
-	size_t i = 0;
-
-	if (!token || len == 0 || len > PS_TOKEN_MAX)
-		return false;
-	while (i < len && is_b64token_char(token[i]))
-		i++;
-	if (i == 0)
-		return false;
-	while (i < len && token[i] == '=')
-		i++;
-	return i == len;
+	return token && len > 0 && len <= PS_TOKEN_MAX && ps_b64token_valid(token, len);
 }
 
 const char *ps_key_place_name(enum ps_key_place place)

@@ -39,56 +39,13 @@ struct reader {
 
 /* --- output: built in one buffer, written with one write, zeroed (it may hold the token) */
 
-struct out {
-	char *buf;
-	size_t cap;
-	size_t len;
-	bool full;
-};
-
-static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void outf(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->full)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= o->cap - o->len) {
-		o->full = true;
-		return;
-	}
-	o->len += (size_t)n;
-}
-
-/* A JSON string: `"` and `\` escaped, control bytes as \u00XX (token_info.c does the same). */
-static void out_json_string(struct out *o, const char *s)
-{
-	outf(o, "\"");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\')
-			outf(o, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			outf(o, "\\u%04x", c);
-		else
-			outf(o, "%c", c);
-	}
-	outf(o, "\"");
-}
-
 /* A string from the keyring, made safe for a terminal. */
-static void out_text(struct out *o, const char *s)
+static void out_text(struct ps_buf *o, const char *s)
 {
 	char clean[PS_SCOPES_MAX];
 
 	ps_sanitize_text(clean, sizeof(clean), s, strlen(s));
-	outf(o, "%s", clean[0] ? clean : "(none)");
+	ps_buf_printf(o, "%s", clean[0] ? clean : "(none)");
 }
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -124,7 +81,7 @@ static int fail_prefixed(int code, const char *msg)
 	return code;
 }
 
-static int write_out(struct out *o)
+static int write_out(struct ps_buf *o)
 {
 	int rc = PS_EXIT_OK;
 
@@ -140,7 +97,7 @@ static int write_out(struct out *o)
 	return rc;
 }
 
-static int out_open(struct out *o)
+static int out_open(struct ps_buf *o)
 {
 	o->buf = malloc(OUT_MAX);
 	o->cap = OUT_MAX;
@@ -305,55 +262,55 @@ static int check_min_valid(const struct reader *r)
 
 /* --- the output modes */
 
-static void out_status(struct out *o, const struct reader *r)
+static void out_status(struct ps_buf *o, const struct reader *r)
 {
 	const char *where = ps_key_place_name(r->found.place);
 	char when[64], left[64];
 
-	outf(o, "token:      %s, in the %s keyring\n", info_expired(r) ? "expired" : "present",
-	     where);
+	ps_buf_printf(o, "token:      %s, in the %s keyring\n",
+		      info_expired(r) ? "expired" : "present", where);
 	if (!r->have_info) {
-		outf(o,
-		     "info:       %s: type, expiry, scope, flow and client id are unknown "
-		     "(log in again to restore it)\n",
-		     r->info_problem);
+		ps_buf_printf(o,
+			      "info:       %s: type, expiry, scope, flow and client id are unknown "
+			      "(log in again to restore it)\n",
+			      r->info_problem);
 		return;
 	}
 	format_utc(when, sizeof(when), r->info.expires_at);
-	outf(o, "type:       ");
+	ps_buf_printf(o, "type:       ");
 	out_text(o, r->info.token_type);
 	if (info_expired(r)) {
 		format_duration(left, sizeof(left), r->now - r->info.expires_at);
-		outf(o, "\nexpired:    %s ago, at %s\n", left, when);
+		ps_buf_printf(o, "\nexpired:    %s ago, at %s\n", left, when);
 	} else {
 		format_duration(left, sizeof(left), r->info.expires_at - r->now);
-		outf(o, "\nexpires:    in %s, at %s\n", left, when);
+		ps_buf_printf(o, "\nexpires:    in %s, at %s\n", left, when);
 	}
-	outf(o, "scope:      ");
+	ps_buf_printf(o, "scope:      ");
 	out_text(o, r->info.scope);
-	outf(o, "\nflow:       ");
+	ps_buf_printf(o, "\nflow:       ");
 	out_text(o, r->info.flow);
-	outf(o, "\nclient id:  ");
+	ps_buf_printf(o, "\nclient id:  ");
 	out_text(o, r->info.client_id);
-	outf(o, "\n");
+	ps_buf_printf(o, "\n");
 }
 
-static void out_json(struct out *o, const struct reader *r)
+static void out_json(struct ps_buf *o, const struct reader *r)
 {
 	const char *token = r->found.token;
 
-	outf(o, "{\"access_token\":");
-	out_json_string(o, token);
+	ps_buf_printf(o, "{\"access_token\":");
+	ps_buf_json_string(o, token);
 	if (r->have_info) {
-		outf(o, ",\"token_type\":");
-		out_json_string(o, r->info.token_type);
-		outf(o, ",\"expires_at\":%lld,\"expires_in\":%lld,\"scope\":", r->info.expires_at,
-		     r->info.expires_at - r->now);
-		out_json_string(o, r->info.scope);
-		outf(o, "}\n");
+		ps_buf_printf(o, ",\"token_type\":");
+		ps_buf_json_string(o, r->info.token_type);
+		ps_buf_printf(o, ",\"expires_at\":%lld,\"expires_in\":%lld,\"scope\":",
+			      r->info.expires_at, r->info.expires_at - r->now);
+		ps_buf_json_string(o, r->info.scope);
+		ps_buf_printf(o, "}\n");
 	} else {
-		outf(o, ",\"token_type\":null,\"expires_at\":null,\"expires_in\":null,"
-			"\"scope\":null}\n");
+		ps_buf_printf(o, ",\"token_type\":null,\"expires_at\":null,\"expires_in\":null,"
+				 "\"scope\":null}\n");
 		say("%s: token_type, expires_at, expires_in and scope are null; log in again to "
 		    "restore it",
 		    r->info_problem);
@@ -363,20 +320,20 @@ static void out_json(struct out *o, const struct reader *r)
 static int output(struct reader *r)
 {
 	const char *token = r->found.token;
-	struct out o;
+	struct ps_buf o;
 
 	if (out_open(&o) < 0)
 		return EXIT_OUTPUT;
 	switch (r->opts.mode) {
 	case PS_MODE_TOKEN:
-		outf(&o, "%s\n", token);
+		ps_buf_printf(&o, "%s\n", token);
 		break;
 	case PS_MODE_HEADER:
-		outf(&o, "Authorization: Bearer %s\n", token);
+		ps_buf_printf(&o, "Authorization: Bearer %s\n", token);
 		break;
 	case PS_MODE_ENV:
 		/* b64token holds no quote, so single quotes are enough for a shell */
-		outf(&o, "export SPOTIFY_ACCESS_TOKEN='%s'\n", token);
+		ps_buf_printf(&o, "export SPOTIFY_ACCESS_TOKEN='%s'\n", token);
 		break;
 	case PS_MODE_JSON:
 		out_json(&o, r);

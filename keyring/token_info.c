@@ -11,84 +11,38 @@
 #include <string.h>
 
 #include "keyring/token_info.h"
+#include "pam/util.h"
 
 /* 9999-12-31T23:59:59Z: any later expires_at is nonsense, and gmtime handles all before it. */
 #define EXPIRES_AT_MAX 253402300799LL
 
 /* --- format */
 
-struct out {
-	char *buf;
-	size_t cap;
-	size_t len;
-	bool full;
-};
-
-/* Append n bytes, keeping room for the terminating NUL. */
-static void put(struct out *o, const char *s, size_t n)
+/* A JSON string from a field of size max; one not terminated inside its field does not fit. */
+static void put_string(struct ps_buf *o, const char *s, size_t max)
 {
-	if (o->full || n >= o->cap - o->len) {
+	if (strnlen(s, max) == max)
 		o->full = true;
-		return;
-	}
-	memcpy(o->buf + o->len, s, n);
-	o->len += n;
-	o->buf[o->len] = '\0';
-}
-
-static void put_lit(struct out *o, const char *s)
-{
-	put(o, s, strlen(s));
-}
-
-/* A JSON string from a field of size max: `"` and `\` escaped, control bytes as \u00XX. */
-static void put_string(struct out *o, const char *s, size_t max)
-{
-	size_t i, n = strnlen(s, max);
-	char esc[8];
-
-	if (n == max) { /* not terminated inside its field */
-		o->full = true;
-		return;
-	}
-	put(o, "\"", 1);
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			put(o, esc, 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			put(o, esc, 6);
-		} else {
-			put(o, &s[i], 1);
-		}
-	}
-	put(o, "\"", 1);
+	else
+		ps_buf_json_string(o, s);
 }
 
 int ps_token_info_format(const struct ps_token_info *info, char *buf, size_t buflen)
 {
-	struct out o = {.buf = buf, .cap = buflen};
-	char num[24];
+	struct ps_buf o = {.buf = buf, .cap = buflen};
 
 	if (!buflen || info->expires_at < 0 || info->expires_at > EXPIRES_AT_MAX)
 		return -1;
 	buf[0] = '\0';
-	snprintf(num, sizeof(num), "%lld", info->expires_at);
-	put_lit(&o, "{\"token_type\":");
+	ps_buf_printf(&o, "{\"token_type\":");
 	put_string(&o, info->token_type, sizeof(info->token_type));
-	put_lit(&o, ",\"scope\":");
+	ps_buf_printf(&o, ",\"scope\":");
 	put_string(&o, info->scope, sizeof(info->scope));
-	put_lit(&o, ",\"expires_at\":");
-	put_lit(&o, num);
-	put_lit(&o, ",\"flow\":");
+	ps_buf_printf(&o, ",\"expires_at\":%lld,\"flow\":", info->expires_at);
 	put_string(&o, info->flow, sizeof(info->flow));
-	put_lit(&o, ",\"client_id\":");
+	ps_buf_printf(&o, ",\"client_id\":");
 	put_string(&o, info->client_id, sizeof(info->client_id));
-	put_lit(&o, "}");
+	ps_buf_printf(&o, "}");
 	if (o.full) {
 		buf[0] = '\0';
 		return -1;

@@ -5,60 +5,35 @@
  */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "pam/request.h"
 #include "pam/util.h"
 
-struct out {
-	char *buf;
-	size_t len, cap;
-	bool overflow;
-};
-
-static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void out_printf(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->overflow)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= o->cap - o->len)
-		o->overflow = true;
-	else
-		o->len += (size_t)n;
-}
-
 int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *secret, char *buf,
 		      size_t buflen)
 {
-	struct out o = {buf, 0, buflen, false};
+	struct ps_buf o = {.buf = buf, .cap = buflen};
 
-	out_printf(&o, "%s %d\n", PS_REQUEST_MAGIC, PS_REQUEST_VERSION);
-	out_printf(&o, "op = %s\n", op == PS_OP_OPEN ? "open" : "close");
-	out_printf(&o, "flow = %s\n", ps_flow_name(cfg->flow));
-	out_printf(&o, "client_id = %s\n", cfg->client_id);
+	ps_buf_printf(&o, "%s %d\n", PS_REQUEST_MAGIC, PS_REQUEST_VERSION);
+	ps_buf_printf(&o, "op = %s\n", op == PS_OP_OPEN ? "open" : "close");
+	ps_buf_printf(&o, "flow = %s\n", ps_flow_name(cfg->flow));
+	ps_buf_printf(&o, "client_id = %s\n", cfg->client_id);
 	if (cfg->scopes[0])
-		out_printf(&o, "scopes = %s\n", cfg->scopes);
-	out_printf(&o, "accounts_url = %s\n", cfg->accounts_url);
-	out_printf(&o, "token_url = %s\n", cfg->token_url);
-	out_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
-	out_printf(&o, "timeout = %u\n", cfg->timeout);
-	out_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
-	out_printf(&o, "remove_on_close = %s\n", cfg->remove_on_close ? "yes" : "no");
+		ps_buf_printf(&o, "scopes = %s\n", cfg->scopes);
+	ps_buf_printf(&o, "accounts_url = %s\n", cfg->accounts_url);
+	ps_buf_printf(&o, "token_url = %s\n", cfg->token_url);
+	ps_buf_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
+	ps_buf_printf(&o, "timeout = %u\n", cfg->timeout);
+	ps_buf_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
+	ps_buf_printf(&o, "remove_on_close = %s\n", cfg->remove_on_close ? "yes" : "no");
 	if (cfg->ca_file[0])
-		out_printf(&o, "ca_file = %s\n", cfg->ca_file);
+		ps_buf_printf(&o, "ca_file = %s\n", cfg->ca_file);
 	if (secret && *secret)
-		out_printf(&o, "secret = %s\n", secret);
-	out_printf(&o, "end\n");
-	if (o.overflow) {
+		ps_buf_printf(&o, "secret = %s\n", secret);
+	ps_buf_printf(&o, "end\n");
+	if (o.full) {
 		explicit_bzero(buf, buflen);
 		return -1;
 	}

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -154,6 +156,59 @@ int ps_read_all(int fd, char *buf, size_t cap, size_t *len)
 		*len += (size_t)n;
 	}
 	return 1;
+}
+
+void ps_buf_printf(struct ps_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->full)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(b->buf + b->len, b->cap - b->len, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= b->cap - b->len) {
+		b->full = true;
+		b->buf[b->len] = '\0';
+		return;
+	}
+	b->len += (size_t)n;
+}
+
+void ps_buf_json_string(struct ps_buf *b, const char *s)
+{
+	ps_buf_printf(b, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			ps_buf_printf(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			ps_buf_printf(b, "\\u%04x", c);
+		else
+			ps_buf_printf(b, "%c", c);
+	}
+	ps_buf_printf(b, "\"");
+}
+
+static bool b64token_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/';
+}
+
+bool ps_b64token_valid(const char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && b64token_char(s[i]))
+		i++;
+	if (i == 0)
+		return false;
+	while (i < len && s[i] == '=')
+		i++;
+	return i == len;
 }
 
 void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen)

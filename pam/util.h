@@ -33,6 +33,25 @@ int ps_write_all(int fd, const void *buf, size_t len);
  */
 int ps_read_all(int fd, char *buf, size_t cap, size_t *len);
 
+/*
+ * A bounded text buffer: appends stop at the first one that does not fit, and `full` says so.
+ * The text is always NUL-terminated. Callers that put secrets in it zero buf themselves.
+ */
+struct ps_buf {
+	char *buf;
+	size_t cap;
+	size_t len;
+	bool full;
+};
+
+void ps_buf_printf(struct ps_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A JSON string: `"` and `\` escaped, control bytes (and DEL) as \u00XX. */
+void ps_buf_json_string(struct ps_buf *b, const char *s);
+
+/* RFC 6750 2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+bool ps_b64token_valid(const char *s, size_t len);
+
 /* Copy msg into out replacing bytes outside printable ASCII with '?', at most outlen-1 bytes. */
 void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen);
 

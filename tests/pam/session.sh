@@ -43,6 +43,7 @@ write_conf "$T/good.conf" "timeout = 3" "connect_timeout = 2"
 
 # service NAME [module arguments...]: a PAM service in the private confdir.
 mkdir -p "$T/pam.d"
+printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
 service() {
 	local name=$1
 	shift
