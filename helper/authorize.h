@@ -9,7 +9,7 @@
 
 #include "pam/config.h"
 
-#define PS_CODE_MAX       1024 /* longest authorization code accepted */
+#define PS_CODE_MAX	  1024 /* longest authorization code accepted */
 #define PS_CALLBACK_Q_MAX 4096 /* longest query string accepted */
 
 struct ps_callback {

@@ -15,17 +15,17 @@
 
 struct ps_listener {
 	int fd;
-	unsigned port;                    /* the port actually bound */
-	char redirect_uri[PS_URL_MAX];    /* redirect_uri with the bound port: send this one */
-	char path[256];                   /* the path requests must use, e.g. /callback */
+	unsigned port;			     /* the port actually bound */
+	char redirect_uri[PS_URL_MAX];	     /* redirect_uri with the bound port: send this one */
+	char path[256];			     /* the path requests must use, e.g. /callback */
 	char start_location[4 * PS_URL_MAX]; /* where GET /start redirects once ("" = no /start) */
 };
 
 enum ps_wait_result {
 	PS_WAIT_CODE = 0, /* cb->code holds the authorization code, state checked */
-	PS_WAIT_DENIED,   /* the authorization server sent error= (cb->error, e.g. access_denied) */
+	PS_WAIT_DENIED,	  /* the authorization server sent error= (cb->error, e.g. access_denied) */
 	PS_WAIT_TIMEOUT,  /* the deadline passed */
-	PS_WAIT_FAIL,     /* err says why (socket error, paste stream closed and no listener, ...) */
+	PS_WAIT_FAIL, /* err says why (socket error, paste stream closed and no listener, ...) */
 };
 
 /* Bind and listen. redirect_uri must be http://127.0.0.1[:port]/path or http://[::1][:port]/path. */

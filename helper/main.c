@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -22,15 +23,17 @@
 
 #include "helper/http.h"
 #include "helper/oauth_error.h"
+#include "helper/grant.h"
 #include "helper/token_response.h"
+#include "helper/user_token.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
 #include "pam/request.h"
 #include "pam/util.h"
 
-#define PROG	   "pam_spotify_helper"
-#define ANSWER_MAX PS_ERR_MAX /* the answer line; the module reads fewer than 512 bytes */
-#define FORM_MAX   (64 + 3 * PS_SCOPES_MAX)
+#define PROG		"pam_spotify_helper"
+#define ANSWER_MAX	PS_ERR_MAX /* the answer line; the module reads fewer than 512 bytes */
+#define LOGIN_TIMEOUT_S 300	   /* the design brief: 5 minutes for the user to authorize */
 
 /* Non-dumpable, no core files, private file modes: before anything secret is in memory. */
 static int harden(void)
@@ -101,92 +104,6 @@ out:
 	return rc;
 }
 
-/* Append s to the form, percent-encoding all but RFC 3986 unreserved characters. */
-static int form_append_encoded(char *form, size_t formlen, size_t *pos, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		bool plain = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			     (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
-		if (*pos + 4 > formlen)
-			return -1;
-		if (plain) {
-			form[(*pos)++] = (char)c;
-		} else {
-			form[(*pos)++] = '%';
-			form[(*pos)++] = hex[c >> 4];
-			form[(*pos)++] = hex[c & 15];
-		}
-	}
-	form[*pos] = '\0';
-	return 0;
-}
-
-/* grant_type=client_credentials[&scope=...] */
-static int form_client_credentials(const struct ps_config *cfg, char *form, size_t formlen)
-{
-	size_t pos = ps_strlcpy(form, "grant_type=client_credentials", formlen);
-
-	if (pos >= formlen)
-		return -1;
-	if (!cfg->scopes[0])
-		return 0;
-	pos += ps_strlcpy(form + pos, "&scope=", formlen - pos);
-	if (pos >= formlen)
-		return -1;
-	return form_append_encoded(form, formlen, &pos, cfg->scopes);
-}
-
-/* Put the token and its info into the keyring; the answer line on success. */
-static int store_token(const struct ps_config *cfg, const struct ps_token_response *tok,
-		       time_t started, char *line, size_t linelen)
-{
-	struct ps_token_info info;
-	char info_json[PS_TOKEN_INFO_MAX];
-	unsigned timeout_s =
-		(unsigned)tok->expires_in - ps_keys_skew((unsigned long)tok->expires_in);
-	int rc;
-
-	memset(&info, 0, sizeof(info));
-	ps_strlcpy(info.token_type, tok->token_type, sizeof(info.token_type));
-	ps_strlcpy(info.scope, tok->scope[0] ? tok->scope : cfg->scopes, sizeof(info.scope));
-	info.expires_at = (long long)started + tok->expires_in;
-	ps_strlcpy(info.flow, ps_flow_name(cfg->flow), sizeof(info.flow));
-	ps_strlcpy(info.client_id, cfg->client_id, sizeof(info.client_id));
-	if (ps_token_info_format(&info, info_json, sizeof(info_json)) < 0) {
-		snprintf(line, linelen,
-			 "cannot describe the token for %s (scope or client_id too "
-			 "long)",
-			 PS_KEY_INFO);
-		return PS_EXIT_CONFIG;
-	}
-	rc = ps_keys_store(cfg->keyring, tok->access_token, tok->access_token_len, info_json,
-			   timeout_s, line, linelen);
-	if (rc == PS_EXIT_OK)
-		snprintf(line, linelen, "ok expires_in=%ld keyring=%s", tok->expires_in,
-			 ps_keyring_name(cfg->keyring));
-	return rc;
-}
-
-/* Turn the token endpoint's answer into a stored token, or into the reason it is not one. */
-static int handle_answer(const struct ps_config *cfg, const struct ps_http_response *resp,
-			 time_t started, char *line, size_t linelen)
-{
-	struct ps_token_response tok;
-	int rc;
-
-	if (resp->status != 200)
-		return ps_oauth_error_describe(resp->status, resp->content_type, resp->body,
-					       resp->len, resp->retry_after, line, linelen);
-	if (ps_token_response_parse(resp->body, resp->len, &tok, line, linelen) < 0)
-		return PS_EXIT_NETWORK;
-	rc = store_token(cfg, &tok, started, line, linelen);
-	ps_token_response_clear(&tok);
-	return rc;
-}
-
 /* Settings the module always sends for a token request; a mismatch means mixed versions. */
 static int check_open_request(const struct ps_request *req, char *line, size_t linelen)
 {
@@ -196,7 +113,7 @@ static int check_open_request(const struct ps_request *req, char *line, size_t l
 			 "helper come from different versions; reinstall pam_spotify");
 		return PS_EXIT_CONFIG;
 	}
-	if (!req->secret_len) {
+	if (!req->secret_len && req->cfg.flow != PS_FLOW_PKCE) {
 		snprintf(line, linelen, "request has no client secret: check client_secret_file");
 		return PS_EXIT_CONFIG;
 	}
@@ -206,36 +123,29 @@ static int check_open_request(const struct ps_request *req, char *line, size_t l
 /* op open, flow client_credentials: POST with Basic auth, parse, store. */
 static int op_open_client_credentials(const struct ps_request *req, char *line, size_t linelen)
 {
-	const struct ps_config *cfg = &req->cfg;
-	struct ps_http_response resp;
-	char form[FORM_MAX];
+	struct ps_token_response tok;
 	time_t started = time(NULL);
-	int rc = check_open_request(req, line, linelen);
+	int rc;
 
-	if (rc != PS_EXIT_OK)
-		return rc;
-	if (form_client_credentials(cfg, form, sizeof(form)) < 0) {
-		snprintf(line, linelen, "scopes are too long for the token request");
-		return PS_EXIT_CONFIG;
-	}
-	rc = ps_http_post_form(cfg, cfg->token_url, form, cfg->client_id, req->secret, &resp, line,
-			       linelen);
+	rc = ps_grant_client_credentials(&req->cfg, req->secret, &tok, line, linelen);
 	if (rc == PS_EXIT_OK) {
-		rc = handle_answer(cfg, &resp, started, line, linelen);
-		ps_http_response_clear(&resp);
+		rc = ps_grant_store(&req->cfg, &tok, started, line, linelen);
+		ps_token_response_clear(&tok);
 	}
-	explicit_bzero(form, sizeof(form));
 	return rc;
 }
 
 static int op_open(const struct ps_request *req, char *line, size_t linelen)
 {
-	if (req->cfg.flow != PS_FLOW_CLIENT_CREDENTIALS) {
-		snprintf(line, linelen, "flow %s is not supported yet",
-			 ps_flow_name(req->cfg.flow));
-		return PS_EXIT_NO_TOKEN;
-	}
-	return op_open_client_credentials(req, line, linelen);
+	int rc = check_open_request(req, line, linelen);
+
+	if (rc != PS_EXIT_OK)
+		return rc;
+	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
+		return op_open_client_credentials(req, line, linelen);
+	return ps_user_token_refresh(&req->cfg, req->secret_len ? req->secret : NULL,
+				     req->cfg.interactive && req->cfg.enroll == PS_ENROLL_PROMPT,
+				     line, linelen);
 }
 
 static int op_close(const struct ps_request *req, char *line, size_t linelen)
@@ -274,20 +184,111 @@ static int run_pam(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " PROG " --pam | --version | --help\n"
+		"Usage: " PROG " --pam | login|logout|refresh [--config=PATH] [--timeout=N]\n"
+		"       " PROG " --version | --help\n"
 		"\n"
 		"The helper of pam_spotify.so: run by the PAM module as the logging-in user, it\n"
 		"reads a request on stdin, obtains a Spotify access token and stores it in the\n"
-		"kernel keyring. It is not meant to be run by hand; see pam_spotify_helper(8).\n"
-		"\n"
-		"  --pam      serve one request from pam_spotify.so on stdin\n"
-		"  --version  print the version\n"
-		"  --help     print this help\n");
+		"kernel keyring. spotify-token runs it for login, logout and refresh. It is not\n"
+		"meant to be run by hand; see pam_spotify_helper(8).\n");
+}
+
+struct user_cmd {
+	const char *name; /* login, logout, refresh */
+	const char *config_path;
+	unsigned long timeout_s;
+};
+
+/* login|logout|refresh [--config=PATH] [--timeout=N]; 0, or -1 with a message printed. */
+static int user_cmd_parse(int argc, char **argv, struct user_cmd *cmd)
+{
+	int i;
+
+	cmd->name = argv[1];
+	cmd->config_path = PS_CONFIG_PATH;
+	cmd->timeout_s = LOGIN_TIMEOUT_S;
+	for (i = 2; i < argc; i++) {
+		if (!strncmp(argv[i], "--config=", 9) && argv[i][9]) {
+			cmd->config_path = argv[i] + 9;
+		} else if (!strncmp(argv[i], "--timeout=", 10) &&
+			   ps_parse_ulong(argv[i] + 10, 1, 3600, &cmd->timeout_s) == 0) {
+		} else {
+			fprintf(stderr, "spotify-token: %s: unknown or bad argument '%.64s'\n",
+				cmd->name, argv[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The configuration of a user-run command; only the pkce flow can act without root. */
+static int user_config(const struct user_cmd *cmd, struct ps_config *cfg, char *line,
+		       size_t linelen)
+{
+	ps_config_init(cfg);
+	ps_strlcpy(cfg->config_path, cmd->config_path, sizeof(cfg->config_path));
+	if (ps_config_load(cfg, cmd->config_path, line, linelen) < 0 ||
+	    ps_config_finish(cfg, line, linelen) < 0)
+		return PS_EXIT_CONFIG;
+	if (cfg->flow == PS_FLOW_PKCE || !strcmp(cmd->name, "logout"))
+		return PS_EXIT_OK;
+	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS)
+		snprintf(line, linelen,
+			 "flow client_credentials has no user login: the app token "
+			 "arrives at every session open");
+	else
+		snprintf(line, linelen,
+			 "flow authorization_code needs the client secret, which only "
+			 "root can read: you connect your account at the login prompt");
+	return PS_EXIT_CONFIG;
+}
+
+/* spotify-token login|logout|refresh: messages on stderr, nothing secret anywhere. */
+static int run_user(int argc, char **argv)
+{
+	struct user_cmd cmd;
+	struct ps_config cfg;
+	char line[ANSWER_MAX];
+	int rc;
+
+	if (user_cmd_parse(argc, argv, &cmd) < 0)
+		return PS_EXIT_USAGE;
+	/*
+	 * At session open the helper runs with the module's minimal environment, which has no
+	 * XDG_STATE_HOME: so must we, or a login would store the refresh token where the session
+	 * open never looks. The store is always ~/.local/state/spotify-token.
+	 */
+	unsetenv("XDG_STATE_HOME");
+	rc = user_config(&cmd, &cfg, line, sizeof(line));
+	if (rc == PS_EXIT_OK && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(line, sizeof(line), "cannot initialise libcurl");
+		rc = PS_EXIT_NETWORK;
+	} else if (rc == PS_EXIT_OK) {
+		if (!strcmp(cmd.name, "login"))
+			rc = ps_user_token_enroll(&cfg, NULL, PS_VIA_TERMINAL,
+						  (unsigned)cmd.timeout_s, line, sizeof(line));
+		else if (!strcmp(cmd.name, "logout"))
+			rc = ps_user_token_logout(&cfg, line, sizeof(line));
+		else
+			rc = ps_user_token_refresh(&cfg, NULL, false, line, sizeof(line));
+		curl_global_cleanup();
+	}
+	if (rc == PS_EXIT_OK && !strcmp(cmd.name, "login"))
+		fprintf(stderr, "spotify-token: connected to Spotify (%s)\n", line);
+	else if (rc != PS_EXIT_OK)
+		fprintf(stderr, "spotify-token: %s: %s\n", cmd.name, line);
+	return rc;
+}
+
+static bool is_user_cmd(const char *arg)
+{
+	return !strcmp(arg, "login") || !strcmp(arg, "logout") || !strcmp(arg, "refresh");
 }
 
 int main(int argc, char **argv)
 {
 	bool pam_mode = argc == 2 && strcmp(argv[1], "--pam") == 0;
+	bool user_mode = argc >= 2 && is_user_cmd(argv[1]);
 
 	if (harden() < 0) {
 		answer(PROG ": cannot make the process non-dumpable");
@@ -301,13 +302,19 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return PS_EXIT_OK;
 	}
-	if (!pam_mode) {
+	if (!pam_mode && !user_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;
 	}
 	if (running_as_root()) {
-		answer(PROG ": refusing to run as root");
+		if (pam_mode)
+			answer(PROG ": refusing to run as root");
+		else
+			fprintf(stderr,
+				"spotify-token: %s: not as root: root gets no Spotify "
+				"token; run it as the user\n",
+				argv[1]);
 		return PS_EXIT_CONFIG;
 	}
-	return run_pam();
+	return pam_mode ? run_pam() : run_user(argc, argv);
 }

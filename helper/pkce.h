@@ -8,9 +8,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PS_VERIFIER_LEN  64 /* characters of [A-Za-z0-9-._~] (RFC 7636 4.1: 43..128) */
+#define PS_VERIFIER_LEN	 64 /* characters of [A-Za-z0-9-._~] (RFC 7636 4.1: 43..128) */
 #define PS_CHALLENGE_LEN 43 /* BASE64URL(SHA256(verifier)) without padding */
-#define PS_STATE_LEN     22 /* 128 random bits, base64url without padding */
+#define PS_STATE_LEN	 22 /* 128 random bits, base64url without padding */
 
 /* A fresh verifier of PS_VERIFIER_LEN unreserved characters. 0, or -1 (getrandom failed). */
 int ps_pkce_verifier(char out[PS_VERIFIER_LEN + 1]);

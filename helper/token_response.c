@@ -23,8 +23,8 @@
 #include "pam/util.h"
 
 #define PS_TOKEN_RESPONSE_MAX (64 * 1024)
-#define PS_REFRESH_TOKEN_MAX  4096
-#define HINT		      "check token_url points at the token endpoint"
+#include "helper/store.h" /* PS_REFRESH_TOKEN_MAX */
+#define HINT "check token_url points at the token endpoint"
 
 /* Syntax errors, each with its one-line reason. */
 static const char *tokener_reason(enum json_tokener_error jerr)

@@ -134,6 +134,23 @@ static int set_config(struct parse *ps, const char *value)
 	return 0;
 }
 
+static int set_timeout(struct parse *ps, const char *value)
+{
+	unsigned long v;
+
+	if (ps->opts->timeout_set) {
+		snprintf(ps->err, ps->errlen, "spotify-token: --timeout given twice");
+		return -1;
+	}
+	if (!value || ps_parse_ulong(value, 1, 3600, &v) < 0)
+		return fail_arg(ps,
+				"--timeout needs a whole number of seconds from 1 to 3600, not ",
+				value ? value : "", value ? strlen(value) : 0, "");
+	ps->opts->timeout_s = v;
+	ps->opts->timeout_set = true;
+	return 0;
+}
+
 /*
  * An option that takes a value, as --name=VALUE or --name VALUE. Returns 1 when arg is not
  * that option, else 0 or -1 from set. *i moves past a separate value.
@@ -179,6 +196,9 @@ static int long_option(struct parse *ps, int argc, char *const argv[], int *i)
 	rc = valued(ps, "--config", set_config, argc, argv, i);
 	if (rc <= 0)
 		return rc;
+	rc = valued(ps, "--timeout", set_timeout, argc, argv, i);
+	if (rc <= 0)
+		return rc;
 	/* Name the option without its value: a mistyped --token=... must not echo a secret. */
 	return fail_arg(ps, "unknown option ", arg, strcspn(arg, "="), SEE_HELP);
 }
@@ -214,14 +234,23 @@ static int one_arg(struct parse *ps, int argc, char *const argv[], int *i, bool 
 	return long_option(ps, argc, argv, i);
 }
 
-/* The subcommands are recognised so that later versions can add them without a new syntax. */
-static int command_unavailable(struct parse *ps)
+/* login, logout and refresh take --config (and login --timeout), not the reading options. */
+static int command_check(struct parse *ps)
 {
-	snprintf(ps->err, ps->errlen,
-		 "spotify-token: '%s' is not available in this version: it arrives with "
-		 "flow = pkce support",
-		 ps_reader_cmd_name(ps->opts->cmd));
-	return -1;
+	const char *name = ps_reader_cmd_name(ps->opts->cmd);
+
+	if (ps->mode_set || ps->opts->min_valid_set) {
+		snprintf(ps->err, ps->errlen,
+			 "spotify-token: %s takes no output option or --min-valid%s", name,
+			 SEE_HELP);
+		return -1;
+	}
+	if (ps->opts->timeout_set && ps->opts->cmd != PS_CMD_LOGIN) {
+		snprintf(ps->err, ps->errlen, "spotify-token: --timeout goes with login only%s",
+			 SEE_HELP);
+		return -1;
+	}
+	return 0;
 }
 
 int ps_reader_opts_parse(struct ps_reader_opts *opts, int argc, char *const argv[], char *err,
@@ -242,6 +271,10 @@ int ps_reader_opts_parse(struct ps_reader_opts *opts, int argc, char *const argv
 	else if (ps.version)
 		opts->cmd = PS_CMD_VERSION;
 	else if (ps.command_set)
-		return command_unavailable(&ps);
+		return command_check(&ps);
+	else if (opts->timeout_set) {
+		snprintf(err, errlen, "spotify-token: --timeout goes with login only%s", SEE_HELP);
+		return -1;
+	}
 	return 0;
 }

@@ -3,7 +3,7 @@
  *
  *   spotify-token [--header|--json|--env|--status] [--min-valid=N] [--config=PATH]
  *   spotify-token --help | --version
- *   spotify-token login | logout | refresh     (recognised; not available in this version)
+ *   spotify-token login [--config=PATH] [--timeout=N] | logout | refresh [--config=PATH]
  */
 #ifndef PS_READER_OPTS_H
 #define PS_READER_OPTS_H
@@ -18,7 +18,7 @@ enum ps_reader_cmd {
 	PS_CMD_READ = 0, /* print the token in one of the output modes */
 	PS_CMD_HELP,
 	PS_CMD_VERSION,
-	PS_CMD_LOGIN, /* the subcommands: later versions exec the helper for these */
+	PS_CMD_LOGIN, /* the subcommands: the reader execs the helper for these */
 	PS_CMD_LOGOUT,
 	PS_CMD_REFRESH,
 };
@@ -37,6 +37,8 @@ struct ps_reader_opts {
 	unsigned long min_valid; /* seconds; 0 when not given */
 	bool min_valid_set;
 	const char *config_path; /* points into argv; NULL for the default */
+	unsigned long timeout_s; /* login: seconds to wait for the authorization */
+	bool timeout_set;
 };
 
 /*

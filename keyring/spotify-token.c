@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helper/store.h"
 #include "keyring/keys.h"
 #include "keyring/reader_opts.h"
 #include "keyring/token_info.h"
@@ -148,47 +149,94 @@ static int usage(void)
 /* --- finding the token */
 
 /* 1 when the configuration asks for the persistent keyring, 0 when not, -1 on error (in err). */
-static int persistent_configured(const struct reader *r, char *err, size_t errlen)
+/*
+ * The configuration, read only off the fast path: 1 when loaded, 0 when the default file does
+ * not exist, -1 on error (in err). A file named with --config must exist.
+ */
+static int reader_config(const struct reader *r, struct ps_config *cfg, char *err, size_t errlen)
 {
 	const char *path = r->opts.config_path ? r->opts.config_path : PS_CONFIG_PATH;
-	struct ps_config cfg;
 	struct stat st;
 
 	if (!r->opts.config_path && stat(path, &st) < 0 && errno == ENOENT)
-		return 0; /* no configuration: nothing asks for the persistent keyring */
-	ps_config_init(&cfg);
-	if (ps_config_load(&cfg, path, err, errlen) < 0)
-		return -1;
-	return cfg.keyring == PS_KEYRING_PERSISTENT;
+		return 0;
+	ps_config_init(cfg);
+	ps_strlcpy(cfg->config_path, path, sizeof(cfg->config_path));
+	return ps_config_load(cfg, path, err, errlen) < 0 ? -1 : 1;
+}
+
+/* The refresh-token store of this client says the server refused the refresh token. */
+static bool reauth_marked(const struct ps_config *cfg)
+{
+	char dir[PATH_MAX], path[PATH_MAX + PS_CLIENT_ID_MAX + 16];
+	struct stat st;
+
+	/* where the helper keeps it: never under XDG_STATE_HOME (see the helper's run_user) */
+	unsetenv("XDG_STATE_HOME");
+	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS || ps_store_dir(dir, sizeof(dir)) < 0)
+		return false;
+	snprintf(path, sizeof(path), "%s/%s.reauth", dir, cfg->client_id);
+	return lstat(path, &st) == 0;
 }
 
 /*
- * The session and user keyrings first; the configuration is read only when they miss, and
- * only to learn whether the token lives in the persistent keyring. Errors are printed here.
+ * The session and user keyrings first; the configuration is read only when they miss: to learn
+ * whether the token lives in the persistent keyring, or whether a refresh was refused and the
+ * user must log in again (exit 4). Errors are printed here.
  */
 static int find_token(struct reader *r)
 {
 	char err[PS_ERR_MAX], err2[PS_ERR_MAX];
-	int rc, rc2, want;
+	struct ps_config cfg;
+	int rc, rc2, have;
 
 	rc = ps_keys_read(false, &r->found, err, sizeof(err));
 	if (rc == PS_EXIT_NO_TOKEN || rc == PS_EXIT_EXPIRED) {
-		want = persistent_configured(r, err2, sizeof(err2));
-		if (want < 0) {
+		have = reader_config(r, &cfg, err2, sizeof(err2));
+		if (have < 0) {
 			say("%s", err2);
 			return PS_EXIT_CONFIG;
 		}
-		if (want) {
+		if (have && cfg.keyring == PS_KEYRING_PERSISTENT) {
 			rc2 = ps_keys_read(true, &r->found, err2, sizeof(err2));
 			if (rc2 == PS_EXIT_OK || rc != PS_EXIT_EXPIRED || rc2 != PS_EXIT_NO_TOKEN) {
 				rc = rc2;
 				memcpy(err, err2, sizeof(err));
 			}
 		}
+		if (rc != PS_EXIT_OK && have && reauth_marked(&cfg)) {
+			rc = PS_EXIT_REAUTH;
+			snprintf(err, sizeof(err),
+				 "Spotify refused the stored refresh token "
+				 "(expired or revoked): run spotify-token login");
+		}
 	}
 	if (rc != PS_EXIT_OK)
 		say("%s", err);
 	return rc;
+}
+
+/* login, logout, refresh: the helper does them, as this user. */
+static int run_helper_command(const struct reader *r)
+{
+	char config[PATH_MAX + 16], timeout[32];
+	const char *argv[5];
+	int n = 0;
+
+	argv[n++] = "pam_spotify_helper";
+	argv[n++] = ps_reader_cmd_name(r->opts.cmd);
+	if (r->opts.config_path) {
+		snprintf(config, sizeof(config), "--config=%s", r->opts.config_path);
+		argv[n++] = config;
+	}
+	if (r->opts.timeout_set) {
+		snprintf(timeout, sizeof(timeout), "--timeout=%lu", r->opts.timeout_s);
+		argv[n++] = timeout;
+	}
+	argv[n] = NULL;
+	execv(PS_HELPER_PATH, (char *const *)argv);
+	say("cannot run %s: %s; reinstall pam_spotify", PS_HELPER_PATH, strerror(errno));
+	return PS_EXIT_CONFIG;
 }
 
 /* Parse the info key; when that fails, say why in info_problem. */
@@ -390,10 +438,16 @@ int main(int argc, char *argv[])
 		return usage();
 	if (r.opts.cmd == PS_CMD_VERSION)
 		return print_text(PROG " (pam_spotify) " PACKAGE_VERSION "\n");
+	if (ps_reader_cmd_name(r.opts.cmd))
+		return run_helper_command(&r);
 	/* A configuration named on the command line must exist and be valid, token or not. */
-	if (r.opts.config_path && persistent_configured(&r, err, sizeof(err)) < 0) {
-		say("%s", err);
-		return PS_EXIT_CONFIG;
+	if (r.opts.config_path) {
+		struct ps_config cfg;
+
+		if (reader_config(&r, &cfg, err, sizeof(err)) < 0) {
+			say("%s", err);
+			return PS_EXIT_CONFIG;
+		}
 	}
 	rc = find_token(&r);
 	if (rc == PS_EXIT_OK)

@@ -63,12 +63,13 @@ static int set_flow(struct ps_config *cfg, const char *v, char *err, size_t errl
 		     "use flow = pkce");
 		return -1;
 	}
-	if (strcmp(v, "pkce") == 0 || strcmp(v, "authorization_code") == 0) {
-		errf(err, errlen,
-		     "flow '%s' is not supported by this version of pam_spotify; "
-		     "use flow = client_credentials",
-		     v);
-		return -1;
+	if (strcmp(v, "pkce") == 0) {
+		cfg->flow = PS_FLOW_PKCE;
+		return 0;
+	}
+	if (strcmp(v, "authorization_code") == 0) {
+		cfg->flow = PS_FLOW_AUTHORIZATION_CODE;
+		return 0;
 	}
 	errf(err, errlen, "flow must be client_credentials, pkce or authorization_code, not '%s'",
 	     v);
@@ -86,6 +87,12 @@ static int set_client_id(struct ps_config *cfg, const char *v, char *err, size_t
 			     "(copy it from the Spotify developer dashboard)");
 			return -1;
 		}
+	}
+	if (v[0] == '.' || strlen(v) > 240) {
+		errf(err, errlen,
+		     "client_id may not start with '.' or be longer than 240 characters "
+		     "(it names the refresh-token file)");
+		return -1;
 	}
 	return set_string(cfg->client_id, sizeof(cfg->client_id), v, "client_id", err, errlen);
 }
@@ -167,6 +174,85 @@ static int set_token_url(struct ps_config *cfg, const char *v, char *err, size_t
 	return set_url(cfg->token_url, sizeof(cfg->token_url), v, "token_url", err, errlen);
 }
 
+static int set_authorize_url(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	return set_url(cfg->authorize_url, sizeof(cfg->authorize_url), v, "authorize_url", err,
+		       errlen);
+}
+
+/*
+ * Spotify's rules for redirect URIs (since 2025): http only on a loopback IP literal, never
+ * "localhost". A missing port means "any port": the listener picks an ephemeral one.
+ */
+static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *host = v + 7, *rest;
+
+	if (strncmp(v, "http://", 7) != 0) {
+		errf(err, errlen,
+		     "redirect_uri must be http://127.0.0.1[:port]/path or "
+		     "http://[::1][:port]/path, not '%s'",
+		     v);
+		return -1;
+	}
+	if (strncmp(host, "localhost", 9) == 0) {
+		errf(err, errlen,
+		     "redirect_uri may not use localhost: Spotify refuses it; use "
+		     "http://127.0.0.1/callback (and register that in the app settings)");
+		return -1;
+	}
+	if (strncmp(host, "127.0.0.1", 9) == 0)
+		rest = host + 9;
+	else if (strncmp(host, "[::1]", 5) == 0)
+		rest = host + 5;
+	else {
+		errf(err, errlen,
+		     "redirect_uri must point at the loopback address 127.0.0.1 or "
+		     "[::1], not '%s'",
+		     v);
+		return -1;
+	}
+	if (*rest == ':') {
+		unsigned long port;
+		char digits[8];
+		size_t n = strspn(rest + 1, "0123456789");
+
+		if (n == 0 || n >= sizeof(digits) || rest[1 + n] != '/') {
+			errf(err, errlen, "redirect_uri '%s' has a bad port", v);
+			return -1;
+		}
+		memcpy(digits, rest + 1, n);
+		digits[n] = '\0';
+		if (ps_parse_ulong(digits, 1, 65535, &port) < 0) {
+			errf(err, errlen, "redirect_uri '%s' has a bad port", v);
+			return -1;
+		}
+		rest += 1 + n;
+	}
+	if (*rest != '/' || strpbrk(rest, "?#") || strchr(v, ' ')) {
+		errf(err, errlen,
+		     "redirect_uri '%s' needs a path such as /callback and no query "
+		     "or fragment",
+		     v);
+		return -1;
+	}
+	return set_string(cfg->redirect_uri, sizeof(cfg->redirect_uri), v, "redirect_uri", err,
+			  errlen);
+}
+
+static int set_enroll(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	if (strcmp(v, "prompt") == 0)
+		cfg->enroll = PS_ENROLL_PROMPT;
+	else if (strcmp(v, "never") == 0)
+		cfg->enroll = PS_ENROLL_NEVER;
+	else {
+		errf(err, errlen, "enroll must be prompt or never, not '%s'", v);
+		return -1;
+	}
+	return 0;
+}
+
 static int set_keyring(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
 	if (strcmp(v, "user") == 0)
@@ -235,6 +321,9 @@ static const struct key_def keys[] = {
 	{"connect_timeout", PS_SET_CONNECT_TIMEOUT, set_connect_timeout},
 	{"remove_on_close", PS_SET_REMOVE_ON_CLOSE, set_remove_on_close},
 	{"ca_file", PS_SET_CA_FILE, set_ca_file},
+	{"authorize_url", PS_SET_AUTHORIZE_URL, set_authorize_url},
+	{"redirect_uri", PS_SET_REDIRECT_URI, set_redirect_uri},
+	{"enroll", PS_SET_ENROLL, set_enroll},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -258,8 +347,7 @@ static void unknown_key(const char *key, char *err, size_t errlen)
 		     "put it in a root-only file and name it with client_secret_file");
 	else if (!strcmp(key, "scope"))
 		errf(err, errlen, "unknown key 'scope' (did you mean 'scopes'?)");
-	else if (!strcmp(key, "authorize_url") || !strcmp(key, "redirect_uri") ||
-		 !strcmp(key, "enroll") || !strcmp(key, "refresh_margin"))
+	else if (!strcmp(key, "refresh_margin"))
 		errf(err, errlen, "key '%s' is not supported by this version of pam_spotify", key);
 	else
 		errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", key);
@@ -270,6 +358,7 @@ void ps_config_init(struct ps_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->flow = PS_FLOW_CLIENT_CREDENTIALS;
 	ps_strlcpy(cfg->accounts_url, PS_DEFAULT_ACCOUNTS_URL, sizeof(cfg->accounts_url));
+	ps_strlcpy(cfg->redirect_uri, PS_DEFAULT_REDIRECT_URI, sizeof(cfg->redirect_uri));
 	cfg->keyring = PS_KEYRING_USER;
 	cfg->timeout = 10;
 	cfg->connect_timeout = 5;
@@ -505,6 +594,16 @@ int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char
 	return 0;
 }
 
+/* base (without trailing slashes) + path into out. 0 or -1 when it does not fit. */
+static int derive_url(char *out, size_t outlen, const char *base, const char *path)
+{
+	size_t n = strlen(base);
+
+	while (n && base[n - 1] == '/')
+		n--;
+	return snprintf(out, outlen, "%.*s%s", (int)n, base, path) >= (int)outlen ? -1 : 0;
+}
+
 int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->client_id[0]) {
@@ -513,11 +612,11 @@ int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
 		     cfg->config_path);
 		return -1;
 	}
-	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS && !cfg->client_secret_file[0]) {
+	if (cfg->flow != PS_FLOW_PKCE && !cfg->client_secret_file[0]) {
 		errf(err, errlen,
-		     "%s: flow client_credentials needs client_secret_file = <path of a "
-		     "root-only file holding the client secret>",
-		     cfg->config_path);
+		     "%s: flow %s needs client_secret_file = <path of a root-only file holding "
+		     "the client secret>",
+		     cfg->config_path, ps_flow_name(cfg->flow));
 		return -1;
 	}
 	if (cfg->connect_timeout > cfg->timeout) {
@@ -525,15 +624,13 @@ int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
 		     cfg->config_path, cfg->connect_timeout, cfg->timeout);
 		return -1;
 	}
-	if (!(cfg->set & PS_SET_TOKEN_URL)) {
-		size_t n = strlen(cfg->accounts_url);
-		while (n && cfg->accounts_url[n - 1] == '/')
-			n--;
-		if (snprintf(cfg->token_url, sizeof(cfg->token_url), "%.*s/api/token", (int)n,
-			     cfg->accounts_url) >= (int)sizeof(cfg->token_url)) {
-			errf(err, errlen, "%s: accounts_url is too long", cfg->config_path);
-			return -1;
-		}
+	if ((!(cfg->set & PS_SET_TOKEN_URL) && derive_url(cfg->token_url, sizeof(cfg->token_url),
+							  cfg->accounts_url, "/api/token") < 0) ||
+	    (!(cfg->set & PS_SET_AUTHORIZE_URL) &&
+	     derive_url(cfg->authorize_url, sizeof(cfg->authorize_url), cfg->accounts_url,
+			"/authorize") < 0)) {
+		errf(err, errlen, "%s: accounts_url is too long", cfg->config_path);
+		return -1;
 	}
 	return 0;
 }

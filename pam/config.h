@@ -15,6 +15,7 @@
 #define PS_SCOPES_MAX		1024
 #define PS_ERR_MAX		512
 #define PS_DEFAULT_ACCOUNTS_URL "https://accounts.spotify.com"
+#define PS_DEFAULT_REDIRECT_URI "http://127.0.0.1/callback"
 
 enum ps_flow {
 	PS_FLOW_CLIENT_CREDENTIALS = 0,
@@ -41,6 +42,14 @@ enum ps_key_bit {
 	PS_SET_CONNECT_TIMEOUT = 1u << 8,
 	PS_SET_REMOVE_ON_CLOSE = 1u << 9,
 	PS_SET_CA_FILE = 1u << 10,
+	PS_SET_AUTHORIZE_URL = 1u << 11,
+	PS_SET_REDIRECT_URI = 1u << 12,
+	PS_SET_ENROLL = 1u << 13,
+};
+
+enum ps_enroll {
+	PS_ENROLL_PROMPT = 0, /* enroll through the PAM conversation when it is interactive */
+	PS_ENROLL_NEVER,
 };
 
 struct ps_config {
@@ -49,7 +58,12 @@ struct ps_config {
 	char client_secret_file[PATH_MAX];
 	char scopes[PS_SCOPES_MAX];
 	char accounts_url[PS_URL_MAX];
-	char token_url[PS_URL_MAX]; /* derived from accounts_url unless given */
+	char token_url[PS_URL_MAX];	/* accounts_url + /api/token unless given */
+	char authorize_url[PS_URL_MAX]; /* accounts_url + /authorize unless given */
+	char redirect_uri
+		[PS_URL_MAX]; /* http://127.0.0.1[:port]/path or http://[::1][:port]/path */
+	enum ps_enroll enroll;
+	bool interactive; /* request only: the PAM conversation can prompt the user */
 	enum ps_keyring keyring;
 	unsigned timeout;	  /* seconds the module waits for the helper; total HTTP time */
 	unsigned connect_timeout; /* seconds for the TCP+TLS connect */

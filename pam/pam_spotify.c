@@ -7,6 +7,7 @@
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,8 +87,11 @@ static int report(pam_handle_t *pamh, const struct ps_config *cfg, const struct 
 			pam_syslog(pamh, LOG_INFO, "user %s: %s: %s", pw->pw_name, what,
 				   res->message);
 		return PAM_SUCCESS;
-	case PS_EXIT_NO_TOKEN:
+	case PS_EXIT_NO_TOKEN: /* e.g. not enrolled */
+	case PS_EXIT_REAUTH:   /* the refresh token was refused: the user must log in again */
 		pam_syslog(pamh, LOG_NOTICE, "user %s: %s: %s", pw->pw_name, what, res->message);
+		if (cfg->interactive)
+			pam_info(pamh, "Spotify: %s", res->message);
 		return PAM_IGNORE;
 	default:
 		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s (helper exit %d)", pw->pw_name, what,
@@ -106,7 +110,7 @@ static int run_helper(pam_handle_t *pamh, const struct ps_config *cfg, const str
 	struct ps_spawn_result res;
 	int len, rc, detached = 0;
 
-	if (op == PS_OP_OPEN && cfg->flow == PS_FLOW_CLIENT_CREDENTIALS &&
+	if (op == PS_OP_OPEN && cfg->flow != PS_FLOW_PKCE &&
 	    ps_secret_read(cfg->client_secret_file, secret, sizeof(secret), err, sizeof(err)) < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: %s", pw->pw_name, err);
 		return PAM_SESSION_ERR;
@@ -131,7 +135,8 @@ static int run_helper(pam_handle_t *pamh, const struct ps_config *cfg, const str
 			return detached < 0 ? PAM_SESSION_ERR : PAM_IGNORE;
 		}
 	}
-	rc = ps_spawn_helper(pamh, pw, request, (size_t)len, cfg->timeout, &res);
+	rc = ps_spawn_helper(pamh, pw, request, (size_t)len, cfg->timeout,
+			     cfg->interactive && !detached, &res);
 	explicit_bzero(request, sizeof(request));
 	if (rc < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s", pw->pw_name, what, res.message);
@@ -144,7 +149,16 @@ static int run_helper(pam_handle_t *pamh, const struct ps_config *cfg, const str
 	return rc;
 }
 
-static int session_open(pam_handle_t *pamh, int argc, const char **argv)
+/* The conversation may prompt: not PAM_SILENT, not nowait, and the application gave one. */
+static bool conversation_usable(pam_handle_t *pamh, int flags, const struct ps_config *cfg)
+{
+	const void *conv = NULL;
+
+	return !(flags & PAM_SILENT) && !cfg->nowait &&
+	       pam_get_item(pamh, PAM_CONV, &conv) == PAM_SUCCESS && conv;
+}
+
+static int session_open(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	const struct passwd *pw;
 	struct ps_config cfg;
@@ -152,6 +166,7 @@ static int session_open(pam_handle_t *pamh, int argc, const char **argv)
 
 	if (load_config(pamh, argc, argv, &cfg) < 0)
 		return PAM_SESSION_ERR;
+	cfg.interactive = conversation_usable(pamh, flags, &cfg);
 	pw = session_user(pamh, &rc);
 	if (!pw)
 		return rc;
@@ -176,8 +191,7 @@ static int session_close(pam_handle_t *pamh, int argc, const char **argv)
 
 PS_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	(void)flags;
-	return session_open(pamh, argc, argv);
+	return session_open(pamh, flags, argc, argv);
 }
 
 PS_EXPORT int pam_sm_close_session(pam_handle_t *pamh, int flags, int argc, const char **argv)

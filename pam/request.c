@@ -24,6 +24,10 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *se
 		ps_buf_printf(&o, "scopes = %s\n", cfg->scopes);
 	ps_buf_printf(&o, "accounts_url = %s\n", cfg->accounts_url);
 	ps_buf_printf(&o, "token_url = %s\n", cfg->token_url);
+	ps_buf_printf(&o, "authorize_url = %s\n", cfg->authorize_url);
+	ps_buf_printf(&o, "redirect_uri = %s\n", cfg->redirect_uri);
+	ps_buf_printf(&o, "enroll = %s\n", cfg->enroll == PS_ENROLL_PROMPT ? "prompt" : "never");
+	ps_buf_printf(&o, "interactive = %s\n", cfg->interactive ? "yes" : "no");
 	ps_buf_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
 	ps_buf_printf(&o, "timeout = %u\n", cfg->timeout);
 	ps_buf_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
@@ -85,6 +89,15 @@ static int parse_item(struct ps_request *req, char *line, char *err, size_t errl
 			snprintf(err, errlen, "request op must be open or close");
 			return -1;
 		}
+		return 0;
+	}
+	if (!strcmp(key, "interactive")) {
+		/* request only: whether the module's PAM conversation may prompt the user */
+		if (strcmp(value, "yes") && strcmp(value, "no")) {
+			snprintf(err, errlen, "request interactive must be yes or no");
+			return -1;
+		}
+		req->cfg.interactive = !strcmp(value, "yes");
 		return 0;
 	}
 	if (!strcmp(key, "secret")) {

@@ -153,74 +153,138 @@ static pid_t waitpid_eintr(pid_t pid, int *status, int options)
 	return r;
 }
 
-/* Append what the helper wrote; false at EOF or error. */
-static bool read_answer(int fd, char *buf, size_t cap, size_t *len)
-{
-	ssize_t n;
+/* How long the module waits once the helper has started a conversation with the user. */
+#define PS_ENROLL_WAIT_S 300
+#define PS_LINE_MAX	 8192 /* a conversation line carries an authorize URL */
 
-	if (*len + 1 >= cap) {
-		char sink[256];
-		n = read(fd, sink, sizeof(sink)); /* keep the pipe drained; the rest is dropped */
-	} else {
-		n = read(fd, buf + *len, cap - 1 - *len);
-		if (n > 0)
-			*len += (size_t)n;
+struct waiter {
+	pam_handle_t *pamh;
+	int in_fd; /* the helper's stdin, for answers to prompts; -1 when not interactive */
+	int out_fd;
+	char line[PS_LINE_MAX];
+	size_t len;
+	bool overflow; /* the current line is too long and is dropped */
+	long long deadline;
+	struct ps_spawn_result *res;
+};
+
+/* Ask the user (echo on: a pasted URL) and hand the answer to the helper. */
+static void conv_prompt(struct waiter *w, const char *prompt)
+{
+	char out[PS_LINE_MAX];
+	char *resp = NULL;
+	int n = -1;
+
+	if (pam_prompt(w->pamh, PAM_PROMPT_ECHO_ON, &resp, "%s", prompt) == PAM_SUCCESS && resp) {
+		resp[strcspn(resp, "\r\n")] = '\0';
+		n = snprintf(out, sizeof(out), "answer %s\n", resp);
+		explicit_bzero(resp, strlen(resp));
 	}
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return true;
-	return n > 0;
+	free(resp);
+	if (n < 0 || (size_t)n >= sizeof(out))
+		n = snprintf(out, sizeof(out), "cancel\n");
+	(void)!send(w->in_fd, out, (size_t)n, MSG_NOSIGNAL);
+	explicit_bzero(out, sizeof(out));
+}
+
+/*
+ * One line from the helper: "conv-info TEXT" and "conv-prompt TEXT" ask for the PAM
+ * conversation (interactive requests only, and they give the user PS_ENROLL_WAIT_S more);
+ * the first other line is the helper's answer.
+ */
+static void on_line(struct waiter *w, const char *line)
+{
+	if (w->in_fd >= 0 && strncmp(line, "conv-info ", 10) == 0) {
+		pam_info(w->pamh, "%s", line + 10);
+		w->deadline = now_ms() + PS_ENROLL_WAIT_S * 1000LL;
+	} else if (w->in_fd >= 0 && strncmp(line, "conv-prompt ", 12) == 0) {
+		conv_prompt(w, line + 12);
+		w->deadline = now_ms() + PS_ENROLL_WAIT_S * 1000LL;
+	} else if (!w->res->message[0]) {
+		ps_sanitize_text(w->res->message, sizeof(w->res->message), line, strlen(line));
+	}
+}
+
+/* Read what the helper wrote and act on each complete line; false at EOF or error. */
+static bool read_lines(struct waiter *w)
+{
+	char chunk[1024];
+	ssize_t n = read(w->out_fd, chunk, sizeof(chunk));
+	ssize_t i;
+
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
+	if (n == 0) {
+		if (w->len && !w->overflow) {
+			w->line[w->len] = '\0';
+			on_line(w, w->line);
+		}
+		w->len = 0;
+		return false;
+	}
+	for (i = 0; i < n; i++) {
+		if (chunk[i] == '\n') {
+			w->line[w->len] = '\0';
+			if (!w->overflow)
+				on_line(w, w->line);
+			w->len = 0;
+			w->overflow = false;
+		} else if (w->len + 1 < sizeof(w->line)) {
+			w->line[w->len++] = chunk[i];
+		} else {
+			w->overflow = true;
+		}
+	}
+	return true;
 }
 
 /*
  * Wait for the helper's exit and answer until the deadline; kill it past the deadline. A pidfd
  * makes the wait event-driven; without one (old kernels) we poll waitpid every 10 ms.
  */
-static void wait_helper(pid_t pid, int out_fd, unsigned timeout_s, struct ps_spawn_result *res)
+static void wait_helper(pid_t pid, struct waiter *w)
 {
-	long long deadline = now_ms() + (long long)timeout_s * 1000;
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	char buf[PS_HELPER_LINE_MAX];
 	bool open_out = true, exited = false;
-	size_t len = 0;
 	int status = 0;
 
 	while (!exited) {
 		struct pollfd p[2];
-		long long left = deadline - now_ms();
+		long long left = w->deadline - now_ms();
 		nfds_t n = 0;
 
 		if (left <= 0) {
 			kill(pid, SIGKILL);
-			res->timed_out = true;
+			w->res->timed_out = true;
 			break;
 		}
 		if (open_out)
-			p[n++] = (struct pollfd){.fd = out_fd, .events = POLLIN};
+			p[n++] = (struct pollfd){.fd = w->out_fd, .events = POLLIN};
 		if (pidfd >= 0)
 			p[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
 		if (poll(p, n, (int)(pidfd >= 0 ? left : (left < 10 ? left : 10))) < 0 &&
 		    errno != EINTR)
 			break;
 		if (open_out && p[0].revents)
-			open_out = read_answer(out_fd, buf, sizeof(buf), &len);
+			open_out = read_lines(w);
 		if (waitpid_eintr(pid, &status, WNOHANG) == pid)
 			exited = true;
 	}
 	if (!exited && waitpid_eintr(pid, &status, 0) == pid)
-		exited = !res->timed_out;
-	while (open_out && read_answer(out_fd, buf, sizeof(buf), &len))
+		exited = !w->res->timed_out;
+	while (open_out && read_lines(w))
 		;
 	if (pidfd >= 0)
 		close(pidfd);
-	buf[len] = '\0';
-	ps_sanitize_text(res->message, sizeof(res->message), buf, strcspn(buf, "\n"));
-	res->exit_code = exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	explicit_bzero(w->line, sizeof(w->line));
+	w->res->exit_code = exited && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 /* Fork and exec the helper; hand over the request; wait. SIGCHLD is default meanwhile. */
 static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqlen,
-			  unsigned timeout_s, struct ps_spawn_result *res)
+			  unsigned timeout_s, bool interactive, struct ps_spawn_result *res)
 {
+	struct waiter w = {.pamh = c->pamh, .in_fd = -1, .res = res};
 	int sv[2], out[2];
 	pid_t pid;
 
@@ -247,16 +311,21 @@ static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqle
 	if (send(sv[0], request, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen)
 		ps_strlcpy(res->message, "could not hand the request to the helper",
 			   sizeof(res->message));
-	shutdown(sv[0], SHUT_WR);
+	if (interactive)
+		w.in_fd = sv[0]; /* stays open for the answers to the helper's prompts */
+	else
+		shutdown(sv[0], SHUT_WR);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	wait_helper(pid, out[0], timeout_s, res);
+	w.out_fd = out[0];
+	w.deadline = now_ms() + (long long)timeout_s * 1000;
+	wait_helper(pid, &w);
 	close(sv[0]);
 	close(out[0]);
 	return 0;
 }
 
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
-		    unsigned timeout_s, struct ps_spawn_result *res)
+		    unsigned timeout_s, bool interactive, struct ps_spawn_result *res)
 {
 	struct child_ctx c = {.pamh = pamh, .pw = pw};
 	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
@@ -271,7 +340,7 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 	}
 	sigemptyset(&dfl.sa_mask);
 	sigaction(SIGCHLD, &dfl, &old);
-	rc = spawn_and_wait(&c, request, reqlen, timeout_s, res);
+	rc = spawn_and_wait(&c, request, reqlen, timeout_s, interactive, res);
 	sigaction(SIGCHLD, &old, NULL);
 	free(c.groups);
 	if (rc < 0)

@@ -23,12 +23,16 @@ struct ps_spawn_result {
 };
 
 /*
- * Run the helper for pw with request on its stdin, waiting at most timeout_s seconds.
+ * Run the helper for pw with request on its stdin, waiting at most timeout_s seconds. When
+ * interactive, the helper may ask for the PAM conversation with "conv-info TEXT" and
+ * "conv-prompt TEXT" lines on its stdout; the module shows them (pam_info, pam_prompt with echo
+ * on), answers each prompt with "answer TEXT" (or "cancel") on the helper's stdin, and gives the
+ * user 300 s from the last such line.
  * Returns 0 when the helper ran (see res), -1 when it could not be started (reason in
  * res->message).
  */
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
-		    unsigned timeout_s, struct ps_spawn_result *res);
+		    unsigned timeout_s, bool interactive, struct ps_spawn_result *res);
 
 /*
  * For nowait: fork a detached process (double fork, so the caller has no child left to reap).

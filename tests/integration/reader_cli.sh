@@ -159,9 +159,9 @@ two output modes | valid | --json --header | 2 | | spotify-token: --json and --h
 unknown option | valid | --foo | 2 | | spotify-token: unknown option '--foo'$SEE
 unknown option with a value is not echoed | valid | --token=BQDsecret | 2 | | spotify-token: unknown option '--token'$SEE
 bad --min-valid | valid | --min-valid=-5 | 2 | | spotify-token: --min-valid needs a whole number of seconds from 0 to 2147483647, not '-5'
-login is not in this version | valid | login | 2 | | spotify-token: 'login' is not available in this version: it arrives with flow = pkce support
-logout is not in this version | valid | logout | 2 | | spotify-token: 'logout' is not available in this version: it arrives with flow = pkce support
-refresh is not in this version | valid | refresh | 2 | | spotify-token: 'refresh' is not available in this version: it arrives with flow = pkce support
+login runs the helper (config missing, or no helper installed yet, or root) | valid | login --config=@T@/missing.conf | 7 | | spotify-token: *
+logout takes no output option | valid | logout --json | 2 | | spotify-token: logout takes no output option or --min-valid$SEE
+--timeout goes with login only | valid | refresh --timeout=5 | 2 | | spotify-token: --timeout goes with login only$SEE
 --help | none | --help | 0 | Usage: spotify-token [*\n |
 --version | none | --version | 0 | spotify-token (pam_spotify) *\n |
 session linking the user keyring | linked | --status | 0 | token:      present, in the user keyring\ntype:       Bearer\nexpires:    in *, at @UTC@\n$STATUS_TAIL |

@@ -6,7 +6,8 @@
  *
  * Opens a session for USER, runs COMMAND as USER inside it (if given), closes the session, and
  * prints "open=<PAM code> ms=<elapsed> (<text>)", "command=<exit code>", "close=<PAM code> (<text>)".
- * The environment variable PS_HOLD_OPEN=N keeps the session open N seconds before closing.
+ * The environment variable PS_HOLD_OPEN=N keeps the session open N seconds before closing, and
+ * PS_CONV_ANSWER=COMMAND answers an echo-on prompt (see conv).
  * Log lines the PAM stack sends to syslog are appended to $PS_SYSLOG_FILE (the driver interposes
  * syslog), so tests can read exactly what the module logged.
  */
@@ -73,19 +74,74 @@ void __syslog_chk(int pri, int flag, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A non-interactive conversation: prints info/error text, answers no prompt. */
+/* The PAM_TEXT_INFO text so far: what a user would have on screen when prompted. */
+static char conv_screen[16384];
+
+/* Answer a prompt by running $PS_CONV_ANSWER (sh -c) with the screen on its stdin. */
+static int conv_answer(const char *prompt, char **answer)
+{
+	const char *cmd = getenv("PS_CONV_ANSWER");
+	char path[] = "/tmp/pam_session-screen.XXXXXX", line[8192], *full;
+	FILE *p;
+	int fd;
+
+	printf("conv prompt: %s\n", prompt);
+	if (!cmd)
+		return PAM_CONV_ERR;
+	fd = mkstemp(path);
+	if (fd < 0)
+		return PAM_CONV_ERR;
+	(void)!write(fd, conv_screen, strlen(conv_screen));
+	close(fd);
+	if (asprintf(&full, "(%s) < %s", cmd, path) < 0)
+		return PAM_CONV_ERR;
+	fflush(stdout);
+	p = popen(full, "r");
+	free(full);
+	line[0] = '\0';
+	if (p && !fgets(line, sizeof(line), p))
+		line[0] = '\0';
+	if (p)
+		pclose(p);
+	unlink(path);
+	line[strcspn(line, "\n")] = '\0';
+	*answer = strdup(line);
+	return *answer ? PAM_SUCCESS : PAM_BUF_ERR;
+}
+
+/*
+ * The conversation: prints info and error text; answers an echo-on prompt through
+ * $PS_CONV_ANSWER when that is set (a user pasting), and fails any other prompt.
+ */
 static int conv(int n, const struct pam_message **msg, struct pam_response **resp, void *data)
 {
+	struct pam_response *r = calloc((size_t)n, sizeof(*r));
 	int i;
 
 	(void)data;
+	if (!r)
+		return PAM_BUF_ERR;
 	for (i = 0; i < n; i++) {
-		if (msg[i]->msg_style == PAM_TEXT_INFO || msg[i]->msg_style == PAM_ERROR_MSG)
+		switch (msg[i]->msg_style) {
+		case PAM_TEXT_INFO:
+		case PAM_ERROR_MSG:
 			printf("conv: %s\n", msg[i]->msg);
-		else
+			strncat(conv_screen, msg[i]->msg,
+				sizeof(conv_screen) - strlen(conv_screen) - 2);
+			strcat(conv_screen, "\n");
+			break;
+		case PAM_PROMPT_ECHO_ON:
+			if (conv_answer(msg[i]->msg, &r[i].resp) == PAM_SUCCESS)
+				break;
+			/* fall through */
+		default:
+			while (i-- > 0)
+				free(r[i].resp);
+			free(r);
 			return PAM_CONV_ERR;
+		}
 	}
-	*resp = NULL;
+	*resp = r;
 	return PAM_SUCCESS;
 }
 

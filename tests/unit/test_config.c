@@ -67,6 +67,37 @@ static void test_full_file(void **state)
 	assert_string_equal(cfg.ca_file, "/etc/ssl/test-ca.pem");
 }
 
+static void test_user_flows(void **state)
+{
+	struct ps_config cfg;
+	char err[PS_ERR_MAX];
+
+	(void)state;
+	/* pkce: a public client, no secret file; authorize_url derived; default redirect_uri */
+	assert_int_equal(parse(&cfg, "flow = pkce\nclient_id = abc\nenroll = never\n", err), 0);
+	assert_int_equal(ps_config_finish(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.flow, PS_FLOW_PKCE);
+	assert_int_equal(cfg.enroll, PS_ENROLL_NEVER);
+	assert_string_equal(cfg.authorize_url, "https://accounts.spotify.com/authorize");
+	assert_string_equal(cfg.redirect_uri, "http://127.0.0.1/callback");
+	/* authorization_code needs the secret */
+	assert_int_equal(parse(&cfg, "flow = authorization_code\nclient_id = abc\n", err), 0);
+	assert_int_equal(ps_config_finish(&cfg, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "flow authorization_code needs client_secret_file"));
+	/* explicit URLs and a fixed port on [::1] */
+	assert_int_equal(parse(&cfg,
+			       "flow = authorization_code\nclient_id = abc\n"
+			       "client_secret_file = /s\n"
+			       "authorize_url = https://127.0.0.1:9/auth\n"
+			       "redirect_uri = http://[::1]:8888/cb\n",
+			       err),
+			 0);
+	assert_int_equal(ps_config_finish(&cfg, err, sizeof(err)), 0);
+	assert_string_equal(cfg.authorize_url, "https://127.0.0.1:9/auth");
+	assert_string_equal(cfg.redirect_uri, "http://[::1]:8888/cb");
+	assert_int_equal(cfg.enroll, PS_ENROLL_PROMPT);
+}
+
 static void test_token_url_overrides(void **state)
 {
 	struct ps_config cfg;
@@ -96,7 +127,16 @@ static const struct bad_case bad_cases[] = {
 	 "test.conf:2: duplicate key 'client_id' (first set on line 1)"},
 	{"flow = implicit\n", "Spotify removed the implicit grant; use flow = pkce"},
 	{"flow = password\n", "flow must be client_credentials, pkce or authorization_code"},
-	{"flow = pkce\n", "not supported by this version"},
+	{"redirect_uri = http://localhost:8888/callback\n",
+	 "may not use localhost: Spotify refuses it"},
+	{"redirect_uri = https://127.0.0.1/callback\n", "redirect_uri must be http://127.0.0.1"},
+	{"redirect_uri = http://10.1.1.1/callback\n", "must point at the loopback address"},
+	{"redirect_uri = http://127.0.0.1:99999/cb\n", "has a bad port"},
+	{"redirect_uri = http://127.0.0.1:/cb\n", "has a bad port"},
+	{"redirect_uri = http://127.0.0.1\n", "needs a path"},
+	{"redirect_uri = http://127.0.0.1/cb?x=1\n", "needs a path"},
+	{"enroll = always\n", "enroll must be prompt or never"},
+	{"refresh_margin = 300\n", "not supported by this version"},
 	{"client_id = a b\n", "client_id may hold only"},
 	{"client_id =\n", "empty value for 'client_id'"},
 	{"just some words\n", "test.conf:1: expected 'key = value'"},
@@ -119,7 +159,7 @@ static const struct bad_case bad_cases[] = {
 	{"ca_file = ca.pem\n", "ca_file must be an absolute path"},
 	{"scopes = a \"b\"\n", "scopes must be scope names"},
 	{"scopes = a\\b\n", "scopes must be scope names"},
-	{"authorize_url = https://x/\n", "not supported by this version"},
+	{"authorize_url = http://example.com/authorize\n", "only allowed to a loopback"},
 };
 
 static void test_bad_files(void **state)
@@ -266,6 +306,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_full_file),
 		cmocka_unit_test(test_token_url_overrides),
+		cmocka_unit_test(test_user_flows),
 		cmocka_unit_test(test_bad_files),
 		cmocka_unit_test(test_nul_and_long_lines),
 		cmocka_unit_test(test_finish_errors),

@@ -28,9 +28,8 @@ struct row {
 	const char *err;    /* expected message when rc is -1 */
 };
 
-#define SEE	"; see 'spotify-token --help'"
-#define NOT_YET "' is not available in this version: it arrives with flow = pkce support"
-#define MINV	"spotify-token: --min-valid needs a whole number of seconds from 0 to 2147483647, not "
+#define SEE  "; see 'spotify-token --help'"
+#define MINV "spotify-token: --min-valid needs a whole number of seconds from 0 to 2147483647, not "
 
 static const struct row rows[] = {
 	/* the output modes */
@@ -171,9 +170,10 @@ static const struct row rows[] = {
 	{{"--JSON"}, -1, 0, 0, 0, false, NULL, "spotify-token: unknown option '--JSON'" SEE},
 	{{"--json=yes"}, -1, 0, 0, 0, false, NULL, "spotify-token: unknown option '--json'" SEE},
 	{{"--\x1b[31m"}, -1, 0, 0, 0, false, NULL, "spotify-token: unknown option '--?[31m'" SEE},
-	/* subcommands: recognised, not available yet */
-	{{"login"}, -1, PS_CMD_LOGIN, 0, 0, false, NULL, "spotify-token: 'login" NOT_YET},
-	{{"logout"}, -1, PS_CMD_LOGOUT, 0, 0, false, NULL, "spotify-token: 'logout" NOT_YET},
+	/* subcommands: the helper runs them; they take --config, and login --timeout */
+	{{"login"}, 0, PS_CMD_LOGIN, 0, 0, false, NULL, NULL},
+	{{"logout", "--config=/c"}, 0, PS_CMD_LOGOUT, 0, 0, false, "/c", NULL},
+	{{"login", "--timeout=30"}, 0, PS_CMD_LOGIN, 0, 0, false, NULL, NULL},
 	{{"--json", "refresh"},
 	 -1,
 	 PS_CMD_REFRESH,
@@ -181,8 +181,32 @@ static const struct row rows[] = {
 	 0,
 	 false,
 	 NULL,
-	 "spotify-token: 'refresh" NOT_YET},
-	{{"--", "login"}, -1, PS_CMD_LOGIN, 0, 0, false, NULL, "spotify-token: 'login" NOT_YET},
+	 "spotify-token: refresh takes no output option or --min-valid" SEE},
+	{{"refresh", "--timeout=3"},
+	 -1,
+	 PS_CMD_REFRESH,
+	 0,
+	 0,
+	 false,
+	 NULL,
+	 "spotify-token: --timeout goes with login only" SEE},
+	{{"--timeout=3"},
+	 -1,
+	 0,
+	 0,
+	 0,
+	 false,
+	 NULL,
+	 "spotify-token: --timeout goes with login only" SEE},
+	{{"login", "--timeout=0"},
+	 -1,
+	 PS_CMD_LOGIN,
+	 0,
+	 0,
+	 false,
+	 NULL,
+	 "spotify-token: --timeout needs a whole number of seconds from 1 to 3600, not '0'"},
+	{{"--", "login"}, 0, PS_CMD_LOGIN, 0, 0, false, NULL, NULL},
 	{{"token"}, -1, 0, 0, 0, false, NULL, "spotify-token: unknown command 'token'" SEE},
 	{{"-"}, -1, 0, 0, 0, false, NULL, "spotify-token: unknown command '-'" SEE},
 	{{"--", "--json"}, -1, 0, 0, 0, false, NULL, "spotify-token: unknown command '--json'" SEE},

@@ -23,6 +23,7 @@ static void sample_config(struct ps_config *cfg)
 	assert_int_equal(ps_config_set(cfg, "timeout", "7", err, sizeof(err)), 0);
 	assert_int_equal(ps_config_set(cfg, "ca_file", "/tmp/ca.pem", err, sizeof(err)), 0);
 	assert_int_equal(ps_config_finish(cfg, err, sizeof(err)), 0);
+	cfg->interactive = true;
 }
 
 static void test_round_trip(void **state)
@@ -46,6 +47,9 @@ static void test_round_trip(void **state)
 	assert_int_equal(req.cfg.keyring, PS_KEYRING_SESSION);
 	assert_int_equal(req.cfg.timeout, 7);
 	assert_string_equal(req.cfg.ca_file, "/tmp/ca.pem");
+	assert_string_equal(req.cfg.authorize_url, "https://127.0.0.1:4443/authorize");
+	assert_string_equal(req.cfg.redirect_uri, "http://127.0.0.1/callback");
+	assert_true(req.cfg.interactive);
 	ps_request_clear(&req);
 	assert_int_equal(req.secret[0], 0);
 
@@ -90,6 +94,8 @@ static const struct bad_req bad_reqs[] = {
 	{"pam_spotify-request 1\nop = open\nflow = implicit\nend\n", "implicit"},
 	{"pam_spotify-request 1\nop = open\nsecret = a\nsecret = b\nend\n", "repeated"},
 	{"pam_spotify-request 1\nop = open\nwhat = ever\nend\n", "unknown key 'what'"},
+	{"pam_spotify-request 1\nop = open\ninteractive = maybe\nend\n",
+	 "interactive must be yes or no"},
 };
 
 static void test_bad_requests(void **state)

@@ -1,0 +1,140 @@
+/*
+ * grant.c: the token endpoint requests of every flow, one form builder and one POST, and the
+ * keyring store of the result. Forms hold secrets (codes, verifiers, refresh tokens): zeroed.
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "helper/authorize.h"
+#include "helper/grant.h"
+#include "helper/http.h"
+#include "helper/oauth_error.h"
+#include "keyring/keys.h"
+#include "keyring/token_info.h"
+#include "pam/util.h"
+
+#define FORM_MAX 16384
+
+/* Append "&name=value" (or "name=value" first), the value percent-encoded. 0 or -1. */
+static int form_add(struct ps_buf *f, const char *name, const char *value)
+{
+	char enc[3 * 4096 + 1]; /* the longest value: a refresh token */
+	int rc = ps_url_encode(value, enc, sizeof(enc));
+
+	if (rc >= 0)
+		ps_buf_printf(f, "%s%s=%s", f->len ? "&" : "", name, enc);
+	explicit_bzero(enc, sizeof(enc));
+	return rc < 0 || f->full ? -1 : 0;
+}
+
+/* POST the form; a public client names itself in the form, a confidential one with Basic. */
+static int post(const struct ps_config *cfg, const char *secret, struct ps_buf *form,
+		struct ps_token_response *tok, char *line, size_t linelen)
+{
+	struct ps_http_response resp;
+	int rc;
+
+	memset(tok, 0, sizeof(*tok));
+	if (!secret && form_add(form, "client_id", cfg->client_id) < 0)
+		rc = -1;
+	else
+		rc = form->full ? -1 : 0;
+	if (rc < 0) {
+		snprintf(line, linelen, "token request too large (scopes or client_id too long)");
+		return PS_EXIT_CONFIG;
+	}
+	rc = ps_http_post_form(cfg, cfg->token_url, form->buf, secret ? cfg->client_id : NULL,
+			       secret, &resp, line, linelen);
+	if (rc != PS_EXIT_OK)
+		return rc;
+	if (resp.status != 200)
+		rc = ps_oauth_error_describe(resp.status, resp.content_type, resp.body, resp.len,
+					     resp.retry_after, line, linelen);
+	else if (ps_token_response_parse(resp.body, resp.len, tok, line, linelen) < 0)
+		rc = PS_EXIT_NETWORK;
+	ps_http_response_clear(&resp);
+	return rc;
+}
+
+int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,
+				struct ps_token_response *tok, char *line, size_t linelen)
+{
+	char buf[FORM_MAX];
+	struct ps_buf form = {.buf = buf, .cap = sizeof(buf)};
+	int rc = 0;
+
+	rc |= form_add(&form, "grant_type", "client_credentials");
+	if (cfg->scopes[0])
+		rc |= form_add(&form, "scope", cfg->scopes);
+	if (rc)
+		form.full = true;
+	rc = post(cfg, secret, &form, tok, line, linelen);
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
+int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *code,
+		  const char *redirect_uri, const char *verifier, struct ps_token_response *tok,
+		  char *line, size_t linelen)
+{
+	char buf[FORM_MAX];
+	struct ps_buf form = {.buf = buf, .cap = sizeof(buf)};
+	int rc = 0;
+
+	rc |= form_add(&form, "grant_type", "authorization_code");
+	rc |= form_add(&form, "code", code);
+	rc |= form_add(&form, "redirect_uri", redirect_uri);
+	rc |= form_add(&form, "code_verifier", verifier);
+	if (rc)
+		form.full = true;
+	rc = post(cfg, secret, &form, tok, line, linelen);
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
+int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
+		     struct ps_token_response *tok, char *line, size_t linelen)
+{
+	char buf[FORM_MAX];
+	struct ps_buf form = {.buf = buf, .cap = sizeof(buf)};
+	int rc = 0;
+
+	rc |= form_add(&form, "grant_type", "refresh_token");
+	rc |= form_add(&form, "refresh_token", refresh_token);
+	if (rc)
+		form.full = true;
+	rc = post(cfg, secret, &form, tok, line, linelen);
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
+int ps_grant_store(const struct ps_config *cfg, const struct ps_token_response *tok, time_t started,
+		   char *line, size_t linelen)
+{
+	unsigned timeout_s =
+		(unsigned)tok->expires_in - ps_keys_skew((unsigned long)tok->expires_in);
+	struct ps_token_info info;
+	char info_json[PS_TOKEN_INFO_MAX];
+	int rc;
+
+	memset(&info, 0, sizeof(info));
+	ps_strlcpy(info.token_type, tok->token_type, sizeof(info.token_type));
+	ps_strlcpy(info.scope, tok->scope[0] ? tok->scope : cfg->scopes, sizeof(info.scope));
+	info.expires_at = (long long)started + tok->expires_in;
+	ps_strlcpy(info.flow, ps_flow_name(cfg->flow), sizeof(info.flow));
+	ps_strlcpy(info.client_id, cfg->client_id, sizeof(info.client_id));
+	if (ps_token_info_format(&info, info_json, sizeof(info_json)) < 0) {
+		snprintf(line, linelen,
+			 "cannot describe the token for %s (scope or client_id too long)",
+			 PS_KEY_INFO);
+		return PS_EXIT_CONFIG;
+	}
+	rc = ps_keys_store(cfg->keyring, tok->access_token, tok->access_token_len, info_json,
+			   timeout_s, line, linelen);
+	if (rc == PS_EXIT_OK)
+		snprintf(line, linelen, "ok expires_in=%ld keyring=%s", tok->expires_in,
+			 ps_keyring_name(cfg->keyring));
+	return rc;
+}

@@ -1,0 +1,30 @@
+/*
+ * grant.h: requests to the token endpoint (RFC 6749 4.1.3, 4.4, 6) and storing what they bring
+ * in the keyring. A confidential client (secret given) authenticates with HTTP Basic; a public
+ * one (PKCE) sends client_id in the form.
+ */
+#ifndef PS_GRANT_H
+#define PS_GRANT_H
+
+#include <time.h>
+
+#include "helper/token_response.h"
+#include "pam/config.h"
+
+/* Each returns PS_EXIT_OK with tok filled in, or a PS_EXIT_* code with one line in line. */
+int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,
+				struct ps_token_response *tok, char *line, size_t linelen);
+int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *code,
+		  const char *redirect_uri, const char *verifier, struct ps_token_response *tok,
+		  char *line, size_t linelen);
+int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
+		     struct ps_token_response *tok, char *line, size_t linelen);
+
+/*
+ * Put the access token and its info in the configured keyring. started: when the request was
+ * sent (expires_at = started + expires_in). On success line is "ok expires_in=N keyring=K".
+ */
+int ps_grant_store(const struct ps_config *cfg, const struct ps_token_response *tok, time_t started,
+		   char *line, size_t linelen);
+
+#endif
