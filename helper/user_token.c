@@ -26,10 +26,10 @@
 #include "keyring/token_info.h"
 #include "pam/util.h"
 
-#define LOCK_WAIT_S  30 /* another login's refresh is bounded by its own timeout */
-#define REUSE_MIN_S  60 /* a token stored by another login is reused when it lives this long */
-#define PASTE_TRIES  3
-#define AUTH_URL_MAX (4 * PS_URL_MAX)
+#define LOCK_WAIT_MAX_S 30 /* another login's refresh is bounded by its own timeout */
+#define REUSE_MIN_S	60 /* a token stored by another login is reused when it lives this long */
+#define PASTE_TRIES	3
+#define AUTH_URL_MAX	(4 * PS_URL_MAX)
 
 /* --- enrollment */
 
@@ -269,6 +269,15 @@ int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum p
 
 /* --- refresh */
 
+/* What a user does to connect (again): pkce has spotify-token login; the secret of
+ * authorization_code is root's, so that flow connects at an interactive login prompt. */
+static const char *connect_hint(const struct ps_config *cfg)
+{
+	return cfg->flow == PS_FLOW_PKCE ? "run spotify-token login"
+					 : "log in at a console or graphical prompt to connect "
+					   "your account";
+}
+
 /* A token of this flow and client that another login stored and that still lives long enough. */
 static bool fresh_token_present(const struct ps_config *cfg)
 {
@@ -305,10 +314,13 @@ static int refresh_locked(const struct ps_config *cfg, const char *secret, struc
 		return PS_EXIT_OK;
 	}
 	rc = ps_store_read(s, &refresh, &len, line, linelen);
-	if (rc == PS_EXIT_NO_TOKEN && may_enroll)
+	if ((rc == PS_EXIT_NO_TOKEN || rc == PS_EXIT_REAUTH) && may_enroll)
 		return ps_user_token_enroll(cfg, secret, PS_VIA_PAM, 300, line, linelen);
 	if (rc == PS_EXIT_NO_TOKEN)
-		snprintf(line, linelen, "not connected to Spotify yet: run spotify-token login");
+		snprintf(line, linelen, "not connected to Spotify yet: %s", connect_hint(cfg));
+	else if (rc == PS_EXIT_REAUTH)
+		snprintf(line, linelen, "Spotify refused the stored refresh token earlier: %s",
+			 connect_hint(cfg));
 	if (rc != PS_EXIT_OK)
 		return rc;
 	started = time(NULL);
@@ -322,11 +334,19 @@ static int refresh_locked(const struct ps_config *cfg, const char *secret, struc
 
 		ps_store_mark_reauth(s, why, sizeof(why));
 		snprintf(line, linelen,
-			 "Spotify refused the stored refresh token (invalid_grant): "
-			 "run spotify-token login");
+			 "Spotify refused the stored refresh token (invalid_grant): %s",
+			 connect_hint(cfg));
 	}
 	ps_free_secret(refresh, len + 1);
 	return rc;
+}
+
+/* Give up on the lock before the module's deadline, so that the log says why. */
+static unsigned lock_wait(const struct ps_config *cfg)
+{
+	unsigned wait = cfg->timeout > 2 ? cfg->timeout - 2 : 1;
+
+	return wait < LOCK_WAIT_MAX_S ? wait : LOCK_WAIT_MAX_S;
 }
 
 int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool may_enroll,
@@ -337,7 +357,7 @@ int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool 
 
 	if (rc != PS_EXIT_OK)
 		return rc;
-	rc = ps_store_lock(&s, LOCK_WAIT_S, line, linelen);
+	rc = ps_store_lock(&s, lock_wait(cfg), line, linelen);
 	if (rc == PS_EXIT_OK) {
 		rc = refresh_locked(cfg, secret, &s, may_enroll, line, linelen);
 		ps_store_unlock(&s);

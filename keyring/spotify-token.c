@@ -126,6 +126,7 @@ static int usage(void)
 {
 	return print_text(
 		"Usage: " PROG " [--header|--json|--env|--status] [--min-valid=N] [--config=PATH]\n"
+		"       " PROG " login [--timeout=N] | logout | refresh   [--config=PATH]\n"
 		"Print the Spotify access token that pam_spotify stored in your kernel keyring.\n"
 		"\n"
 		"  (no option)    the token and a newline\n"
@@ -135,13 +136,18 @@ static int usage(void)
 		"  --env          export SPOTIFY_ACCESS_TOKEN='<token>'\n"
 		"  --status       a summary of the token; never prints the token\n"
 		"  --min-valid=N  fail unless the token is valid for N more seconds\n"
-		"  --config=PATH  the configuration that may say keyring = persistent\n"
-		"                 (default " PS_CONFIG_PATH ")\n"
+		"  --config=PATH  the configuration (default " PS_CONFIG_PATH ")\n"
 		"  --help         this text\n"
 		"  --version      the version\n"
 		"\n"
+		"  login          connect your Spotify account (flow = pkce): a browser, or paste\n"
+		"                 the address it was sent to; --timeout=N seconds (default 300)\n"
+		"  logout         forget the refresh token and remove the keys\n"
+		"  refresh        get a new access token from the stored refresh token\n"
+		"\n"
 		"Exit status: 0 ok, 1 no token, 2 usage, 3 expired or below --min-valid,\n"
-		"5 keyring unavailable, 7 configuration error.\n"
+		"4 re-authorization needed (run " PROG " login), 5 keyring unavailable,\n"
+		"6 network or server error, 7 configuration error.\n"
 		"\n"
 		"Example: curl -H \"$(" PROG " --header)\" https://api.spotify.com/v1/me\n");
 }
@@ -206,9 +212,13 @@ static int find_token(struct reader *r)
 		}
 		if (rc != PS_EXIT_OK && have && reauth_marked(&cfg)) {
 			rc = PS_EXIT_REAUTH;
-			snprintf(err, sizeof(err),
-				 "Spotify refused the stored refresh token "
-				 "(expired or revoked): run spotify-token login");
+			snprintf(
+				err, sizeof(err),
+				"Spotify refused the stored refresh token (expired or revoked): %s",
+				cfg.flow == PS_FLOW_PKCE
+					? "run spotify-token login"
+					: "log in at a console or graphical prompt "
+					  "to connect your account again");
 		}
 	}
 	if (rc != PS_EXIT_OK)
