@@ -18,7 +18,7 @@
 #
 # Needs root (test user pstest3), an installed build (make install), node and
 # `npm ci --prefix tests/peer`; skips otherwise.
-. "$top_srcdir/tests/lib.sh"
+. "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}/tests/lib.sh" || exit 99
 
 need_root
 [ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
