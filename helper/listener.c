@@ -105,20 +105,6 @@ static const char *const oauth_errors[] = {
 	"invalid_scope", "server_error",    "temporarily_unavailable",
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -145,9 +131,9 @@ static const char *redirect_host(const char *p, struct redirect *r, char *err, s
 		return p + 9;
 	}
 	if (n == 9 && strncasecmp(p, "localhost", 9) == 0)
-		set_err(err, errlen, PS_LOCALHOST_MSG);
+		ps_errf(err, errlen, PS_LOCALHOST_MSG);
 	else
-		set_err(err, errlen, PS_BAD_HOST_MSG);
+		ps_errf(err, errlen, PS_BAD_HOST_MSG);
 	return NULL;
 }
 
@@ -162,13 +148,13 @@ static const char *redirect_port(const char *p, struct redirect *r, char *err, s
 	p++;
 	n = strspn(p, "0123456789");
 	if (n == 0 || n >= sizeof(digits) || *p == '0') {
-		set_err(err, errlen, "redirect_uri port must be a number from 1 to 65535");
+		ps_errf(err, errlen, "redirect_uri port must be a number from 1 to 65535");
 		return NULL;
 	}
 	memcpy(digits, p, n);
 	digits[n] = '\0';
 	if (ps_parse_ulong(digits, 1, 65535, &r->port) < 0) {
-		set_err(err, errlen, "redirect_uri port must be a number from 1 to 65535");
+		ps_errf(err, errlen, "redirect_uri port must be a number from 1 to 65535");
 		return NULL;
 	}
 	r->has_port = true;
@@ -181,21 +167,21 @@ static int redirect_path(const char *p, size_t max, char *err, size_t errlen)
 	const char *s;
 
 	if (*p != '/') {
-		set_err(err, errlen, "redirect_uri needs a path, e.g. http://127.0.0.1/callback");
+		ps_errf(err, errlen, "redirect_uri needs a path, e.g. http://127.0.0.1/callback");
 		return -1;
 	}
 	for (s = p; *s; s++) {
 		if (*s == '?' || *s == '#') {
-			set_err(err, errlen, "redirect_uri must not have a query or a fragment");
+			ps_errf(err, errlen, "redirect_uri must not have a query or a fragment");
 			return -1;
 		}
 		if (*s <= ' ' || *s >= 0x7f) {
-			set_err(err, errlen, "redirect_uri contains a space or control character");
+			ps_errf(err, errlen, "redirect_uri contains a space or control character");
 			return -1;
 		}
 	}
 	if ((size_t)(s - p) >= max) {
-		set_err(err, errlen, "redirect_uri path is too long");
+		ps_errf(err, errlen, "redirect_uri path is too long");
 		return -1;
 	}
 	return 0;
@@ -208,7 +194,7 @@ static int redirect_parse(const char *uri, struct redirect *r, size_t pathmax, c
 
 	memset(r, 0, sizeof(*r));
 	if (strncmp(uri, "http://", 7) != 0) {
-		set_err(err, errlen, PS_BAD_HOST_MSG);
+		ps_errf(err, errlen, PS_BAD_HOST_MSG);
 		return -1;
 	}
 	p = redirect_host(uri + 7, r, err, errlen);
@@ -225,17 +211,17 @@ static int redirect_parse(const char *uri, struct redirect *r, size_t pathmax, c
 static void bind_error(const struct redirect *r, int errnum, char *err, size_t errlen)
 {
 	if (errnum == EADDRINUSE && r->has_port) {
-		set_err(err, errlen,
+		ps_errf(err, errlen,
 			"port %lu on %s is already in use; stop what uses it, or use a "
 			"redirect_uri without a port (e.g. http://%s%s) to get a free one",
 			r->port, r->host, r->host, r->path);
 	} else if (r->family == AF_INET6 && (errnum == EADDRNOTAVAIL || errnum == EAFNOSUPPORT)) {
-		set_err(err, errlen,
+		ps_errf(err, errlen,
 			"cannot listen on [::1] (%s): IPv6 loopback is unavailable; use "
 			"http://127.0.0.1%s",
 			strerror(errnum), r->path);
 	} else {
-		set_err(err, errlen, "cannot listen on %s: %s", r->host, strerror(errnum));
+		ps_errf(err, errlen, "cannot listen on %s: %s", r->host, strerror(errnum));
 	}
 }
 
@@ -273,7 +259,7 @@ static int listen_socket(const struct redirect *r, unsigned *port, char *err, si
 	}
 	sslen = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) < 0) {
-		set_err(err, errlen, "cannot read the listening port: %s", strerror(errno));
+		ps_errf(err, errlen, "cannot read the listening port: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -298,7 +284,7 @@ int ps_listener_open(struct ps_listener *l, const char *redirect_uri, char *err,
 		n = snprintf(l->redirect_uri, sizeof(l->redirect_uri), "http://%s:65535%s", r.host,
 			     r.path);
 	if (n < 0 || (size_t)n >= sizeof(l->redirect_uri)) {
-		set_err(err, errlen, "redirect_uri is too long");
+		ps_errf(err, errlen, "redirect_uri is too long");
 		return -1;
 	}
 	ps_strlcpy(l->path, r.path, sizeof(l->path));
@@ -526,7 +512,7 @@ static bool handle_callback(struct waiter *w, const struct conn *c, const char *
 	if (w->cb->error[0]) {
 		respond_denied(c, w->cb->error);
 		ps_sanitize_text(error, sizeof(error), w->cb->error, strlen(w->cb->error));
-		set_err(w->err, w->errlen, "Spotify refused the authorization (%s)", error);
+		ps_errf(w->err, w->errlen, "Spotify refused the authorization (%s)", error);
 		w->result = PS_WAIT_DENIED;
 		return true;
 	}
@@ -605,7 +591,7 @@ static int conn_accept(struct waiter *w)
 	if (fd < 0) {
 		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM ||
 		    errno == EBADF || errno == EINVAL || errno == ENOTSOCK) {
-			set_err(w->err, w->errlen, "cannot accept a connection on port %u: %s",
+			ps_errf(w->err, w->errlen, "cannot accept a connection on port %u: %s",
 				w->l->port, strerror(errno));
 			return -1;
 		}
@@ -686,7 +672,7 @@ static bool paste_line(struct waiter *w, const char *line)
 	}
 	if (w->cb->error[0]) {
 		ps_sanitize_text(reason, sizeof(reason), w->cb->error, strlen(w->cb->error));
-		set_err(w->err, w->errlen, "Spotify refused the authorization (%s)", reason);
+		ps_errf(w->err, w->errlen, "Spotify refused the authorization (%s)", reason);
 		w->result = PS_WAIT_DENIED;
 		return true;
 	}
@@ -739,7 +725,7 @@ static bool paste_eof(struct waiter *w)
 	p->len = 0;
 	p->fd = -1; /* the caller's descriptor: not ours to close */
 	if (!done && !w->l) {
-		set_err(w->err, w->errlen, "standard input closed before a URL was pasted");
+		ps_errf(w->err, w->errlen, "standard input closed before a URL was pasted");
 		w->result = PS_WAIT_FAIL;
 		done = true;
 	}
@@ -760,7 +746,7 @@ static bool paste_readable(struct waiter *w)
 		p->fd = -1;
 		if (w->l)
 			return false;
-		set_err(w->err, w->errlen, "cannot read standard input: %s", strerror(errnum));
+		ps_errf(w->err, w->errlen, "cannot read standard input: %s", strerror(errnum));
 		w->result = PS_WAIT_FAIL;
 		return true;
 	}
@@ -812,7 +798,7 @@ static bool wait_step(struct waiter *w)
 	if (n < 0 && errno == EINTR)
 		return false;
 	if (n < 0) {
-		set_err(w->err, w->errlen, "poll: %s", strerror(errno));
+		ps_errf(w->err, w->errlen, "poll: %s", strerror(errno));
 		w->result = PS_WAIT_FAIL;
 		return true;
 	}
@@ -861,14 +847,14 @@ enum ps_wait_result ps_listener_wait(struct ps_listener *l, int paste_fd, const 
 		w.conns[i].fd = -1;
 	ps_callback_clear(cb);
 	if (!w.l && paste_fd < 0) {
-		set_err(err, errlen, "nothing to wait on: no listener and no paste stream");
+		ps_errf(err, errlen, "nothing to wait on: no listener and no paste stream");
 		return PS_WAIT_FAIL;
 	}
 	while (!wait_step(&w))
 		;
 	result = w.result;
 	if (result == PS_WAIT_TIMEOUT)
-		set_err(err, errlen, "no redirect arrived and no URL was pasted within %u seconds",
+		ps_errf(err, errlen, "no redirect arrived and no URL was pasted within %u seconds",
 			timeout_s);
 	if (result != PS_WAIT_CODE && result != PS_WAIT_DENIED)
 		ps_callback_clear(cb);

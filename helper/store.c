@@ -46,20 +46,6 @@
 /* The longest client ID whose temporary file name (CLIENT.refresh.XXXXXX) fits NAME_MAX. */
 #define CLIENT_NAME_MAX (NAME_MAX - (sizeof(TMP_SUFFIX) - 1))
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /* --- where the store lives */
 
 /* An absolute home directory: $HOME, else the password database. NULL when there is none. */
@@ -148,8 +134,8 @@ static int open_base(const char *base, const char *rel, char *err, size_t errlen
 	    (mkdir(base, 0700) == 0 || errno == EEXIST))
 		fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		errf(err, errlen, "cannot open %s %s for the refresh-token store: %s", what, base,
-		     strerror(errno));
+		ps_errf(err, errlen, "cannot open %s %s for the refresh-token store: %s", what,
+			base, strerror(errno));
 	return fd;
 }
 
@@ -161,21 +147,22 @@ static void component_error(int parent, const char *name, const char *path, int 
 
 	if ((e == ELOOP || e == ENOTDIR) && fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (S_ISLNK(st.st_mode)) {
-			errf(err, errlen,
-			     "refresh-token store path %s is a symbolic link, which the store "
-			     "never follows: replace it with a directory",
-			     path);
+			ps_errf(err, errlen,
+				"refresh-token store path %s is a symbolic link, which the store "
+				"never follows: replace it with a directory",
+				path);
 			return;
 		}
 		if (!S_ISDIR(st.st_mode)) {
-			errf(err, errlen,
-			     "refresh-token store path %s is not a directory: move it away so the "
-			     "store can create a directory there",
-			     path);
+			ps_errf(err, errlen,
+				"refresh-token store path %s is not a directory: move it away so "
+				"the "
+				"store can create a directory there",
+				path);
 			return;
 		}
 	}
-	errf(err, errlen, "cannot open refresh-token store directory %s: %s", path, strerror(e));
+	ps_errf(err, errlen, "cannot open refresh-token store directory %s: %s", path, strerror(e));
 }
 
 /* One component below parent, created 0700 when absent; a link is refused, not followed. */
@@ -186,8 +173,8 @@ static int open_component(int parent, const char *name, const char *path, char *
 
 	if (fd < 0 && errno == ENOENT) {
 		if (mkdirat(parent, name, 0700) < 0 && errno != EEXIST) {
-			errf(err, errlen, "cannot create refresh-token store directory %s: %s",
-			     path, strerror(errno));
+			ps_errf(err, errlen, "cannot create refresh-token store directory %s: %s",
+				path, strerror(errno));
 			return -1;
 		}
 		fd = openat(parent, name, flags);
@@ -232,19 +219,20 @@ static int check_dir(int fd, const char *path, char *err, size_t errlen)
 	struct stat st;
 
 	if (fstat(fd, &st) < 0) {
-		errf(err, errlen, "cannot stat refresh-token store %s: %s", path, strerror(errno));
+		ps_errf(err, errlen, "cannot stat refresh-token store %s: %s", path,
+			strerror(errno));
 		return -1;
 	}
 	if (st.st_uid != getuid()) {
-		errf(err, errlen,
-		     "refresh-token store %s belongs to uid %u, not to you (uid %u): remove it, "
-		     "then run spotify-token login",
-		     path, (unsigned)st.st_uid, (unsigned)getuid());
+		ps_errf(err, errlen,
+			"refresh-token store %s belongs to uid %u, not to you (uid %u): remove it, "
+			"then run spotify-token login",
+			path, (unsigned)st.st_uid, (unsigned)getuid());
 		return -1;
 	}
 	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-		errf(err, errlen, "refresh-token store %s has mode %04o: run chmod 700 %s", path,
-		     (unsigned)(st.st_mode & 07777), path);
+		ps_errf(err, errlen, "refresh-token store %s has mode %04o: run chmod 700 %s", path,
+			(unsigned)(st.st_mode & 07777), path);
 		return -1;
 	}
 	return 0;
@@ -261,20 +249,21 @@ int ps_store_open(struct ps_store *s, const char *client_id, char *err, size_t e
 	s->dir[0] = '\0';
 	s->client_id[0] = '\0';
 	if (!client_id || !client_id_valid(client_id)) {
-		errf(err, errlen,
-		     "client_id cannot name a refresh-token store file: it must be 1 to %zu "
-		     "letters, digits or -._~ and not start with '.'",
-		     (size_t)CLIENT_NAME_MAX);
+		ps_errf(err, errlen,
+			"client_id cannot name a refresh-token store file: it must be 1 to %zu "
+			"letters, digits or -._~ and not start with '.'",
+			(size_t)CLIENT_NAME_MAX);
 		return PS_EXIT_CONFIG;
 	}
 	if (store_base(base, sizeof(base), &rel) < 0) {
-		errf(err, errlen,
-		     "cannot place the refresh-token store: no usable XDG_STATE_HOME or HOME, and "
-		     "no home directory in the password database");
+		ps_errf(err, errlen,
+			"cannot place the refresh-token store: no usable XDG_STATE_HOME or HOME, "
+			"and "
+			"no home directory in the password database");
 		return PS_EXIT_CONFIG;
 	}
 	if (path_join(s->dir, sizeof(s->dir), base, rel) < 0) {
-		errf(err, errlen, "the refresh-token store path under %s is too long", base);
+		ps_errf(err, errlen, "the refresh-token store path under %s is too long", base);
 		return PS_EXIT_CONFIG;
 	}
 	fd = open_base(base, rel, err, errlen);
@@ -314,15 +303,15 @@ static void file_name(const struct ps_store *s, const char *suffix, char name[NA
 static void file_error(const struct ps_store *s, const char *name, const char *what,
 		       const char *advice, char *err, size_t errlen)
 {
-	errf(err, errlen, "refresh-token store file %s/%s %s: %s", s->dir, name, what, advice);
+	ps_errf(err, errlen, "refresh-token store file %s/%s %s: %s", s->dir, name, what, advice);
 }
 
 /* fsync of the directory, so a rename or unlink survives a crash. */
 static int sync_dir(const struct ps_store *s, char *err, size_t errlen)
 {
 	if (fsync(s->dirfd) < 0) {
-		errf(err, errlen, "cannot sync refresh-token store %s: %s", s->dir,
-		     strerror(errno));
+		ps_errf(err, errlen, "cannot sync refresh-token store %s: %s", s->dir,
+			strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -441,7 +430,7 @@ static int refresh_parse(const struct ps_store *s, int fd, char **token, size_t 
 	}
 	*token = malloc(toklen + 1);
 	if (!*token) {
-		errf(err, errlen, "out of memory reading the refresh token");
+		ps_errf(err, errlen, "out of memory reading the refresh token");
 		goto out;
 	}
 	memcpy(*token, tok, toklen);
@@ -470,12 +459,12 @@ int ps_store_read(struct ps_store *s, char **token, size_t *len, char *err, size
 	*token = NULL;
 	*len = 0;
 	if (ps_store_needs_reauth(s)) {
-		errf(err, errlen, "re-authorization needed: run spotify-token login");
+		ps_errf(err, errlen, "re-authorization needed: run spotify-token login");
 		return PS_EXIT_REAUTH;
 	}
 	rc = refresh_open(s, &fd, err, errlen);
 	if (rc == PS_EXIT_NO_TOKEN)
-		errf(err, errlen, "no refresh token in %s: run spotify-token login", s->dir);
+		ps_errf(err, errlen, "no refresh token in %s: run spotify-token login", s->dir);
 	if (rc != PS_EXIT_OK)
 		return rc;
 	rc = refresh_parse(s, fd, token, len, err, errlen);
@@ -510,8 +499,8 @@ static int temp_create(const struct ps_store *s, char name[NAME_MAX + 1], char *
 		if (errno != EEXIST)
 			break;
 	}
-	errf(err, errlen, "cannot create a temporary file in refresh-token store %s: %s", s->dir,
-	     strerror(errno));
+	ps_errf(err, errlen, "cannot create a temporary file in refresh-token store %s: %s", s->dir,
+		strerror(errno));
 	return -1;
 }
 
@@ -524,15 +513,15 @@ static int temp_write(const struct ps_store *s, const char *text, size_t len,
 	if (fd < 0)
 		return -1;
 	if (ps_write_all(fd, text, len) < 0 || fsync(fd) < 0) {
-		errf(err, errlen, "cannot write refresh-token store file %s/%s: %s", s->dir, name,
-		     strerror(errno));
+		ps_errf(err, errlen, "cannot write refresh-token store file %s/%s: %s", s->dir,
+			name, strerror(errno));
 		close(fd);
 		unlinkat(s->dirfd, name, 0);
 		return -1;
 	}
 	if (close(fd) < 0) {
-		errf(err, errlen, "cannot write refresh-token store file %s/%s: %s", s->dir, name,
-		     strerror(errno));
+		ps_errf(err, errlen, "cannot write refresh-token store file %s/%s: %s", s->dir,
+			name, strerror(errno));
 		unlinkat(s->dirfd, name, 0);
 		return -1;
 	}
@@ -561,10 +550,10 @@ int ps_store_write(struct ps_store *s, const char *token, size_t len, char *err,
 	int rc = PS_EXIT_CONFIG;
 
 	if (!token_storable(token, len)) {
-		errf(err, errlen,
-		     "refusing to store a refresh token of %zu bytes: it must be 1 to %d bytes "
-		     "of printable ASCII without spaces",
-		     len, PS_REFRESH_TOKEN_MAX);
+		ps_errf(err, errlen,
+			"refusing to store a refresh token of %zu bytes: it must be 1 to %d bytes "
+			"of printable ASCII without spaces",
+			len, PS_REFRESH_TOKEN_MAX);
 		return PS_EXIT_CONFIG;
 	}
 	memcpy(text, STORE_MAGIC, hlen);
@@ -674,10 +663,10 @@ int ps_store_lock(struct ps_store *s, unsigned timeout_s, char *err, size_t errl
 	}
 	if (lock_wait(fd, timeout_s) < 0) {
 		if (errno == EWOULDBLOCK)
-			errf(err, errlen,
-			     "another login of this user is refreshing the token and did not "
-			     "finish within %u s",
-			     timeout_s);
+			ps_errf(err, errlen,
+				"another login of this user is refreshing the token and did not "
+				"finish within %u s",
+				timeout_s);
 		else
 			file_error(s, name, "cannot be locked", strerror(errno), err, errlen);
 		close(fd);

@@ -20,18 +20,6 @@
 #define LINE_MAX_LEN 4096
 #define FILE_MAX_LEN (64 * 1024)
 
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 typedef int (*setter_fn)(struct ps_config *cfg, const char *value, char *err, size_t errlen);
 
 struct key_def {
@@ -44,7 +32,7 @@ static int set_string(char *dst, size_t dstlen, const char *value, const char *w
 		      size_t errlen)
 {
 	if (strlen(value) >= dstlen) {
-		errf(err, errlen, "%s is longer than %zu characters", what, dstlen - 1);
+		ps_errf(err, errlen, "%s is longer than %zu characters", what, dstlen - 1);
 		return -1;
 	}
 	ps_strlcpy(dst, value, dstlen);
@@ -58,9 +46,9 @@ static int set_flow(struct ps_config *cfg, const char *v, char *err, size_t errl
 		return 0;
 	}
 	if (strcmp(v, "implicit") == 0) {
-		errf(err, errlen,
-		     "flow 'implicit' is refused: Spotify removed the implicit grant; "
-		     "use flow = pkce");
+		ps_errf(err, errlen,
+			"flow 'implicit' is refused: Spotify removed the implicit grant; "
+			"use flow = pkce");
 		return -1;
 	}
 	if (strcmp(v, "pkce") == 0) {
@@ -71,8 +59,8 @@ static int set_flow(struct ps_config *cfg, const char *v, char *err, size_t errl
 		cfg->flow = PS_FLOW_AUTHORIZATION_CODE;
 		return 0;
 	}
-	errf(err, errlen, "flow must be client_credentials, pkce or authorization_code, not '%s'",
-	     v);
+	ps_errf(err, errlen,
+		"flow must be client_credentials, pkce or authorization_code, not '%s'", v);
 	return -1;
 }
 
@@ -82,16 +70,16 @@ static int set_client_id(struct ps_config *cfg, const char *v, char *err, size_t
 
 	for (s = v; *s; s++) {
 		if (!isalnum((unsigned char)*s) && !strchr("-._~", *s)) {
-			errf(err, errlen,
-			     "client_id may hold only letters, digits and -._~ "
-			     "(copy it from the Spotify developer dashboard)");
+			ps_errf(err, errlen,
+				"client_id may hold only letters, digits and -._~ "
+				"(copy it from the Spotify developer dashboard)");
 			return -1;
 		}
 	}
 	if (v[0] == '.' || strlen(v) > 240) {
-		errf(err, errlen,
-		     "client_id may not start with '.' or be longer than 240 characters "
-		     "(it names the refresh-token file)");
+		ps_errf(err, errlen,
+			"client_id may not start with '.' or be longer than 240 characters "
+			"(it names the refresh-token file)");
 		return -1;
 	}
 	return set_string(cfg->client_id, sizeof(cfg->client_id), v, "client_id", err, errlen);
@@ -101,7 +89,7 @@ static int set_path(char *dst, size_t dstlen, const char *v, const char *what, c
 		    size_t errlen)
 {
 	if (v[0] != '/') {
-		errf(err, errlen, "%s must be an absolute path, not '%s'", what, v);
+		ps_errf(err, errlen, "%s must be an absolute path, not '%s'", what, v);
 		return -1;
 	}
 	return set_string(dst, dstlen, v, what, err, errlen);
@@ -133,13 +121,14 @@ static int set_scopes(struct ps_config *cfg, const char *v, char *err, size_t er
 			continue;
 		}
 		if (c < 0x21 || c > 0x7e || c == '"' || c == '\\') {
-			errf(err, errlen,
-			     "scopes must be scope names separated by spaces "
-			     "(no quotes, backslashes or control characters)");
+			ps_errf(err, errlen,
+				"scopes must be scope names separated by spaces "
+				"(no quotes, backslashes or control characters)");
 			return -1;
 		}
 		if (n + 1 >= sizeof(out)) {
-			errf(err, errlen, "scopes is longer than %zu characters", sizeof(out) - 1);
+			ps_errf(err, errlen, "scopes is longer than %zu characters",
+				sizeof(out) - 1);
 			return -1;
 		}
 		out[n++] = (char)c;
@@ -157,7 +146,7 @@ static int set_url(char *dst, size_t dstlen, const char *v, const char *what, ch
 	char why[128];
 
 	if (ps_url_check(v, why, sizeof(why)) < 0) {
-		errf(err, errlen, "%s '%s': %s", what, v, why);
+		ps_errf(err, errlen, "%s '%s': %s", what, v, why);
 		return -1;
 	}
 	return set_string(dst, dstlen, v, what, err, errlen);
@@ -189,16 +178,16 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 	const char *host = v + 7, *rest;
 
 	if (strncmp(v, "http://", 7) != 0) {
-		errf(err, errlen,
-		     "redirect_uri must be http://127.0.0.1[:port]/path or "
-		     "http://[::1][:port]/path, not '%s'",
-		     v);
+		ps_errf(err, errlen,
+			"redirect_uri must be http://127.0.0.1[:port]/path or "
+			"http://[::1][:port]/path, not '%s'",
+			v);
 		return -1;
 	}
 	if (strncmp(host, "localhost", 9) == 0) {
-		errf(err, errlen,
-		     "redirect_uri may not use localhost: Spotify refuses it; use "
-		     "http://127.0.0.1/callback (and register that in the app settings)");
+		ps_errf(err, errlen,
+			"redirect_uri may not use localhost: Spotify refuses it; use "
+			"http://127.0.0.1/callback (and register that in the app settings)");
 		return -1;
 	}
 	if (strncmp(host, "127.0.0.1", 9) == 0)
@@ -206,10 +195,10 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 	else if (strncmp(host, "[::1]", 5) == 0)
 		rest = host + 5;
 	else {
-		errf(err, errlen,
-		     "redirect_uri must point at the loopback address 127.0.0.1 or "
-		     "[::1], not '%s'",
-		     v);
+		ps_errf(err, errlen,
+			"redirect_uri must point at the loopback address 127.0.0.1 or "
+			"[::1], not '%s'",
+			v);
 		return -1;
 	}
 	if (*rest == ':') {
@@ -218,22 +207,22 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 		size_t n = strspn(rest + 1, "0123456789");
 
 		if (n == 0 || n >= sizeof(digits) || rest[1 + n] != '/') {
-			errf(err, errlen, "redirect_uri '%s' has a bad port", v);
+			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", v);
 			return -1;
 		}
 		memcpy(digits, rest + 1, n);
 		digits[n] = '\0';
 		if (ps_parse_ulong(digits, 1, 65535, &port) < 0) {
-			errf(err, errlen, "redirect_uri '%s' has a bad port", v);
+			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", v);
 			return -1;
 		}
 		rest += 1 + n;
 	}
 	if (*rest != '/' || strpbrk(rest, "?#") || strchr(v, ' ')) {
-		errf(err, errlen,
-		     "redirect_uri '%s' needs a path such as /callback and no query "
-		     "or fragment",
-		     v);
+		ps_errf(err, errlen,
+			"redirect_uri '%s' needs a path such as /callback and no query "
+			"or fragment",
+			v);
 		return -1;
 	}
 	return set_string(cfg->redirect_uri, sizeof(cfg->redirect_uri), v, "redirect_uri", err,
@@ -247,7 +236,7 @@ static int set_enroll(struct ps_config *cfg, const char *v, char *err, size_t er
 	else if (strcmp(v, "never") == 0)
 		cfg->enroll = PS_ENROLL_NEVER;
 	else {
-		errf(err, errlen, "enroll must be prompt or never, not '%s'", v);
+		ps_errf(err, errlen, "enroll must be prompt or never, not '%s'", v);
 		return -1;
 	}
 	return 0;
@@ -262,7 +251,7 @@ static int set_keyring(struct ps_config *cfg, const char *v, char *err, size_t e
 	else if (strcmp(v, "persistent") == 0)
 		cfg->keyring = PS_KEYRING_PERSISTENT;
 	else {
-		errf(err, errlen, "keyring must be user, session or persistent, not '%s'", v);
+		ps_errf(err, errlen, "keyring must be user, session or persistent, not '%s'", v);
 		return -1;
 	}
 	return 0;
@@ -273,8 +262,8 @@ static int set_seconds(unsigned *dst, const char *v, const char *what, char *err
 	unsigned long n;
 
 	if (ps_parse_ulong(v, 1, 300, &n) < 0) {
-		errf(err, errlen, "%s must be a whole number of seconds from 1 to 300, not '%s'",
-		     what, v);
+		ps_errf(err, errlen, "%s must be a whole number of seconds from 1 to 300, not '%s'",
+			what, v);
 		return -1;
 	}
 	*dst = (unsigned)n;
@@ -298,7 +287,7 @@ static int parse_bool(bool *dst, const char *v, const char *what, char *err, siz
 	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
 		*dst = false;
 	else {
-		errf(err, errlen, "%s must be yes or no, not '%s'", what, v);
+		ps_errf(err, errlen, "%s must be yes or no, not '%s'", what, v);
 		return -1;
 	}
 	return 0;
@@ -342,15 +331,16 @@ static const struct key_def *key_find(const char *name)
 static void unknown_key(const char *key, char *err, size_t errlen)
 {
 	if (!strcmp(key, "client_secret"))
-		errf(err, errlen,
-		     "unknown key 'client_secret': the secret never goes in this file; "
-		     "put it in a root-only file and name it with client_secret_file");
+		ps_errf(err, errlen,
+			"unknown key 'client_secret': the secret never goes in this file; "
+			"put it in a root-only file and name it with client_secret_file");
 	else if (!strcmp(key, "scope"))
-		errf(err, errlen, "unknown key 'scope' (did you mean 'scopes'?)");
+		ps_errf(err, errlen, "unknown key 'scope' (did you mean 'scopes'?)");
 	else if (!strcmp(key, "refresh_margin"))
-		errf(err, errlen, "key '%s' is not supported by this version of pam_spotify", key);
+		ps_errf(err, errlen, "key '%s' is not supported by this version of pam_spotify",
+			key);
 	else
-		errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", key);
+		ps_errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", key);
 }
 
 void ps_config_init(struct ps_config *cfg)
@@ -377,7 +367,8 @@ static int config_set(struct ps_config *cfg, const char *key, const char *value,
 		return -1;
 	}
 	if (!*value) {
-		errf(err, errlen, "empty value for '%s'; remove the line to use the default", key);
+		ps_errf(err, errlen, "empty value for '%s'; remove the line to use the default",
+			key);
 		return -1;
 	}
 	if (def->set(cfg, value, err, errlen) < 0)
@@ -433,8 +424,8 @@ static int seen_check(struct seen_keys *seen, unsigned bit, unsigned lineno, con
 	unsigned i = (unsigned)__builtin_ctz(bit);
 
 	if (seen->mask & bit) {
-		errf(err, errlen, "duplicate key '%s' (first set on line %u); keep one", key,
-		     seen->line[i]);
+		ps_errf(err, errlen, "duplicate key '%s' (first set on line %u); keep one", key,
+			seen->line[i]);
 		return -1;
 	}
 	seen->mask |= bit;
@@ -451,7 +442,7 @@ static int parse_line(struct ps_config *cfg, char *line, unsigned lineno, struct
 	if (*s == '\0' || *s == '#')
 		return 0;
 	if (split_line(s, &key, &value) < 0) {
-		errf(err, errlen, "expected 'key = value'");
+		ps_errf(err, errlen, "expected 'key = value'");
 		return -1;
 	}
 	if (config_set(cfg, key, value, &bit, err, errlen) < 0)
@@ -468,7 +459,7 @@ int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *te
 	size_t pos = 0;
 
 	if (memchr(text, '\0', len)) {
-		errf(err, errlen, "%s: contains a NUL byte; is it a text file?", name);
+		ps_errf(err, errlen, "%s: contains a NUL byte; is it a text file?", name);
 		return -1;
 	}
 	while (pos < len) {
@@ -477,15 +468,15 @@ int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *te
 
 		lineno++;
 		if (n > LINE_MAX_LEN) {
-			errf(err, errlen, "%s:%u: line longer than %d characters", name, lineno,
-			     LINE_MAX_LEN);
+			ps_errf(err, errlen, "%s:%u: line longer than %d characters", name, lineno,
+				LINE_MAX_LEN);
 			return -1;
 		}
 		memcpy(line, text + pos, n);
 		line[n] = '\0';
 		pos += n + (nl ? 1 : 0);
 		if (parse_line(cfg, line, lineno, &seen, why, sizeof(why)) < 0) {
-			errf(err, errlen, "%s:%u: %s", name, lineno, why);
+			ps_errf(err, errlen, "%s:%u: %s", name, lineno, why);
 			return -1;
 		}
 	}
@@ -501,28 +492,28 @@ static int config_read(const char *path, char *buf, size_t cap, size_t *len, cha
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
-		errf(err, errlen, "%s: cannot open (%s); create it, see pam_spotify.conf(5)", path,
-		     strerror(errno));
+		ps_errf(err, errlen, "%s: cannot open (%s); create it, see pam_spotify.conf(5)",
+			path, strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		errf(err, errlen, "%s: not a regular file", path);
+		ps_errf(err, errlen, "%s: not a regular file", path);
 		close(fd);
 		return -1;
 	}
 	if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && st.st_gid != 0) ||
 	    (st.st_uid != 0 && st.st_uid != getuid())) {
-		errf(err, errlen,
-		     "%s: writable by others or owned by another user; "
-		     "chown root:root and chmod 644 it",
-		     path);
+		ps_errf(err, errlen,
+			"%s: writable by others or owned by another user; "
+			"chown root:root and chmod 644 it",
+			path);
 		close(fd);
 		return -1;
 	}
 	rc = ps_read_all(fd, buf, cap, len);
 	close(fd);
 	if (rc != 0) {
-		errf(err, errlen, rc < 0 ? "%s: cannot read" : "%s: larger than 64 KiB", path);
+		ps_errf(err, errlen, rc < 0 ? "%s: cannot read" : "%s: larger than 64 KiB", path);
 		return -1;
 	}
 	return 0;
@@ -536,7 +527,7 @@ int ps_config_load(struct ps_config *cfg, const char *path, char *err, size_t er
 
 	buf = malloc(FILE_MAX_LEN);
 	if (!buf) {
-		errf(err, errlen, "%s: out of memory", path);
+		ps_errf(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
 	rc = config_read(path, buf, FILE_MAX_LEN, &len, err, errlen);
@@ -579,15 +570,15 @@ int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char
 			continue; /* read before the file: ps_config_arg_path */
 		if (ps_strlcpy(arg, argv[i], sizeof(arg)) >= sizeof(arg) ||
 		    split_line(arg, &key, &value) < 0) {
-			errf(err, errlen,
-			     "module argument '%.64s': expected debug, nowait, config=PATH "
-			     "or key=value",
-			     argv[i]);
+			ps_errf(err, errlen,
+				"module argument '%.64s': expected debug, nowait, config=PATH "
+				"or key=value",
+				argv[i]);
 			return -1;
 		}
 		if (config_set(cfg, key, value, &bit, why, sizeof(why)) < 0 ||
 		    seen_check(&seen, bit, (unsigned)i + 1, key, why, sizeof(why)) < 0) {
-			errf(err, errlen, "module argument '%.64s': %s", argv[i], why);
+			ps_errf(err, errlen, "module argument '%.64s': %s", argv[i], why);
 			return -1;
 		}
 	}
@@ -607,21 +598,21 @@ static int derive_url(char *out, size_t outlen, const char *base, const char *pa
 int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
 {
 	if (!cfg->client_id[0]) {
-		errf(err, errlen,
-		     "%s: client_id is not set; add client_id = <your app's client ID>",
-		     cfg->config_path);
+		ps_errf(err, errlen,
+			"%s: client_id is not set; add client_id = <your app's client ID>",
+			cfg->config_path);
 		return -1;
 	}
 	if (cfg->flow != PS_FLOW_PKCE && !cfg->client_secret_file[0]) {
-		errf(err, errlen,
-		     "%s: flow %s needs client_secret_file = <path of a root-only file holding "
-		     "the client secret>",
-		     cfg->config_path, ps_flow_name(cfg->flow));
+		ps_errf(err, errlen,
+			"%s: flow %s needs client_secret_file = <path of a root-only file holding "
+			"the client secret>",
+			cfg->config_path, ps_flow_name(cfg->flow));
 		return -1;
 	}
 	if (cfg->connect_timeout > cfg->timeout) {
-		errf(err, errlen, "%s: connect_timeout (%u s) is longer than timeout (%u s)",
-		     cfg->config_path, cfg->connect_timeout, cfg->timeout);
+		ps_errf(err, errlen, "%s: connect_timeout (%u s) is longer than timeout (%u s)",
+			cfg->config_path, cfg->connect_timeout, cfg->timeout);
 		return -1;
 	}
 	if ((!(cfg->set & PS_SET_TOKEN_URL) && derive_url(cfg->token_url, sizeof(cfg->token_url),
@@ -629,7 +620,7 @@ int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
 	    (!(cfg->set & PS_SET_AUTHORIZE_URL) &&
 	     derive_url(cfg->authorize_url, sizeof(cfg->authorize_url), cfg->accounts_url,
 			"/authorize") < 0)) {
-		errf(err, errlen, "%s: accounts_url is too long", cfg->config_path);
+		ps_errf(err, errlen, "%s: accounts_url is too long", cfg->config_path);
 		return -1;
 	}
 	return 0;

@@ -158,6 +158,17 @@ int ps_read_all(int fd, char *buf, size_t cap, size_t *len)
 	return 1;
 }
 
+void ps_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || !errlen)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
 void ps_buf_printf(struct ps_buf *b, const char *fmt, ...)
 {
 	va_list ap;
