@@ -17,6 +17,13 @@
 
 #define FORM_MAX 16384
 
+static long last_retry_after = -1;
+
+long ps_grant_retry_after(void)
+{
+	return last_retry_after;
+}
+
 /* Append "&name=value" (or "name=value" first), the value percent-encoded. 0 or -1. */
 static int form_add(struct ps_buf *f, const char *name, const char *value)
 {
@@ -47,8 +54,10 @@ static int post(const struct ps_config *cfg, const char *secret, struct ps_buf *
 	}
 	rc = ps_http_post_form(cfg, cfg->token_url, form->buf, secret ? cfg->client_id : NULL,
 			       secret, &resp, line, linelen);
+	last_retry_after = -1;
 	if (rc != PS_EXIT_OK)
 		return rc;
+	last_retry_after = resp.status == 429 ? resp.retry_after : -1;
 	if (resp.status != 200)
 		rc = ps_oauth_error_describe(resp.status, resp.content_type, resp.body, resp.len,
 					     resp.retry_after, line, linelen);

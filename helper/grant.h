@@ -20,6 +20,9 @@ int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *c
 int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
 		     struct ps_token_response *tok, char *line, size_t linelen);
 
+/* Seconds of Retry-After on the last answer when it was a 429, else -1. */
+long ps_grant_retry_after(void);
+
 /*
  * Put the access token and its info in the configured keyring. started: when the request was
  * sent (expires_at = started + expires_in). On success line is "ok expires_in=N keyring=K".

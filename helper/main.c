@@ -8,6 +8,7 @@
 #include <config.h> /* autoconf; "config.h" could be taken for pam/config.h */
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "helper/http.h"
 #include "helper/oauth_error.h"
 #include "helper/grant.h"
+#include "helper/keeper.h"
 #include "helper/token_response.h"
 #include "helper/user_token.h"
 #include "keyring/keys.h"
@@ -142,18 +144,39 @@ static int op_open(const struct ps_request *req, char *line, size_t linelen)
 	if (rc != PS_EXIT_OK)
 		return rc;
 	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
-		return op_open_client_credentials(req, line, linelen);
-	return ps_user_token_refresh(&req->cfg, req->secret_len ? req->secret : NULL,
-				     req->cfg.interactive && req->cfg.enroll == PS_ENROLL_PROMPT,
-				     line, linelen);
+		rc = op_open_client_credentials(req, line, linelen);
+	else
+		rc = ps_user_token_refresh(&req->cfg, req->secret_len ? req->secret : NULL,
+					   req->cfg.interactive &&
+						   req->cfg.enroll == PS_ENROLL_PROMPT,
+					   req->cfg.refresh_margin, line, linelen);
+	if (rc == PS_EXIT_OK)
+		rc = ps_keeper_attach(req, line, linelen);
+	return rc;
 }
 
+/* op close: this session is gone; the last one out (or the keeper) removes the keys. */
 static int op_close(const struct ps_request *req, char *line, size_t linelen)
 {
-	int rc = ps_keys_remove(req->cfg.keyring, line, linelen);
+	return ps_keeper_detach(&req->cfg, line, linelen);
+}
 
-	if (rc == PS_EXIT_OK)
-		snprintf(line, linelen, "ok removed");
+/* keeper: the request on stdin (from the helper that starts it), then keep the token fresh. */
+static int run_keeper(void)
+{
+	struct ps_request req;
+	char line[ANSWER_MAX];
+	int rc;
+
+	memset(&req, 0, sizeof(req));
+	rc = read_request(&req, line, sizeof(line));
+	if (rc != PS_EXIT_OK)
+		return rc;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		rc = PS_EXIT_NETWORK;
+	else
+		rc = ps_keeper_run(&req);
+	ps_request_clear(&req);
 	return rc;
 }
 
@@ -230,7 +253,7 @@ static int user_config(const struct user_cmd *cmd, struct ps_config *cfg, char *
 	if (ps_config_load(cfg, cmd->config_path, line, linelen) < 0 ||
 	    ps_config_finish(cfg, line, linelen) < 0)
 		return PS_EXIT_CONFIG;
-	if (cfg->flow == PS_FLOW_PKCE || !strcmp(cmd->name, "logout"))
+	if (cfg->flow == PS_FLOW_PKCE || strcmp(cmd->name, "login") != 0)
 		return PS_EXIT_OK;
 	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS)
 		snprintf(line, linelen,
@@ -241,6 +264,50 @@ static int user_config(const struct user_cmd *cmd, struct ps_config *cfg, char *
 			 "flow authorization_code needs the client secret, which only "
 			 "root can read: you connect your account at the login prompt");
 	return PS_EXIT_CONFIG;
+}
+
+/* The expires_at of the token in the keyring, 0 when there is none. */
+static long long token_expires_at(const struct ps_config *cfg)
+{
+	struct ps_keys_found found;
+	struct ps_token_info info;
+	char err[PS_ERR_MAX];
+	long long at = 0;
+
+	memset(&found, 0, sizeof(found));
+	if (ps_keys_read(cfg->keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) == 0 &&
+	    found.info && ps_token_info_parse(&info, found.info, found.info_len) == 0)
+		at = info.expires_at;
+	ps_keys_found_free(&found);
+	return at;
+}
+
+/*
+ * spotify-token refresh: pkce refreshes here (always a network refresh); the other flows need
+ * the client secret, which only the keeper holds: ask it, and wait for the new token.
+ */
+static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
+{
+	long long before = token_expires_at(cfg);
+	int i;
+
+	if (cfg->flow == PS_FLOW_PKCE)
+		return ps_user_token_refresh(cfg, NULL, false, UINT_MAX, line, linelen);
+	if (ps_keeper_poke(cfg) < 0) {
+		snprintf(line, linelen,
+			 "no keeper runs for you (no open session with keyring = "
+			 "user or persistent): log in again for a new token");
+		return PS_EXIT_NO_TOKEN;
+	}
+	for (i = 0; i < 150; i++) { /* 15 s: a renewal is bounded by the configured timeout */
+		if (token_expires_at(cfg) != before) {
+			snprintf(line, linelen, "ok renewed by the keeper");
+			return PS_EXIT_OK;
+		}
+		usleep(100000);
+	}
+	snprintf(line, linelen, "the keeper did not renew the token within 15 s: see the log");
+	return PS_EXIT_NETWORK;
 }
 
 /* spotify-token login|logout|refresh: messages on stderr, nothing secret anywhere. */
@@ -270,7 +337,7 @@ static int run_user(int argc, char **argv)
 		else if (!strcmp(cmd.name, "logout"))
 			rc = ps_user_token_logout(&cfg, line, sizeof(line));
 		else
-			rc = ps_user_token_refresh(&cfg, NULL, false, line, sizeof(line));
+			rc = user_refresh(&cfg, line, sizeof(line));
 		curl_global_cleanup();
 	}
 	if (rc == PS_EXIT_OK && !strcmp(cmd.name, "login"))
@@ -288,6 +355,7 @@ static bool is_user_cmd(const char *arg)
 int main(int argc, char **argv)
 {
 	bool pam_mode = argc == 2 && strcmp(argv[1], "--pam") == 0;
+	bool keeper_mode = argc == 2 && strcmp(argv[1], "keeper") == 0;
 	bool user_mode = argc >= 2 && is_user_cmd(argv[1]);
 
 	if (harden() < 0) {
@@ -302,7 +370,7 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return PS_EXIT_OK;
 	}
-	if (!pam_mode && !user_mode) {
+	if (!pam_mode && !user_mode && !keeper_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;
 	}
@@ -316,5 +384,7 @@ int main(int argc, char **argv)
 				argv[1]);
 		return PS_EXIT_CONFIG;
 	}
+	if (keeper_mode)
+		return run_keeper();
 	return pam_mode ? run_pam() : run_user(argc, argv);
 }

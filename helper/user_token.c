@@ -279,7 +279,7 @@ static const char *connect_hint(const struct ps_config *cfg)
 }
 
 /* A token of this flow and client that another login stored and that still lives long enough. */
-static bool fresh_token_present(const struct ps_config *cfg)
+static bool fresh_token_present(const struct ps_config *cfg, unsigned min_valid)
 {
 	struct ps_keys_found found;
 	struct ps_token_info info;
@@ -293,14 +293,14 @@ static bool fresh_token_present(const struct ps_config *cfg)
 	    found.info && ps_token_info_parse(&info, found.info, found.info_len) == 0 &&
 	    strcmp(info.flow, ps_flow_name(cfg->flow)) == 0 &&
 	    strcmp(info.client_id, cfg->client_id) == 0 &&
-	    info.expires_at - (long long)time(NULL) > REUSE_MIN_S)
+	    info.expires_at - (long long)time(NULL) > (long long)min_valid)
 		fresh = true;
 	ps_keys_found_free(&found);
 	return fresh;
 }
 
 static int refresh_locked(const struct ps_config *cfg, const char *secret, struct ps_store *s,
-			  bool may_enroll, char *line, size_t linelen)
+			  bool may_enroll, unsigned min_valid, char *line, size_t linelen)
 {
 	struct ps_token_response tok;
 	char *refresh = NULL;
@@ -308,7 +308,7 @@ static int refresh_locked(const struct ps_config *cfg, const char *secret, struc
 	time_t started;
 	int rc;
 
-	if (fresh_token_present(cfg)) {
+	if (fresh_token_present(cfg, min_valid)) {
 		snprintf(line, linelen, "ok token still valid keyring=%s",
 			 ps_keyring_name(cfg->keyring));
 		return PS_EXIT_OK;
@@ -350,7 +350,7 @@ static unsigned lock_wait(const struct ps_config *cfg)
 }
 
 int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool may_enroll,
-			  char *line, size_t linelen)
+			  unsigned min_valid, char *line, size_t linelen)
 {
 	struct ps_store s;
 	int rc = ps_store_open(&s, cfg->client_id, line, linelen);
@@ -359,7 +359,7 @@ int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool 
 		return rc;
 	rc = ps_store_lock(&s, lock_wait(cfg), line, linelen);
 	if (rc == PS_EXIT_OK) {
-		rc = refresh_locked(cfg, secret, &s, may_enroll, line, linelen);
+		rc = refresh_locked(cfg, secret, &s, may_enroll, min_valid, line, linelen);
 		ps_store_unlock(&s);
 	}
 	ps_store_close(&s);

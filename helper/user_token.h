@@ -16,13 +16,14 @@ enum ps_enroll_via {
 };
 
 /*
- * At session open (and spotify-token refresh): refresh from the stored refresh token under the
- * per-user lock, or reuse a token that another login stored a moment ago. With no refresh
+ * At session open, in the keeper and for spotify-token refresh: refresh from the stored refresh
+ * token under the per-user lock, unless the keyring already holds a token of this flow and
+ * client that lives more than min_valid seconds (another login or the keeper stored it). With no refresh
  * token: enroll through the PAM conversation when allowed, else PS_EXIT_NO_TOKEN with a hint.
  * secret: the client secret for authorization_code, NULL for pkce.
  */
 int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool may_enroll,
-			  char *line, size_t linelen);
+			  unsigned min_valid, char *line, size_t linelen);
 
 /* Enroll: authorize, exchange the code, store the refresh token and the access token. */
 int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum ps_enroll_via via,

@@ -280,6 +280,20 @@ static int set_connect_timeout(struct ps_config *cfg, const char *v, char *err, 
 	return set_seconds(&cfg->connect_timeout, v, "connect_timeout", err, errlen);
 }
 
+static int set_refresh_margin(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	unsigned long n;
+
+	if (ps_parse_ulong(v, 1, 3600, &n) < 0) {
+		ps_errf(err, errlen,
+			"refresh_margin must be a whole number of seconds from 1 to 3600, not '%s'",
+			v);
+		return -1;
+	}
+	cfg->refresh_margin = (unsigned)n;
+	return 0;
+}
+
 static int parse_bool(bool *dst, const char *v, const char *what, char *err, size_t errlen)
 {
 	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
@@ -313,6 +327,7 @@ static const struct key_def keys[] = {
 	{"authorize_url", PS_SET_AUTHORIZE_URL, set_authorize_url},
 	{"redirect_uri", PS_SET_REDIRECT_URI, set_redirect_uri},
 	{"enroll", PS_SET_ENROLL, set_enroll},
+	{"refresh_margin", PS_SET_REFRESH_MARGIN, set_refresh_margin},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -336,9 +351,6 @@ static void unknown_key(const char *key, char *err, size_t errlen)
 			"put it in a root-only file and name it with client_secret_file");
 	else if (!strcmp(key, "scope"))
 		ps_errf(err, errlen, "unknown key 'scope' (did you mean 'scopes'?)");
-	else if (!strcmp(key, "refresh_margin"))
-		ps_errf(err, errlen, "key '%s' is not supported by this version of pam_spotify",
-			key);
 	else
 		ps_errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", key);
 }
@@ -353,6 +365,7 @@ void ps_config_init(struct ps_config *cfg)
 	cfg->timeout = 10;
 	cfg->connect_timeout = 5;
 	cfg->remove_on_close = true;
+	cfg->refresh_margin = 300;
 	ps_strlcpy(cfg->config_path, PS_CONFIG_PATH, sizeof(cfg->config_path));
 }
 

@@ -45,6 +45,7 @@ enum ps_key_bit {
 	PS_SET_AUTHORIZE_URL = 1u << 11,
 	PS_SET_REDIRECT_URI = 1u << 12,
 	PS_SET_ENROLL = 1u << 13,
+	PS_SET_REFRESH_MARGIN = 1u << 14,
 };
 
 enum ps_enroll {
@@ -63,7 +64,9 @@ struct ps_config {
 	char redirect_uri
 		[PS_URL_MAX]; /* http://127.0.0.1[:port]/path or http://[::1][:port]/path */
 	enum ps_enroll enroll;
-	bool interactive; /* request only: the PAM conversation can prompt the user */
+	unsigned refresh_margin; /* renew this many seconds before expiry */
+	bool interactive;        /* request only: the PAM conversation can prompt the user */
+	long session_pid;        /* request only: the PAM application's process, 0 if unknown */
 	enum ps_keyring keyring;
 	unsigned timeout;	  /* seconds the module waits for the helper; total HTTP time */
 	unsigned connect_timeout; /* seconds for the TCP+TLS connect */

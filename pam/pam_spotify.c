@@ -149,6 +149,22 @@ static int run_helper(pam_handle_t *pamh, const struct ps_config *cfg, const str
 	return rc;
 }
 
+#define PS_DATA_SESSION "pam_spotify_session_pid"
+
+/* The process this session belongs to: the one that opened it, remembered for the close. */
+static long session_pid(pam_handle_t *pamh, bool opening)
+{
+	const void *data = NULL;
+
+	if (opening) {
+		pam_set_data(pamh, PS_DATA_SESSION, (void *)(long)getpid(), NULL);
+		return (long)getpid();
+	}
+	if (pam_get_data(pamh, PS_DATA_SESSION, &data) == PAM_SUCCESS && data)
+		return (long)data;
+	return (long)getpid();
+}
+
 /* The conversation may prompt: not PAM_SILENT, not nowait, and the application gave one. */
 static bool conversation_usable(pam_handle_t *pamh, int flags, const struct ps_config *cfg)
 {
@@ -167,6 +183,7 @@ static int session_open(pam_handle_t *pamh, int flags, int argc, const char **ar
 	if (load_config(pamh, argc, argv, &cfg) < 0)
 		return PAM_SESSION_ERR;
 	cfg.interactive = conversation_usable(pamh, flags, &cfg);
+	cfg.session_pid = session_pid(pamh, true);
 	pw = session_user(pamh, &rc);
 	if (!pw)
 		return rc;
@@ -181,8 +198,7 @@ static int session_close(pam_handle_t *pamh, int argc, const char **argv)
 
 	if (load_config(pamh, argc, argv, &cfg) < 0)
 		return PAM_SESSION_ERR;
-	if (!cfg.remove_on_close)
-		return PAM_IGNORE;
+	cfg.session_pid = session_pid(pamh, false);
 	pw = session_user(pamh, &rc);
 	if (!pw)
 		return rc;

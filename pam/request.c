@@ -27,7 +27,10 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *se
 	ps_buf_printf(&o, "authorize_url = %s\n", cfg->authorize_url);
 	ps_buf_printf(&o, "redirect_uri = %s\n", cfg->redirect_uri);
 	ps_buf_printf(&o, "enroll = %s\n", cfg->enroll == PS_ENROLL_PROMPT ? "prompt" : "never");
+	ps_buf_printf(&o, "refresh_margin = %u\n", cfg->refresh_margin);
 	ps_buf_printf(&o, "interactive = %s\n", cfg->interactive ? "yes" : "no");
+	if (cfg->session_pid > 0)
+		ps_buf_printf(&o, "session = %ld\n", cfg->session_pid);
 	ps_buf_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
 	ps_buf_printf(&o, "timeout = %u\n", cfg->timeout);
 	ps_buf_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
@@ -98,6 +101,17 @@ static int parse_item(struct ps_request *req, char *line, char *err, size_t errl
 			return -1;
 		}
 		req->cfg.interactive = !strcmp(value, "yes");
+		return 0;
+	}
+	if (!strcmp(key, "session")) {
+		/* request only: the process of the PAM session, for session counting */
+		unsigned long pid;
+
+		if (ps_parse_ulong(value, 1, 4194304, &pid) < 0) {
+			snprintf(err, errlen, "request session must be a process ID");
+			return -1;
+		}
+		req->cfg.session_pid = (long)pid;
 		return 0;
 	}
 	if (!strcmp(key, "secret")) {

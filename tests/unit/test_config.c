@@ -136,7 +136,7 @@ static const struct bad_case bad_cases[] = {
 	{"redirect_uri = http://127.0.0.1\n", "needs a path"},
 	{"redirect_uri = http://127.0.0.1/cb?x=1\n", "needs a path"},
 	{"enroll = always\n", "enroll must be prompt or never"},
-	{"refresh_margin = 300\n", "not supported by this version"},
+	{"refresh_margin = 0\n", "refresh_margin must be a whole number of seconds from 1 to 3600"},
 	{"client_id = a b\n", "client_id may hold only"},
 	{"client_id =\n", "empty value for 'client_id'"},
 	{"just some words\n", "test.conf:1: expected 'key = value'"},

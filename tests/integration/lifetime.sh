@@ -1,0 +1,561 @@
+#!/bin/bash
+# lifetime.sh: the session lifetime of a token, through real PAM sessions against the fake
+# accounts server: one keeper per user and client renews the token refresh_margin seconds before
+# it expires (client_credentials and pkce), shared by the user's sessions and gone (with the keys)
+# within 2 s of the last close; a session whose process is killed is reclaimed; 100 open/close
+# cycles and 10 concurrent opens leak nothing and start one keeper; 503s are retried with backoff
+# and a 429's Retry-After is honoured while an expired token is never printed;
+# spotify-token --min-valid=N and spotify-token refresh; same-UID non-possessors read the token,
+# other users do not. Needs root and an installed build (see session.sh).
+#
+# Timing: tokens live 6 s (the fake server's expires_in) with refresh_margin = 3, so the keeper
+# renews every ~3 s; the kernel key lives exactly 6 s (skew min(30, 6/10) = 0). Every wait is
+# bounded; sessions are held open with PS_HOLD_OPEN (the driver sleeps, then closes).
+. "$top_srcdir/tests/lib.sh"
+
+need_root
+[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
+	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_tmpdir
+ps_lock_keyring
+ps_ensure_user pstest1
+ps_ensure_user pstest2
+home_of() { getent passwd "$1" | cut -d: -f6; }
+STORE1="$(home_of pstest1)/.local/state/spotify-token"
+STORE2="$(home_of pstest2)/.local/state/spotify-token"
+SECRET="SENTINEL-LIFETIME-SECRET-$$"
+printf 'testclient:%s\npkceclient:unused-%s\n' "$SECRET" "$$" >"$T/clients"
+ps_start_server acc --client-file "$T/clients"
+CA="$T/tls/ca.pem"
+printf '%s\n' "$SECRET" >"$T/secret"
+chmod 600 "$T/secret"
+DRIVER="$top_builddir/tests/pam/pam_session"
+export PS_SYSLOG_FILE="$T/syslog"
+: >"$PS_SYSLOG_FILE"
+KEEPER_PAT='pam_spotify_helper keeper'
+
+conf() { # conf FILE FLOW CLIENT [extra lines...]
+	local f=$1 flow=$2 client=$3
+	shift 3
+	{
+		echo "flow = $flow"
+		echo "client_id = $client"
+		echo "accounts_url = $acc_URL"
+		echo "ca_file = $CA"
+		echo "timeout = 5"
+		echo "connect_timeout = 2"
+		echo "refresh_margin = 3"
+		printf '%s\n' "$@"
+	} >"$f"
+	chmod 644 "$f"
+}
+conf "$T/cc.conf" client_credentials testclient "client_secret_file = $T/secret"
+conf "$T/pkce.conf" pkce pkceclient "scopes = user-read-email" "enroll = never"
+conf "$T/sess.conf" client_credentials testclient "client_secret_file = $T/secret" "keyring = session"
+mkdir -p "$T/pam.d"
+printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
+for svc in cc pkce sess; do
+	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
+		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
+done
+
+# --- small tools
+
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
+# wait_ms LIMIT CONDITION: poll the shell CONDITION every 0.1 s for at most LIMIT ms; sets WAITED
+# (ms) and succeeds when the condition came true.
+wait_ms() {
+	local start end
+	start=$(now_ms)
+	end=$((start + $1))
+	until eval "$2"; do
+		if [ "$(now_ms)" -ge "$end" ]; then
+			WAITED=$(($(now_ms) - start))
+			return 1
+		fi
+		sleep 0.1
+	done
+	WAITED=$(($(now_ms) - start))
+	return 0
+}
+stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
+requests() { stats 'j["token_requests"]'; }
+grants() { stats "j['by_grant'].get('$1', 0)"; }
+user_key() { as_user "$1" keyctl search @u user "$2" 2>/dev/null; }
+no_keys() { [ -z "$(user_key "$1" spotify:access_token)" ] && [ -z "$(user_key "$1" spotify:token_info)" ]; }
+clear_keys() {
+	local id k
+	for k in spotify:access_token spotify:token_info; do
+		id=$(user_key "$1" "$k") && [ -n "$id" ] && as_user "$1" keyctl unlink "$id" @u >/dev/null 2>&1
+	done
+	return 0
+}
+# keepers USER: the pids of the user's keeper processes, one a line.
+keepers() { pgrep -u "$1" -f "$KEEPER_PAT"; }
+nkeepers() { keepers "$1" | wc -l; }
+# alive PID: the process exists and is not a zombie (PID 1 here may not reap orphans).
+alive() {
+	local st
+	st=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+# lock_pid STORE CLIENT: the pid in the keeper's lock file.
+lock_pid() { tr -dc '0-9' <"$1/$2.keeper" 2>/dev/null; }
+# registered STORE CLIENT: the session registry's entries (<session pid>-<start time>), one a line.
+registered() { ls -1 "$1/$2.sessions" 2>/dev/null; }
+nregistered() { registered "$1" "$2" | wc -l; }
+reader() { local u=$1; shift; as_user "$u" "$PS_READER" "$@"; }
+
+# Background PAM sessions: the drivers we started (killed at exit if still there).
+DRIVERS=""
+# open_held SERVICE USER SECONDS NAME: a session held open SECONDS s in the background (output in
+# $T/held.NAME); returns once its open line is out (at most 15 s). Sets HELD_PID.
+open_held() {
+	PS_HOLD_OPEN=$3 "$DRIVER" "$T/pam.d" "$1" "$2" >"$T/held.$4" 2>&1 &
+	HELD_PID=$!
+	DRIVERS="$DRIVERS $HELD_PID"
+	wait_ms 15000 "grep -q '^open=' '$T/held.$4'"
+}
+held_open() { sed -n 's/^open=\([0-9]*\) .*/\1/p' "$T/held.$1"; }
+held_close() { sed -n 's/^close=\([0-9]*\) .*/\1/p' "$T/held.$1"; }
+# end_held PID USER: end a held session early (SIGKILL: reclaimed by the keeper, see section 3)
+# and wait (at most 5 s) for the user's keepers to go; a keeper still there is killed, with a note.
+end_held() {
+	local p
+	kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	if ! wait_ms 5000 "[ \"\$(nkeepers $2)\" = 0 ]"; then
+		diag "a keeper of $2 outlived its killed session by 5 s; killing it"
+		for p in $(keepers "$2"); do kill -9 "$p"; done
+	fi
+}
+lifetime_cleanup() {
+	local p u
+	for p in $DRIVERS; do
+		grep -q pam_session "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p" 2>/dev/null
+	done
+	sleep 0.5
+	for u in pstest1 pstest2; do
+		for p in $(keepers $u); do kill -9 "$p" 2>/dev/null; done
+		clear_keys $u
+	done
+	as_user pstest1 rm -rf "$STORE1"
+	as_user pstest2 rm -rf "$STORE2"
+}
+ps_on_exit lifetime_cleanup
+
+# sample USER SECONDS FILE: as USER, in a fresh session keyring (so not possessing the keys, like
+# a systemd service), run spotify-token --json every 0.5 s for SECONDS s. FILE gets one line a
+# sample: "<unix time> <exit code> <stdout>".
+sample() {
+	as_user "$1" sh -c '
+		end=$(($(date +%s) + $1))
+		while [ "$(date +%s)" -lt "$end" ]; do
+			t=$(date +%s.%N)
+			out=$("$2" --json 2>/dev/null)
+			rc=$?
+			echo "$t $rc $out"
+			sleep 0.5
+		done' sh "$2" "$PS_READER" >"$3"
+}
+# The samples, summed up as JSON: n; good (exit 0, expires_in > 0); bad (the others);
+# expired_printed (exit 0 with expires_in <= 0, or anything printed on a failure); tokens (the
+# distinct tokens in order); first_expires_at (of the first token); good_before(T) is computed
+# by the checks from "series": [time, rc, token, expires_at].
+cat >"$T/samples.py" <<'EOF'
+import json, sys
+series, tokens = [], []
+expired_printed = 0
+for line in open(sys.argv[1]):
+    parts = line.rstrip("\n").split(" ", 2)
+    if len(parts) < 2:
+        continue
+    t, rc, out = float(parts[0]), int(parts[1]), (parts[2] if len(parts) > 2 else "")
+    tok, exp, left = None, None, None
+    if out.strip():
+        try:
+            j = json.loads(out)
+            tok, exp, left = j.get("access_token"), j.get("expires_at"), j.get("expires_in")
+        except ValueError:
+            tok = "<unparsable>"
+    if rc == 0 and (left is None or left <= 0):
+        expired_printed += 1
+    if rc != 0 and out.strip():
+        expired_printed += 1
+    if rc == 0 and tok and tok not in tokens:
+        tokens.append(tok)
+    series.append([t, rc, tok, exp, left])
+good = sum(1 for s in series if s[1] == 0 and s[4] is not None and s[4] > 0)
+print(json.dumps({"n": len(series), "good": good, "bad": len(series) - good,
+                  "expired_printed": expired_printed, "tokens": tokens,
+                  "first_expires_at": next((s[3] for s in series if s[3]), None),
+                  "bad_samples": [s[:2] + [s[4]] for s in series if not (s[1] == 0 and s[4] and s[4] > 0)][:8],
+                  "series": series}))
+EOF
+# summary FILE: set S to the samples' summary; sj EXPR evaluates EXPR on it.
+summary() { "$PYTHON" "$T/samples.py" "$1" >"$T/summary.json"; }
+sj() { ps_json "$1" <"$T/summary.json"; }
+
+# watch SECONDS FILE: poll the server's stats every 0.05 s for SECONDS s, in the background; FILE
+# gets "<unix time> <token_requests> <faults_served>" at the start and at every change.
+cat >"$T/watch.py" <<'EOF'
+import json, ssl, sys, time, urllib.request
+url, ca, secs, out = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+last, end = None, time.time() + secs
+with open(out, "w", buffering=1) as f:
+    while time.time() < end:
+        try:
+            j = json.load(urllib.request.urlopen(url + "/__stats", context=ctx, timeout=2))
+            now = (j["token_requests"], j["faults_served"])
+            if now != last:
+                f.write("%.3f %d %d\n" % (time.time(), now[0], now[1]))
+                last = now
+        except Exception:
+            pass
+        time.sleep(0.05)
+EOF
+watch() { "$PYTHON" "$T/watch.py" "$acc_URL" "$CA" "$1" "$2" & WATCH_PID=$!; }
+# request_times FILE REQUESTS FAULTS: the times of the token requests the watcher saw after the
+# server had counted REQUESTS requests and FAULTS faults, one a line: "<time> F" for a request
+# that got the fault, "<time> -" for one that did not (requests in one poll share its time).
+request_times() {
+	"$PYTHON" - "$1" "$2" "$3" <<'EOF'
+import sys
+prev_r, prev_f = int(sys.argv[2]), int(sys.argv[3])
+for line in open(sys.argv[1]):
+    if not line.strip():
+        continue
+    t, r, f = line.split()
+    r, f = int(r), int(f)
+    new_r, new_f = r - prev_r, f - prev_f
+    for i in range(max(new_r, 0)):
+        print(t, "F" if i < new_f else "-")
+    prev_r, prev_f = max(r, prev_r), max(f, prev_f)
+EOF
+}
+
+# enroll USER: a pkce refresh token minted by the fake server, written to the user's store as
+# spotify-token login would (dir 0700, file 0600, owned by the user).
+enroll() {
+	local rt
+	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
+		--data '{"client_id": "pkceclient", "scope": "user-read-email", "public": true}' \
+		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
+	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user "$1" sh -c '
+		umask 077
+		d="$HOME/.local/state/spotify-token"
+		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/pkceclient.reauth" &&
+		cat >"$d/pkceclient.refresh.new" && mv "$d/pkceclient.refresh.new" "$d/pkceclient.refresh"'
+}
+
+# --- start clean: no keeper, no key, no store for the test users
+for u in pstest1 pstest2; do
+	for p in $(keepers $u); do kill -9 "$p"; done
+	clear_keys $u
+done
+as_user pstest1 rm -rf "$STORE1"
+as_user pstest2 rm -rf "$STORE2"
+
+# ==== 1. several expiry periods: always a valid token, a new one every period
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+# lifetime FLOW SERVICE STORE-CLIENT: one held session, 20 s of samples, and the checks.
+lifetime() {
+	local flow=$1 svc=$2 client=$3 kp serial0 serial1 r0 r1
+	open_held "$svc" pstest1 26 "life-$flow"
+	local drv=$HELD_PID
+	expect "$flow: session open succeeds" '[ "$(held_open "life-$flow")" = 0 ]'
+	wait_ms 2000 '[ "$(nkeepers pstest1)" -ge 1 ]'
+	kp=$(keepers pstest1)
+	expect "$flow: one keeper process of the user ('$KEEPER_PAT'), its pid in $client.keeper" \
+		'[ "$(nkeepers pstest1)" = 1 ] && [ "$(lock_pid "$STORE1" "$client")" = "$kp" ]'
+	expect "$flow: the session is registered as <driver pid>-<start time> ($(registered "$STORE1" "$client" | tr '\n' ' '))" \
+		'[ "$(nregistered "$STORE1" "$client")" = 1 ] && registered "$STORE1" "$client" | grep -q "^$drv-[0-9]"'
+	serial0=$(user_key pstest1 spotify:access_token)
+	r0=$(requests)
+	sample pstest1 20 "$T/samples.$flow"
+	r1=$(requests)
+	serial1=$(user_key pstest1 spotify:access_token)
+	summary "$T/samples.$flow"
+	diag "$flow: $(sj 'j["n"]') samples, $(sj 'len(j["tokens"])') tokens, $((r1 - r0)) token requests in 20 s"
+	expect "$flow: over 20 s (6 s tokens) every sample read a token with expires_in > 0 (bad: $(sj 'j["bad_samples"]'))" \
+		'[ "$(sj "j[\"n\"]")" -ge 25 ] && [ "$(sj "j[\"bad\"]")" = 0 ] && [ "$(sj "j[\"expired_printed\"]")" = 0 ]'
+	expect "$flow: the token was replaced every period (at least 3 distinct tokens)" \
+		'[ "$(sj "len(j[\"tokens\"])")" -ge 3 ]'
+	ps_server_stats "$acc_URL" >"$T/stats.json"
+	expect "$flow: every token read is one the server issued" \
+		'"$PYTHON" -c "import json,sys; t=json.load(open(sys.argv[1]))[\"tokens\"]; i=json.load(open(sys.argv[2]))[\"issued\"]; sys.exit(0 if t and all(x in i for x in t) else 1)" "$T/summary.json" "$T/stats.json"'
+	expect "$flow: renewals, not a polling loop: 3 to 12 token requests in 20 s (saw $((r1 - r0)))" \
+		'[ $((r1 - r0)) -ge 3 ] && [ $((r1 - r0)) -le 12 ]'
+	expect "$flow: the key was updated in place (same serial $serial0)" \
+		'[ -n "$serial0" ] && [ "$serial0" = "$serial1" ]'
+	expect "$flow: still one keeper, the same process" '[ "$(keepers pstest1)" = "$kp" ]'
+	wait "$drv"
+	expect "$flow: the session closes with PAM_SUCCESS" '[ "$(held_close "life-$flow")" = 0 ]'
+	wait_ms 2000 "! alive ${kp:-0}"
+	gone=$?
+	expect "$flow: after the last close the keeper (pid $kp) ends within 2 s (${WAITED} ms)" \
+		'[ -n "$kp" ] && [ $gone = 0 ]'
+	expect "$flow: and the keys are removed" 'wait_ms 2000 "no_keys pstest1"'
+	expect "$flow: and the session registry is empty" '[ "$(nregistered "$STORE1" "$client")" = 0 ]'
+}
+clear_keys pstest1
+lifetime client_credentials cc testclient
+
+# --- 7. (while a session is open) a same-UID non-possessor reads the token; another user cannot
+ps_server_control "$acc_URL" '{"expires_in": 3600}'
+open_held cc pstest1 6 seven
+seven=$HELD_PID
+id1=$(user_key pstest1 spotify:access_token)
+expect "a same-UID process in a fresh session keyring (not possessing the key) reads the token" \
+	'[ -n "$id1" ] && [ "$(reader pstest1)" = "$(stats "j[\"last_access_token\"]")" ] && as_user pstest1 keyctl pipe "$id1" >/dev/null'
+expect "another user cannot read the key by its id" '! as_user pstest2 keyctl pipe "$id1" >/dev/null 2>&1'
+reader pstest2 >"$T/o2" 2>/dev/null
+rc=$?
+expect "another user's spotify-token finds no token (exit 1, nothing printed)" '[ $rc = 1 ] && [ ! -s "$T/o2" ]'
+expect "another user has no keeper" '[ "$(nkeepers pstest2)" = 0 ]'
+wait "$seven"
+wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+
+# --- keyring = session: no keeper (the token dies with the session keyring)
+open_held sess pstest1 2 sess
+sess=$HELD_PID
+expect "keyring = session: the session opens and no keeper is started" \
+	'[ "$(held_open sess)" = 0 ] && sleep 0.5 && [ "$(nkeepers pstest1)" = 0 ]'
+wait "$sess"
+
+# pkce: a non-rotating store (Spotify today), enrolled with a minted refresh token
+ps_server_control "$acc_URL" '{"expires_in": 6, "rotate_refresh": false}'
+enroll pstest1
+rt_before=$(cat "$STORE1/pkceclient.refresh")
+g0=$(grants refresh_token)
+clear_keys pstest1
+lifetime pkce pkce pkceclient
+expect "pkce: the renewals used the refresh grant ($(($(grants refresh_token) - g0)) of them)" \
+	'[ $(($(grants refresh_token) - g0)) -ge 3 ]'
+expect "pkce: the non-rotating store kept its refresh token" \
+	'[ "$(cat "$STORE1/pkceclient.refresh")" = "$rt_before" ] && [ ! -e "$STORE1/pkceclient.reauth" ]'
+
+# ==== 2. two sessions of one user: one close leaves a fresh token; the second removes all
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+clear_keys pstest1
+open_held cc pstest1 6 twoA
+drvA=$HELD_PID
+open_held cc pstest1 20 twoB
+drvB=$HELD_PID
+kp=$(keepers pstest1)
+expect "two sessions: both open, one keeper, two registry entries" \
+	'[ "$(held_open twoA)" = 0 ] && [ "$(held_open twoB)" = 0 ] && [ "$(nkeepers pstest1)" = 1 ] &&
+	[ "$(nregistered "$STORE1" testclient)" = 2 ]'
+wait "$drvA"
+expect "two sessions: the first closes with PAM_SUCCESS; its registry entry goes, the keeper stays" \
+	'[ "$(held_close twoA)" = 0 ] && wait_ms 1000 "! registered \"$STORE1\" testclient | grep -q \"^$drvA-\"" &&
+	[ "$(nregistered "$STORE1" testclient)" = 1 ] && alive "$kp"'
+sample pstest1 8 "$T/samples.two"
+summary "$T/samples.two"
+expect "two sessions: for 8 s after the first close (more than a 6 s period) the token stays fresh (bad: $(sj 'j["bad_samples"]'))" \
+	'[ "$(sj "j[\"n\"]")" -ge 10 ] && [ "$(sj "j[\"bad\"]")" = 0 ] && [ "$(sj "j[\"expired_printed\"]")" = 0 ]'
+expect "two sessions: and it was renewed meanwhile ($(sj 'len(j["tokens"])') tokens)" \
+	'[ "$(sj "len(j[\"tokens\"])")" -ge 2 ]'
+wait "$drvB"
+expect "two sessions: the second closes with PAM_SUCCESS" '[ "$(held_close twoB)" = 0 ]'
+wait_ms 2000 "! alive ${kp:-0}"
+gone=$?
+expect "two sessions: after the last close the keeper (pid $kp) ends within 2 s (${WAITED} ms)" \
+	'[ -n "$kp" ] && [ $gone = 0 ]'
+expect "two sessions: and the keys are removed, the registry empty" \
+	'wait_ms 2000 "no_keys pstest1" && [ "$(nregistered "$STORE1" testclient)" = 0 ]'
+expect "two sessions: no keeper of the user is left" '[ "$(nkeepers pstest1)" = 0 ]'
+
+# ==== 3. the session's process is killed without a close
+# How it is reclaimed: the keeper holds a pidfd (pidfd_open) on each registered session process
+# (the PAM application, here the driver) and waits on it with the renewal timer; the pidfd turns
+# readable when that process dies, so the keeper drops its <pid>-<start time> entry at once (the
+# start time keeps a recycled pid from passing for the dead session) and, as that was the last
+# session, removes the keys and exits.
+ps_server_control "$acc_URL" '{"expires_in": 3600}'
+clear_keys pstest1
+open_held cc pstest1 60 killed
+drvK=$HELD_PID
+kp=$(keepers pstest1)
+expect "killed session: open, one keeper, one registry entry" \
+	'[ "$(held_open killed)" = 0 ] && [ "$(nkeepers pstest1)" = 1 ] && [ "$(nregistered "$STORE1" testclient)" = 1 ] && [ -n "$(user_key pstest1 spotify:access_token)" ]'
+kill -9 "$drvK"
+wait "$drvK" 2>/dev/null
+wait_ms 2000 "! alive ${kp:-0}"
+gone=$?
+expect "killed session: the keeper (pid $kp) ends within 2 s of the SIGKILL (${WAITED} ms)" \
+	'[ -n "$kp" ] && [ $gone = 0 ]'
+expect "killed session: the keys are removed" 'wait_ms 500 "no_keys pstest1"'
+expect "killed session: the registry entry is dropped, no keeper left" \
+	'[ "$(nregistered "$STORE1" testclient)" = 0 ] && [ "$(nkeepers pstest1)" = 0 ]'
+
+# ==== 4. 100 sequential open/close cycles, then 10 concurrent opens
+clear_keys pstest1
+good=0 maxk=0
+t0=$(now_ms)
+for i in $(seq 100); do
+	"$DRIVER" "$T/pam.d" cc pstest1 -- "$PS_READER" >"$T/cycle" 2>&1
+	grep -q '^open=0 ' "$T/cycle" && grep -q '^command=0$' "$T/cycle" && grep -q '^close=0 ' "$T/cycle" &&
+		good=$((good + 1))
+	k=$(nkeepers pstest1)
+	[ "$k" -gt "$maxk" ] && maxk=$k
+done
+diag "100 cycles took $(($(now_ms) - t0)) ms; at most $maxk keeper(s) seen right after a close"
+expect "100 cycles: every one opened, read the token and closed ($good did)" '[ "$good" = 100 ]'
+expect "100 cycles: zero keeper processes left (within 2 s)" 'wait_ms 2000 "[ \"\$(nkeepers pstest1)\" = 0 ]"'
+expect "100 cycles: zero keys and an empty registry left" \
+	'no_keys pstest1 && [ "$(nregistered "$STORE1" testclient)" = 0 ]'
+
+clear_keys pstest1
+"$PYTHON" - "$T/kcount" 8 pstest1 "$KEEPER_PAT" <<'EOF' &
+import subprocess, sys, time
+out, secs, user, pat = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+end, seen = time.time() + secs, 0
+while time.time() < end:
+    r = subprocess.run(["pgrep", "-u", user, "-f", pat], capture_output=True, text=True)
+    seen = max(seen, len(r.stdout.split()))
+    time.sleep(0.02)
+open(out, "w").write("%d\n" % seen)
+EOF
+kcount_pid=$!
+cpids=""
+for i in $(seq 10); do
+	PS_HOLD_OPEN=5 "$DRIVER" "$T/pam.d" cc pstest1 >"$T/conc.$i" 2>&1 &
+	cpids="$cpids $!"
+done
+DRIVERS="$DRIVERS $cpids"
+all_open() { local i; for i in $(seq 10); do grep -q '^open=' "$T/conc.$i" || return 1; done; }
+wait_ms 20000 all_open
+opened=$(cat "$T"/conc.* | grep -c '^open=0 ')
+kp=$(keepers pstest1)
+expect "10 concurrent opens: all succeed ($opened), exactly one keeper, 10 registry entries ($(nregistered "$STORE1" testclient))" \
+	'[ "$opened" = 10 ] && [ "$(nkeepers pstest1)" = 1 ] && [ "$(nregistered "$STORE1" testclient)" = 10 ] &&
+	[ "$(lock_pid "$STORE1" testclient)" = "$kp" ]'
+wait $cpids
+wait "$kcount_pid"
+expect "10 concurrent opens: never more than one keeper process at any time (max seen $(cat "$T/kcount"))" \
+	'[ "$(cat "$T/kcount")" = 1 ]'
+wait_ms 2000 "! alive ${kp:-0}"
+gone=$?
+expect "10 concurrent opens: after the last close the keeper ends within 2 s (${WAITED} ms), the keys go" \
+	'[ -n "$kp" ] && [ $gone = 0 ] && wait_ms 1000 "no_keys pstest1" && [ "$(nkeepers pstest1)" = 0 ]'
+
+# ==== 5. the server fails during a renewal
+# 503 x3: the old token stays readable until it expires, retries back off, renewal resumes.
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+clear_keys pstest1
+open_held cc pstest1 24 s503
+drv=$HELD_PID
+r0=$(requests) f0=$(stats 'j["faults_served"]')
+ps_server_control "$acc_URL" '{"fault": "status_503", "fault_count": 3}'
+watch 21 "$T/watch.503"
+sample pstest1 20 "$T/samples.503"
+wait "$WATCH_PID"
+summary "$T/samples.503"
+request_times "$T/watch.503" "$r0" "$f0" >"$T/times.503"
+diag "503: token requests after the fault was set (time, F = faulted): $(tr '\n' ' ' <"$T/times.503")"
+diag "503: samples (time mod 100: exit code): $(ps_json '" ".join("%.1f:%d" % (x[0] % 100, x[1]) for x in j["series"])' <"$T/summary.json")"
+first_exp=$(sj 'j["first_expires_at"]')
+expect "503: the first token was readable, unexpired, until 1 s before its expiry" \
+	'[ -n "$first_exp" ] && "$PYTHON" -c "
+import json,sys
+j=json.load(open(\"$T/summary.json\")); t0=j[\"tokens\"][0]; e=$first_exp
+early=[s for s in j[\"series\"] if s[0] < e - 1]
+sys.exit(0 if early and all(s[1]==0 and s[2]==t0 for s in early) else 1)"'
+expect "503: no expired token was ever printed" '[ "$(sj "j[\"expired_printed\"]")" = 0 ]'
+expect "503: the three 503s were retried and the renewal resumed: a new token was read" \
+	'[ "$(grep -c " F$" "$T/times.503")" = 3 ] && grep -q " -$" "$T/times.503" && [ "$(sj "len(j[\"tokens\"])")" -ge 2 ]'
+expect "503: the retries were spaced, not a tight loop (at most 10 requests in any 10 s; the 4th came at least 1.5 s after the 1st)" \
+	'"$PYTHON" - "$T/times.503" <<"EOF"
+import sys
+t = [float(l.split()[0]) for l in open(sys.argv[1]) if l.strip()]
+dense = any(sum(1 for u in t if s <= u < s + 10) > 10 for s in t)
+sys.exit(0 if len(t) >= 4 and not dense and t[3] - t[0] >= 1.5 else 1)
+EOF'
+expect "503: the retries were spaced increasingly (the gap before the renewal that worked exceeded the first gap)" \
+	'"$PYTHON" - "$T/times.503" <<"EOF"
+import sys
+t = [float(l.split()[0]) for l in open(sys.argv[1]) if l.strip()]
+sys.exit(0 if len(t) >= 4 and t[3] - t[2] > t[1] - t[0] else 1)
+EOF'
+wait "$drv"
+wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+
+# 429 with Retry-After: 4: the next token request comes at least 4 s later.
+ps_server_control "$acc_URL" '{"expires_in": 6, "retry_after": 4}'
+clear_keys pstest1
+open_held cc pstest1 18 s429
+drv=$HELD_PID
+r0=$(requests) f0=$(stats 'j["faults_served"]')
+ps_server_control "$acc_URL" '{"fault": "rate_limit", "fault_count": 1}'
+watch 15 "$T/watch.429"
+sample pstest1 14 "$T/samples.429"
+wait "$WATCH_PID"
+summary "$T/samples.429"
+request_times "$T/watch.429" "$r0" "$f0" >"$T/times.429"
+diag "429: token requests after the fault was set: $(tr '\n' ' ' <"$T/times.429")"
+expect "429: the request after the 429 came at least 4 s later (Retry-After honoured)" \
+	'"$PYTHON" - "$T/times.429" <<"EOF"
+import sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+i = next((k for k, r in enumerate(rows) if r[1] == "F"), None)
+ok = i is not None and i + 1 < len(rows) and float(rows[i + 1][0]) - float(rows[i][0]) >= 3.85
+sys.exit(0 if ok else 1)
+EOF'
+expect "429: renewal resumed (a new token was read) and no expired token was printed" \
+	'[ "$(sj "len(j[\"tokens\"])")" -ge 2 ] && [ "$(sj "j[\"expired_printed\"]")" = 0 ]'
+wait "$drv"
+wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
+
+# ==== 6. spotify-token --min-valid=N and spotify-token refresh, both flows
+# 20 s tokens (key 18 s), renewed 3 s before expiry: 5 s in, a token lives ~15 s.
+ps_server_control "$acc_URL" '{"expires_in": 20}'
+# min_valid FLOW SERVICE CONF GRANT
+min_valid() {
+	local flow=$1 svc=$2 cfg=$3 grant=$4 tok0 tok1 g0 rc t0 el
+	clear_keys pstest1
+	open_held "$svc" pstest1 60 "mv-$flow"
+	local drv=$HELD_PID
+	expect "$flow --min-valid: session open succeeds" '[ "$(held_open "mv-$flow")" = 0 ]'
+	tok0=$(reader pstest1)
+	sleep 5
+	g0=$(grants "$grant")
+	reader pstest1 --min-valid=5 --config="$cfg" >"$T/mv.out" 2>"$T/mv.err"
+	rc=$?
+	expect "$flow: --min-valid=5 with ~15 s left: exit 0, the same token, no request" \
+		'[ $rc = 0 ] && [ "$(cat "$T/mv.out")" = "$tok0" ] && [ "$(grants "$grant")" = "$g0" ]'
+	t0=$(now_ms)
+	reader pstest1 --json --min-valid=18 --config="$cfg" >"$T/mv.out" 2>"$T/mv.err"
+	rc=$? el=$(($(now_ms) - t0))
+	tok1=$(ps_json 'j["access_token"]' <"$T/mv.out" 2>/dev/null)
+	expect "$flow: --min-valid=18 with ~15 s left renews: exit 0 in ${el} ms, a new token with >= 18 s ($(cat "$T/mv.err"))" \
+		'[ $rc = 0 ] && [ -n "$tok1" ] && [ "$tok1" != "$tok0" ] && [ "$(ps_json "j[\"expires_in\"]" <"$T/mv.out")" -ge 18 ] &&
+		[ "$(grants "$grant")" -gt "$g0" ]'
+	expect "$flow: the renewed token is the one in the keyring" '[ "$(reader pstest1)" = "$tok1" ]'
+	t0=$(now_ms)
+	reader pstest1 --min-valid=100 --config="$cfg" >"$T/mv.out" 2>"$T/mv.err"
+	rc=$? el=$(($(now_ms) - t0))
+	expect "$flow: --min-valid=100 (more than any 20 s token): exit 3 within 20 s (${el} ms), nothing printed" \
+		'[ $rc = 3 ] && [ "$el" -lt 20000 ] && [ ! -s "$T/mv.out" ] && [ -s "$T/mv.err" ]'
+	tok0=$(reader pstest1)
+	g0=$(grants "$grant")
+	reader pstest1 refresh --config="$cfg" >"$T/rf.out" 2>"$T/rf.err"
+	rc=$?
+	tok1=$(reader pstest1)
+	expect "$flow: spotify-token refresh: exit 0 and a new token in the keyring ($(cat "$T/rf.err"))" \
+		'[ $rc = 0 ] && [ -n "$tok1" ] && [ "$tok1" != "$tok0" ] && [ "$(grants "$grant")" -gt "$g0" ] &&
+		[ "$tok1" = "$(stats "j[\"last_access_token\"]")" ]'
+	expect "$flow: still exactly one keeper" '[ "$(nkeepers pstest1)" = 1 ]'
+	end_held "$drv" pstest1
+	clear_keys pstest1
+}
+min_valid client_credentials cc "$T/cc.conf" client_credentials
+min_valid pkce pkce "$T/pkce.conf" refresh_token
+
+rt=$(sed -n 2p "$STORE1/pkceclient.refresh" 2>/dev/null)
+expect "no client secret or refresh token in the module's log or the server's log" \
+	'! grep -q -F -e "$SECRET" ${rt:+-e "$rt"} "$PS_SYSLOG_FILE" "$T/acc.log"'
+[ "$t_failed" = 0 ] || { diag "module log (tail):"; tail -15 "$PS_SYSLOG_FILE" | sed 's/^/# /'; }
+done_testing
