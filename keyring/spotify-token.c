@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -312,8 +313,8 @@ static int check_min_valid(const struct reader *r)
 	left = r->info.expires_at - r->now;
 	if (left >= (long long)n)
 		return PS_EXIT_OK;
-	say("the Spotify token expires in %lld s, sooner than --min-valid=%lu asks: log in again "
-	    "for a fresh one",
+	say("the Spotify token expires in %lld s, sooner than --min-valid=%lu asks, even after a "
+	    "renewal: tokens do not live that long, or renewal failed (see above)",
 	    left, n);
 	return PS_EXIT_EXPIRED;
 }
@@ -433,6 +434,35 @@ static int show_token(struct reader *r)
 	return rc == PS_EXIT_OK ? output(r) : rc;
 }
 
+/*
+ * --min-valid=N and a token that lives less: ask for a renewal first (the helper, as this user:
+ * a refresh for pkce, the keeper for the other flows; each bounded in time), then read again.
+ */
+static int renew_for_min_valid(struct reader *r)
+{
+	int status;
+	pid_t pid;
+
+	if (!r->opts.min_valid || !ps_keys_token_valid(r->found.token, r->found.token_len))
+		return PS_EXIT_OK;
+	load_info(r);
+	r->now = (long long)time(NULL);
+	if (r->have_info && r->info.expires_at - r->now >= (long long)r->opts.min_valid)
+		return PS_EXIT_OK;
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		r->opts.cmd = PS_CMD_REFRESH;
+		r->opts.timeout_set = false;
+		_exit(run_helper_command(r));
+	}
+	while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	ps_keys_found_free(&r->found);
+	r->have_info = false;
+	return find_token(r);
+}
+
 int main(int argc, char *argv[])
 {
 	struct reader r;
@@ -460,6 +490,8 @@ int main(int argc, char *argv[])
 		}
 	}
 	rc = find_token(&r);
+	if (rc == PS_EXIT_OK)
+		rc = renew_for_min_valid(&r);
 	if (rc == PS_EXIT_OK)
 		rc = show_token(&r);
 	ps_keys_found_free(&r.found);

@@ -139,7 +139,7 @@ default prints the token | valid | | 0 | @TOKEN@\n |
 --min-valid=N that the token meets | valid | --min-valid=3000 --header | 0 | Authorization: Bearer @TOKEN@\n |
 --min-valid N (separate value) | valid | --min-valid 60 | 0 | @TOKEN@\n |
 --min-valid=0 | valid | --min-valid=0 --env | 0 | export SPOTIFY_ACCESS_TOKEN='@TOKEN@'\n |
---min-valid longer than the token lives | valid | --min-valid=7200 | 3 | | spotify-token: the Spotify token expires in * s, sooner than --min-valid=7200 asks: log in again for a fresh one
+--min-valid longer than the token lives: a renewal is asked for, then exit 3 | valid | --min-valid=7200 | 3 | | spotify-token: *spotify-token: the Spotify token expires in * s, sooner than --min-valid=7200 asks, even after a renewal: tokens do not live that long, or renewal failed (see above)
 no token | none | | 1 | | $NO_TOKEN
 no token, --status | none | --status | 1 | | $NO_TOKEN
 no token, --json | none | --json | 1 | | $NO_TOKEN
@@ -152,7 +152,7 @@ key with wrong permissions | wrongperm | | 1 | | spotify-token: key spotify:acce
 no token_info: default output works | noinfo | | 0 | @TOKEN@\n |
 no token_info: --json says what is missing | noinfo | --json | 0 | {"access_token":"@TOKEN@","token_type":null,"expires_at":null,"expires_in":null,"scope":null}\n | spotify-token: spotify:token_info is missing from the user keyring: token_type, expires_at, expires_in and scope are null; log in again to restore it
 no token_info: --status says what is missing | noinfo | --status | 0 | token:      present, in the user keyring\ninfo:       spotify:token_info is missing from the user keyring: type, expiry, scope, flow and client id are unknown (log in again to restore it)\n |
-no token_info: --min-valid cannot be checked | noinfo | --min-valid=10 | 3 | | spotify-token: cannot check --min-valid=10: spotify:token_info is missing from the user keyring; log in again
+no token_info: --min-valid asks for a renewal, then cannot check | noinfo | --min-valid=10 | 3 | | spotify-token: *spotify-token: cannot check --min-valid=10: spotify:token_info is missing from the user keyring; log in again
 malformed token_info: --header works | badinfo | --header | 0 | Authorization: Bearer @TOKEN@\n |
 malformed token_info: --status says so | badinfo | --status | 0 | token:      present, in the user keyring\ninfo:       spotify:token_info in the user keyring is malformed: type, expiry, scope, flow and client id are unknown (log in again to restore it)\n |
 two output modes | valid | --json --header | 2 | | spotify-token: --json and --header cannot be used together; choose one output mode
