@@ -199,10 +199,30 @@ static int keeper_spawn(const struct ps_request *req, char *line, size_t linelen
 	return -1;
 }
 
+/* Create the session's file. 0, or -1 with a reason (e.g. /proc mounted with hidepid). */
+static int session_register(int dfd, long pid, char *why, size_t whylen)
+{
+	char name[64];
+	int fd;
+
+	if (session_name(pid, name, sizeof(name)) < 0) {
+		ps_errf(why, whylen, "cannot see the session's process %ld in /proc (hidepid?)",
+			pid);
+		return -1;
+	}
+	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		ps_errf(why, whylen, "cannot register the session: %s", strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 int ps_keeper_attach(const struct ps_request *req, char *line, size_t linelen)
 {
 	const struct ps_config *cfg = &req->cfg;
-	char name[64], why[PS_ERR_MAX];
+	char why[PS_ERR_MAX] = "cannot lock the keeper file";
 	struct ps_store s;
 	int dfd, fd, rc;
 
@@ -215,12 +235,10 @@ int ps_keeper_attach(const struct ps_request *req, char *line, size_t linelen)
 		goto fail;
 	}
 	dfd = sessions_dir_open(&s, why, sizeof(why));
-	if (dfd >= 0 && session_name(cfg->session_pid, name, sizeof(name)) == 0) {
-		fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-		if (fd >= 0)
-			close(fd);
-	}
-	rc = keeper_lock_try(&s, &fd);
+	rc = dfd >= 0 ? session_register(dfd, cfg->session_pid, why, sizeof(why)) : -1;
+	/* a keeper without this session would see none and remove the keys: start none then */
+	if (rc == 0)
+		rc = keeper_lock_try(&s, &fd);
 	if (rc == 0) {
 		close(fd); /* free: start one; the store lock keeps others out meanwhile */
 		rc = keeper_spawn(req, why, sizeof(why));
