@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <keyutils.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -283,9 +284,14 @@ int ps_keeper_detach(const struct ps_config *cfg, char *line, size_t linelen)
 	struct ps_store s;
 	int dfd, fd, rc, left = 0;
 
-	if (cfg->keyring == PS_KEYRING_SESSION || cfg->session_pid <= 0)
-		return cfg->remove_on_close ? ps_keys_remove(cfg->keyring, line, linelen)
-					    : PS_EXIT_OK;
+	if (cfg->keyring == PS_KEYRING_SESSION || cfg->session_pid <= 0) {
+		/* no session to count (a session keyring is the session's own): remove now */
+		rc = cfg->remove_on_close ? ps_keys_remove(cfg->keyring, line, linelen)
+					  : PS_EXIT_OK;
+		if (rc == PS_EXIT_OK)
+			snprintf(line, linelen, cfg->remove_on_close ? "ok removed" : "ok kept");
+		return rc;
+	}
 	rc = ps_store_open(&s, cfg->client_id, line, linelen);
 	if (rc != PS_EXIT_OK)
 		return rc;
@@ -358,6 +364,7 @@ struct keeper {
 	int nsessions;
 	long long next_ms; /* wall clock (ms) of the next renewal; NEVER after invalid_grant */
 	unsigned failures;
+	bool forced; /* asked by SIGUSR1: renew even a token that still lives long */
 };
 
 static long long now_ms(void)
@@ -460,6 +467,7 @@ static void keeper_renew(struct keeper *k)
 	char line[PS_ERR_MAX] = "";
 	int rc = keeper_renew_once(k, line, sizeof(line));
 
+	k->forced = false;
 	if (rc == PS_EXIT_OK) {
 		k->failures = 0;
 		keeper_schedule(k);
@@ -515,7 +523,8 @@ static bool keeper_wait(struct keeper *k)
 	if (p[1].revents && read(k->sfd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo != SIGUSR1)
 			return false;
-		k->next_ms = now_ms(); /* spotify-token refresh or --min-valid asks */
+		k->next_ms = now_ms(); /* spotify-token refresh, --min-valid or login asks */
+		k->forced = true;
 	}
 	for (i = 0; i < k->nsessions; i++)
 		if (p[2 + i].revents) /* the session's process is gone without a close */

@@ -207,7 +207,8 @@ static int run_pam(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " PROG " --pam | login|logout|refresh [--config=PATH] [--timeout=N]\n"
+		"Usage: " PROG
+		" --pam | keeper | login|logout|refresh [--config=PATH] [--timeout=N]\n"
 		"       " PROG " --version | --help\n"
 		"\n"
 		"The helper of pam_spotify.so: run by the PAM module as the logging-in user, it\n"
@@ -331,10 +332,13 @@ static int run_user(int argc, char **argv)
 		snprintf(line, sizeof(line), "cannot initialise libcurl");
 		rc = PS_EXIT_NETWORK;
 	} else if (rc == PS_EXIT_OK) {
-		if (!strcmp(cmd.name, "login"))
+		if (!strcmp(cmd.name, "login")) {
 			rc = ps_user_token_enroll(&cfg, NULL, PS_VIA_TERMINAL,
 						  (unsigned)cmd.timeout_s, line, sizeof(line));
-		else if (!strcmp(cmd.name, "logout"))
+			if (rc == PS_EXIT_OK)
+				ps_keeper_poke(
+					&cfg); /* a keeper stopped by invalid_grant resumes */
+		} else if (!strcmp(cmd.name, "logout"))
 			rc = ps_user_token_logout(&cfg, line, sizeof(line));
 		else
 			rc = user_refresh(&cfg, line, sizeof(line));

@@ -1,6 +1,7 @@
 /*
- * store.h: the refresh-token store, $XDG_STATE_HOME/spotify-token/ (default
- * ~/.local/state/spotify-token/), created by the helper as the user: directory 0700, files 0600,
+ * store.h: the refresh-token store, ~/.local/state/spotify-token/ ($XDG_STATE_HOME/spotify-token/
+ * when that is set; the helper and the reader unset it, because the helper at session open
+ * never sees it), created by the helper as the user: directory 0700, files 0600,
  * opened with O_NOFOLLOW relative to the directory. Per client ID:
  *   CLIENT.refresh  the refresh token ("pam_spotify-refresh 1\n" TOKEN "\n")
  *   CLIENT.reauth   present when the server said invalid_grant: re-authorization needed

@@ -140,6 +140,7 @@ end_held() {
 }
 lifetime_cleanup() {
 	local p u
+	[ -n "${PS_KEEP_TMP:-}" ] && cp -a "$T" "$PS_KEEP_TMP" # for debugging: keep the logs and samples
 	for p in $DRIVERS; do
 		grep -q pam_session "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p" 2>/dev/null
 	done
@@ -518,6 +519,29 @@ wait "$drv"
 wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
 
+# invalid_grant during a renewal (pkce): the store is marked, renewing stops, the reader exits 4.
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+enroll pstest1
+clear_keys pstest1
+open_held pkce pstest1 14 revoked
+drv=$HELD_PID
+exp=$(reader pstest1 --json | ps_json 'j["expires_at"]')
+ig0=$(stats 'j["errors"].get("invalid_grant", 0)')
+curl -s --cacert "$CA" -X POST -d '{}' "$acc_URL/__revoke" >/dev/null
+expect "invalid_grant: the keeper's renewal is refused and the store is marked (within 8 s)" \
+	'[ "$(held_open revoked)" = 0 ] && wait_ms 8000 "[ -e \"$STORE1/pkceclient.reauth\" ]"'
+wait_ms 8000 '[ "$(date +%s)" -gt "${exp:-0}" ]'
+sleep 4
+reader pstest1 --config="$T/pkce.conf" >"$T/ig.out" 2>"$T/ig.err"
+rc=$?
+expect "invalid_grant: once the token has expired spotify-token exits 4, says to log in, prints nothing" \
+	'[ $rc = 4 ] && [ ! -s "$T/ig.out" ] && grep -q "spotify-token login" "$T/ig.err"'
+expect "invalid_grant: the keeper stopped renewing: one refused refresh, not retried ($(($(stats 'j["errors"].get("invalid_grant", 0)') - ig0)))" \
+	'[ $(($(stats "j[\"errors\"].get(\"invalid_grant\", 0)") - ig0)) = 1 ]'
+wait "$drv"
+wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+expect "invalid_grant: the keeper still ends with the last session" '[ "$(nkeepers pstest1)" = 0 ]'
+
 # ==== 6. spotify-token --min-valid=N and spotify-token refresh, both flows
 # 20 s tokens (key 18 s), renewed 3 s before expiry: 5 s in, a token lives ~15 s.
 ps_server_control "$acc_URL" '{"expires_in": 20}'
@@ -561,6 +585,7 @@ min_valid() {
 	clear_keys pstest1
 }
 min_valid client_credentials cc "$T/cc.conf" client_credentials
+enroll pstest1 # again: the refresh token was revoked above
 min_valid pkce pkce "$T/pkce.conf" refresh_token
 
 rt=$(sed -n 2p "$STORE1/pkceclient.refresh" 2>/dev/null)
