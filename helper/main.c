@@ -267,20 +267,32 @@ static int user_config(const struct user_cmd *cmd, struct ps_config *cfg, char *
 	return PS_EXIT_CONFIG;
 }
 
-/* The expires_at of the token in the keyring, 0 when there is none. */
-static long long token_expires_at(const struct ps_config *cfg)
+/* A copy of the token in the keyring (NULL when there is none); free with ps_free_secret. */
+static char *token_copy(const struct ps_config *cfg, size_t *len)
 {
 	struct ps_keys_found found;
-	struct ps_token_info info;
-	char err[PS_ERR_MAX];
-	long long at = 0;
+	char err[PS_ERR_MAX], *copy = NULL;
 
 	memset(&found, 0, sizeof(found));
+	*len = 0;
 	if (ps_keys_read(cfg->keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) == 0 &&
-	    found.info && ps_token_info_parse(&info, found.info, found.info_len) == 0)
-		at = info.expires_at;
+	    found.token && (copy = malloc(found.token_len + 1))) {
+		memcpy(copy, found.token, found.token_len + 1);
+		*len = found.token_len;
+	}
 	ps_keys_found_free(&found);
-	return at;
+	return copy;
+}
+
+/* The keyring holds a token other than old (compared by value: renewals can share a second). */
+static bool token_replaced(const struct ps_config *cfg, const char *old, size_t oldlen)
+{
+	size_t len;
+	char *now = token_copy(cfg, &len);
+	bool replaced = now && (!old || len != oldlen || memcmp(now, old, len) != 0);
+
+	ps_free_secret(now, len + 1);
+	return replaced;
 }
 
 /*
@@ -289,26 +301,31 @@ static long long token_expires_at(const struct ps_config *cfg)
  */
 static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 {
-	long long before = token_expires_at(cfg);
-	int i;
+	size_t oldlen;
+	char *old;
+	int i, rc = PS_EXIT_NETWORK;
 
 	if (cfg->flow == PS_FLOW_PKCE)
 		return ps_user_token_refresh(cfg, NULL, false, UINT_MAX, line, linelen);
+	old = token_copy(cfg, &oldlen);
 	if (ps_keeper_poke(cfg) < 0) {
+		ps_free_secret(old, oldlen + 1);
 		snprintf(line, linelen,
 			 "no keeper runs for you (no open session with keyring = "
 			 "user or persistent): log in again for a new token");
 		return PS_EXIT_NO_TOKEN;
 	}
+	snprintf(line, linelen, "the keeper did not renew the token within 15 s: see the log");
 	for (i = 0; i < 150; i++) { /* 15 s: a renewal is bounded by the configured timeout */
-		if (token_expires_at(cfg) != before) {
+		if (token_replaced(cfg, old, oldlen)) {
 			snprintf(line, linelen, "ok renewed by the keeper");
-			return PS_EXIT_OK;
+			rc = PS_EXIT_OK;
+			break;
 		}
 		usleep(100000);
 	}
-	snprintf(line, linelen, "the keeper did not renew the token within 15 s: see the log");
-	return PS_EXIT_NETWORK;
+	ps_free_secret(old, oldlen + 1);
+	return rc;
 }
 
 /* spotify-token login|logout|refresh: messages on stderr, nothing secret anywhere. */

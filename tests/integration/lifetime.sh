@@ -5,12 +5,15 @@
 # within 2 s of the last close; a session whose process is killed is reclaimed; 100 open/close
 # cycles and 10 concurrent opens leak nothing and start one keeper; 503s are retried with backoff
 # and a 429's Retry-After is honoured while an expired token is never printed;
-# spotify-token --min-valid=N and spotify-token refresh; same-UID non-possessors read the token,
-# other users do not. Needs root and an installed build (see session.sh).
+# invalid_grant marks the store and stops renewal; keyring = session starts no keeper and
+# keyring = persistent is renewed too; spotify-token --min-valid=N and spotify-token refresh;
+# same-UID non-possessors read the token, other users do not. Needs root and an installed build
+# (see session.sh). Takes about 3.5 minutes: lifetimes take time.
 #
 # Timing: tokens live 6 s (the fake server's expires_in) with refresh_margin = 3, so the keeper
 # renews every ~3 s; the kernel key lives exactly 6 s (skew min(30, 6/10) = 0). Every wait is
 # bounded; sessions are held open with PS_HOLD_OPEN (the driver sleeps, then closes).
+# PS_KEEP_TMP=DIR keeps a copy of the scratch directory (server log, samples, driver output).
 . "$top_srcdir/tests/lib.sh"
 
 need_root
@@ -52,9 +55,10 @@ conf() { # conf FILE FLOW CLIENT [extra lines...]
 conf "$T/cc.conf" client_credentials testclient "client_secret_file = $T/secret"
 conf "$T/pkce.conf" pkce pkceclient "scopes = user-read-email" "enroll = never"
 conf "$T/sess.conf" client_credentials testclient "client_secret_file = $T/secret" "keyring = session"
+conf "$T/persist.conf" client_credentials testclient "client_secret_file = $T/secret" "keyring = persistent"
 mkdir -p "$T/pam.d"
 printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-for svc in cc pkce sess; do
+for svc in cc pkce sess persist; do
 	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
 		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
 done
@@ -170,8 +174,8 @@ sample() {
 }
 # The samples, summed up as JSON: n; good (exit 0, expires_in > 0); bad (the others);
 # expired_printed (exit 0 with expires_in <= 0, or anything printed on a failure); tokens (the
-# distinct tokens in order); first_expires_at (of the first token); good_before(T) is computed
-# by the checks from "series": [time, rc, token, expires_at].
+# distinct tokens in order); first_expires_at (of the first token); bad_samples (the first 8);
+# series: [time, exit code, token, expires_at, expires_in] for each sample.
 cat >"$T/samples.py" <<'EOF'
 import json, sys
 series, tokens = [], []
@@ -202,7 +206,7 @@ print(json.dumps({"n": len(series), "good": good, "bad": len(series) - good,
                   "bad_samples": [s[:2] + [s[4]] for s in series if not (s[1] == 0 and s[4] and s[4] > 0)][:8],
                   "series": series}))
 EOF
-# summary FILE: set S to the samples' summary; sj EXPR evaluates EXPR on it.
+# summary FILE: sum up the samples in FILE; sj EXPR evaluates EXPR on that summary (as j).
 summary() { "$PYTHON" "$T/samples.py" "$1" >"$T/summary.json"; }
 sj() { ps_json "$1" <"$T/summary.json"; }
 
@@ -333,6 +337,24 @@ sess=$HELD_PID
 expect "keyring = session: the session opens and no keeper is started" \
 	'[ "$(held_open sess)" = 0 ] && sleep 0.5 && [ "$(nkeepers pstest1)" = 0 ]'
 wait "$sess"
+
+# --- keyring = persistent: a keeper runs and renews the token there
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+open_held persist pstest1 10 persist
+drv=$HELD_PID
+p1=$(reader pstest1 --config="$T/persist.conf")
+kp=$(keepers pstest1)
+sleep 7 # past the first token's 6 s
+p2=$(reader pstest1 --config="$T/persist.conf")
+expect "keyring = persistent: one keeper, and 7 s later (6 s tokens) a renewed token is read" \
+	'[ "$(held_open persist)" = 0 ] && [ -n "$kp" ] && [ "$(nkeepers pstest1)" = 1 ] && [ -n "$p1" ] && [ -n "$p2" ] && [ "$p1" != "$p2" ]'
+wait "$drv"
+wait_ms 2000 "! alive ${kp:-0}"
+gone=$?
+reader pstest1 --config="$T/persist.conf" >/dev/null 2>&1
+rc=$?
+expect "keyring = persistent: after the close the keeper ends within 2 s and no token is left (exit $rc)" \
+	'[ -n "$kp" ] && [ $gone = 0 ] && [ $rc = 1 ]'
 
 # pkce: a non-rotating store (Spotify today), enrolled with a minted refresh token
 ps_server_control "$acc_URL" '{"expires_in": 6, "rotate_refresh": false}'
@@ -547,7 +569,7 @@ expect "invalid_grant: the keeper still ends with the last session" '[ "$(nkeepe
 ps_server_control "$acc_URL" '{"expires_in": 20}'
 # min_valid FLOW SERVICE CONF GRANT
 min_valid() {
-	local flow=$1 svc=$2 cfg=$3 grant=$4 tok0 tok1 g0 rc t0 el
+	local flow=$1 svc=$2 cfg=$3 grant=$4 tok0 tok1 tok2 g0 rc t0 el
 	clear_keys pstest1
 	open_held "$svc" pstest1 60 "mv-$flow"
 	local drv=$HELD_PID
@@ -577,9 +599,20 @@ min_valid() {
 	reader pstest1 refresh --config="$cfg" >"$T/rf.out" 2>"$T/rf.err"
 	rc=$?
 	tok1=$(reader pstest1)
+	diag "$flow: spotify-token refresh: exit $rc, token $([ "$tok1" != "$tok0" ] && echo changed || echo unchanged), $(($(grants "$grant") - g0)) request(s)"
 	expect "$flow: spotify-token refresh: exit 0 and a new token in the keyring ($(cat "$T/rf.err"))" \
 		'[ $rc = 0 ] && [ -n "$tok1" ] && [ "$tok1" != "$tok0" ] && [ "$(grants "$grant")" -gt "$g0" ] &&
 		[ "$tok1" = "$(stats "j[\"last_access_token\"]")" ]'
+	# two renewals inside one second: expires_at (whole seconds) may not change, the token does
+	tok0=$(reader pstest1)
+	"$PYTHON" -c 'import time; time.sleep(1.02 - time.time() % 1)'
+	t0=$(now_ms)
+	reader pstest1 refresh --config="$cfg" 2>"$T/rf.err" && tok1=$(reader pstest1) &&
+		reader pstest1 refresh --config="$cfg" 2>>"$T/rf.err"
+	rc=$? el=$(($(now_ms) - t0))
+	tok2=$(reader pstest1)
+	expect "$flow: two spotify-token refresh back to back: both exit 0 within 5 s ($el ms), each with a new token ($(tr '\n' ' ' <"$T/rf.err"))" \
+		'[ $rc = 0 ] && [ "$el" -lt 5000 ] && [ -n "$tok2" ] && [ "$tok2" != "$tok1" ] && [ "$tok1" != "$tok0" ]'
 	expect "$flow: still exactly one keeper" '[ "$(nkeepers pstest1)" = 1 ]'
 	end_held "$drv" pstest1
 	clear_keys pstest1
