@@ -303,7 +303,9 @@ lifetime() {
 		'[ $((r1 - r0)) -ge 3 ] && [ $((r1 - r0)) -le 12 ]'
 	expect "$flow: the key was updated in place (same serial $serial0)" \
 		'[ -n "$serial0" ] && [ "$serial0" = "$serial1" ]'
-	expect "$flow: still one keeper, the same process" '[ "$(keepers pstest1)" = "$kp" ]'
+	now_kp=$(keepers pstest1 | tr '\n' ' ')
+	expect "$flow: still one keeper, the same process (was $kp, now $now_kp; $(ps -o pid,ppid,lstart,args -u pstest1 | grep -c keeper) listed)" '[ "$(keepers pstest1)" = "$kp" ]'
+	[ "$now_kp" = "$kp " ] || ps -o pid,ppid,lstart,args -u pstest1 | sed 's/^/# /'
 	wait "$drv"
 	expect "$flow: the session closes with PAM_SUCCESS" '[ "$(held_close "life-$flow")" = 0 ]'
 	wait_ms 2000 "! alive ${kp:-0}"
