@@ -12,7 +12,7 @@
 #
 # Timing: tokens live 6 s (the fake server's expires_in) with refresh_margin = 3, so the keeper
 # renews every ~3 s; the kernel key lives exactly 6 s (skew min(30, 6/10) = 0). Every wait is
-# bounded; sessions are held open with PS_HOLD_OPEN (the driver sleeps, then closes).
+# bounded; sessions are held open with PS_HOLD_OPEN and closed by SIGUSR1 when a section is done.
 # PS_KEEP_TMP=DIR keeps a copy of the scratch directory (server log, samples, driver output).
 . "$top_srcdir/tests/lib.sh"
 
@@ -120,14 +120,22 @@ reader() { local u=$1; shift; as_user_q "$u" "$PS_READER" "$@"; }
 
 # Background PAM sessions: the drivers we started (killed at exit if still there).
 DRIVERS=""
-# open_held SERVICE USER SECONDS NAME: a session held open SECONDS s in the background (output in
-# $T/held.NAME); returns once its open line is out (at most 15 s). Sets HELD_PID. The command
-# (true) is there because the driver flushes its output before it runs one: a file is buffered.
+# open_held SERVICE USER NAME: a session held open in the background until close_held (output in
+# $T/held.NAME); returns once its open line is out (at most 15 s). Sets HELD_PID. The hold is
+# ended by SIGUSR1, not a timer, so a slow machine cannot close a session before its checks ran;
+# HOLD_CAP s is only a backstop. The command (true) is there because the driver flushes its
+# output before it runs one: a file is buffered.
+HOLD_CAP=300
 open_held() {
-	PS_HOLD_OPEN=$3 "$DRIVER" "$T/pam.d" "$1" "$2" -- true >"$T/held.$4" 2>&1 &
+	PS_HOLD_OPEN=$HOLD_CAP "$DRIVER" "$T/pam.d" "$1" "$2" -- true >"$T/held.$3" 2>&1 &
 	HELD_PID=$!
 	DRIVERS="$DRIVERS $HELD_PID"
-	wait_ms 15000 "grep -q '^open=' '$T/held.$4'"
+	wait_ms 15000 "grep -q '^open=' '$T/held.$3'"
+}
+# close_held PID...: close held sessions now (pam_close_session runs) and wait for their drivers.
+close_held() {
+	kill -USR1 "$@" 2>/dev/null
+	wait "$@"
 }
 held_open() { sed -n 's/^open=\([0-9]*\) .*/\1/p' "$T/held.$1"; }
 held_close() { sed -n 's/^close=\([0-9]*\) .*/\1/p' "$T/held.$1"; }
@@ -276,7 +284,7 @@ ps_server_control "$acc_URL" '{"expires_in": 6}'
 # lifetime FLOW SERVICE STORE-CLIENT: one held session, 20 s of samples, and the checks.
 lifetime() {
 	local flow=$1 svc=$2 client=$3 kp serial0 serial1 r0 r1
-	open_held "$svc" pstest1 26 "life-$flow"
+	open_held "$svc" pstest1 "life-$flow"
 	local drv=$HELD_PID
 	expect "$flow: session open succeeds" '[ "$(held_open "life-$flow")" = 0 ]'
 	wait_ms 2000 '[ "$(nkeepers pstest1)" -ge 1 ]'
@@ -306,7 +314,7 @@ lifetime() {
 	now_kp=$(keepers pstest1 | tr '\n' ' ')
 	expect "$flow: still one keeper, the same process (was $kp, now $now_kp; $(ps -o pid,ppid,lstart,args -u pstest1 | grep -c keeper) listed)" '[ "$(keepers pstest1)" = "$kp" ]'
 	[ "$now_kp" = "$kp " ] || ps -o pid,ppid,lstart,args -u pstest1 | sed 's/^/# /'
-	wait "$drv"
+	close_held "$drv"
 	expect "$flow: the session closes with PAM_SUCCESS" '[ "$(held_close "life-$flow")" = 0 ]'
 	wait_ms 2000 "! alive ${kp:-0}"
 	gone=$?
@@ -320,7 +328,7 @@ lifetime client_credentials cc testclient
 
 # --- 7. (while a session is open) a same-UID non-possessor reads the token; another user cannot
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
-open_held cc pstest1 6 seven
+open_held cc pstest1 seven
 seven=$HELD_PID
 id1=$(user_key pstest1 spotify:access_token)
 expect "a same-UID process in a fresh session keyring (not possessing the key) reads the token" \
@@ -330,19 +338,19 @@ reader pstest2 >"$T/o2" 2>/dev/null
 rc=$?
 expect "another user's spotify-token finds no token (exit 1, nothing printed)" '[ $rc = 1 ] && [ ! -s "$T/o2" ]'
 expect "another user has no keeper" '[ "$(nkeepers pstest2)" = 0 ]'
-wait "$seven"
+close_held "$seven"
 wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 
 # --- keyring = session: no keeper (the token dies with the session keyring)
-open_held sess pstest1 2 sess
+open_held sess pstest1 sess
 sess=$HELD_PID
 expect "keyring = session: the session opens and no keeper is started" \
 	'[ "$(held_open sess)" = 0 ] && sleep 0.5 && [ "$(nkeepers pstest1)" = 0 ]'
-wait "$sess"
+close_held "$sess"
 
 # --- keyring = persistent: a keeper runs and renews the token there
 ps_server_control "$acc_URL" '{"expires_in": 6}'
-open_held persist pstest1 10 persist
+open_held persist pstest1 persist
 drv=$HELD_PID
 p1=$(reader pstest1 --config="$T/persist.conf")
 kp=$(keepers pstest1)
@@ -350,7 +358,7 @@ sleep 7 # past the first token's 6 s
 p2=$(reader pstest1 --config="$T/persist.conf")
 expect "keyring = persistent: one keeper, and 7 s later (6 s tokens) a renewed token is read" \
 	'[ "$(held_open persist)" = 0 ] && [ -n "$kp" ] && [ "$(nkeepers pstest1)" = 1 ] && [ -n "$p1" ] && [ -n "$p2" ] && [ "$p1" != "$p2" ]'
-wait "$drv"
+close_held "$drv"
 wait_ms 2000 "! alive ${kp:-0}"
 gone=$?
 reader pstest1 --config="$T/persist.conf" >/dev/null 2>&1
@@ -373,15 +381,15 @@ expect "pkce: the non-rotating store kept its refresh token" \
 # ==== 2. two sessions of one user: one close leaves a fresh token; the second removes all
 ps_server_control "$acc_URL" '{"expires_in": 6}'
 clear_keys pstest1
-open_held cc pstest1 6 twoA
+open_held cc pstest1 twoA
 drvA=$HELD_PID
-open_held cc pstest1 20 twoB
+open_held cc pstest1 twoB
 drvB=$HELD_PID
 kp=$(keepers pstest1)
 expect "two sessions: both open, one keeper, two registry entries" \
 	'[ "$(held_open twoA)" = 0 ] && [ "$(held_open twoB)" = 0 ] && [ "$(nkeepers pstest1)" = 1 ] &&
 	[ "$(nregistered "$STORE1" testclient)" = 2 ]'
-wait "$drvA"
+close_held "$drvA"
 expect "two sessions: the first closes with PAM_SUCCESS; its registry entry goes, the keeper stays" \
 	'[ "$(held_close twoA)" = 0 ] && wait_ms 1000 "! registered \"$STORE1\" testclient | grep -q \"^$drvA-\"" &&
 	[ "$(nregistered "$STORE1" testclient)" = 1 ] && alive "$kp"'
@@ -391,7 +399,7 @@ expect "two sessions: for 8 s after the first close (more than a 6 s period) the
 	'[ "$(sj "j[\"n\"]")" -ge 10 ] && [ "$(sj "j[\"bad\"]")" = 0 ] && [ "$(sj "j[\"expired_printed\"]")" = 0 ]'
 expect "two sessions: and it was renewed meanwhile ($(sj 'len(j["tokens"])') tokens)" \
 	'[ "$(sj "len(j[\"tokens\"])")" -ge 2 ]'
-wait "$drvB"
+close_held "$drvB"
 expect "two sessions: the second closes with PAM_SUCCESS" '[ "$(held_close twoB)" = 0 ]'
 wait_ms 2000 "! alive ${kp:-0}"
 gone=$?
@@ -409,7 +417,7 @@ expect "two sessions: no keeper of the user is left" '[ "$(nkeepers pstest1)" = 
 # session, removes the keys and exits.
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
 clear_keys pstest1
-open_held cc pstest1 60 killed
+open_held cc pstest1 killed
 drvK=$HELD_PID
 kp=$(keepers pstest1)
 expect "killed session: open, one keeper, one registry entry" \
@@ -455,7 +463,7 @@ EOF
 kcount_pid=$!
 cpids=""
 for i in $(seq 10); do
-	PS_HOLD_OPEN=5 "$DRIVER" "$T/pam.d" cc pstest1 -- true >"$T/conc.$i" 2>&1 &
+	PS_HOLD_OPEN=$HOLD_CAP "$DRIVER" "$T/pam.d" cc pstest1 -- true >"$T/conc.$i" 2>&1 &
 	cpids="$cpids $!"
 done
 DRIVERS="$DRIVERS $cpids"
@@ -466,8 +474,8 @@ kp=$(keepers pstest1)
 expect "10 concurrent opens: all succeed ($opened), exactly one keeper, 10 registry entries ($(nregistered "$STORE1" testclient))" \
 	'[ "$opened" = 10 ] && [ "$(nkeepers pstest1)" = 1 ] && [ "$(nregistered "$STORE1" testclient)" = 10 ] &&
 	[ "$(lock_pid "$STORE1" testclient)" = "$kp" ]'
-wait $cpids
 wait "$kcount_pid"
+close_held $cpids
 expect "10 concurrent opens: never more than one keeper process at any time (max seen $(cat "$T/kcount"))" \
 	'[ "$(cat "$T/kcount")" = 1 ]'
 wait_ms 2000 "! alive ${kp:-0}"
@@ -479,7 +487,7 @@ expect "10 concurrent opens: after the last close the keeper ends within 2 s (${
 # 503 x3: the old token stays readable until it expires, retries back off, renewal resumes.
 ps_server_control "$acc_URL" '{"expires_in": 6}'
 clear_keys pstest1
-open_held cc pstest1 24 s503
+open_held cc pstest1 s503
 drv=$HELD_PID
 r0=$(requests) f0=$(stats 'j["faults_served"]')
 ps_server_control "$acc_URL" '{"fault": "status_503", "fault_count": 3}'
@@ -513,13 +521,13 @@ import sys
 t = [float(l.split()[0]) for l in open(sys.argv[1]) if l.strip()]
 sys.exit(0 if len(t) >= 4 and t[3] - t[2] > t[1] - t[0] else 1)
 EOF'
-wait "$drv"
+close_held "$drv"
 wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 
 # 429 with Retry-After: 4: the next token request comes at least 4 s later.
 ps_server_control "$acc_URL" '{"expires_in": 6, "retry_after": 4}'
 clear_keys pstest1
-open_held cc pstest1 18 s429
+open_held cc pstest1 s429
 drv=$HELD_PID
 r0=$(requests) f0=$(stats 'j["faults_served"]')
 ps_server_control "$acc_URL" '{"fault": "rate_limit", "fault_count": 1}'
@@ -539,7 +547,7 @@ sys.exit(0 if ok else 1)
 EOF'
 expect "429: renewal resumed (a new token was read) and no expired token was printed" \
 	'[ "$(sj "len(j[\"tokens\"])")" -ge 2 ] && [ "$(sj "j[\"expired_printed\"]")" = 0 ]'
-wait "$drv"
+close_held "$drv"
 wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
 
@@ -547,7 +555,7 @@ ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
 ps_server_control "$acc_URL" '{"expires_in": 6}'
 enroll pstest1
 clear_keys pstest1
-open_held pkce pstest1 14 revoked
+open_held pkce pstest1 revoked
 drv=$HELD_PID
 exp=$(reader pstest1 --json | ps_json 'j["expires_at"]')
 ig0=$(stats 'j["errors"].get("invalid_grant", 0)')
@@ -562,7 +570,7 @@ expect "invalid_grant: once the token has expired spotify-token exits 4, says to
 	'[ $rc = 4 ] && [ ! -s "$T/ig.out" ] && grep -q "spotify-token login" "$T/ig.err"'
 expect "invalid_grant: the keeper stopped renewing: one refused refresh, not retried ($(($(stats 'j["errors"].get("invalid_grant", 0)') - ig0)))" \
 	'[ $(($(stats "j[\"errors\"].get(\"invalid_grant\", 0)") - ig0)) = 1 ]'
-wait "$drv"
+close_held "$drv"
 wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 expect "invalid_grant: the keeper still ends with the last session" '[ "$(nkeepers pstest1)" = 0 ]'
 
@@ -573,7 +581,7 @@ ps_server_control "$acc_URL" '{"expires_in": 20}'
 min_valid() {
 	local flow=$1 svc=$2 cfg=$3 grant=$4 tok0 tok1 tok2 g0 rc t0 el
 	clear_keys pstest1
-	open_held "$svc" pstest1 60 "mv-$flow"
+	open_held "$svc" pstest1 "mv-$flow"
 	local drv=$HELD_PID
 	expect "$flow --min-valid: session open succeeds" '[ "$(held_open "mv-$flow")" = 0 ]'
 	tok0=$(reader pstest1)

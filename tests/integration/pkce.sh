@@ -130,10 +130,15 @@ clear_keys
 before=$(refreshes)
 pids=""
 for i in $(seq 20); do
-	# sessions stay open 3 s: a close removes the keys (session counting comes later)
-	PS_HOLD_OPEN=3 "$DRIVER" "$T/pam.d" pkce $U -- "$PS_READER" >"$T/storm.$i" 2>&1 &
+	# all stay open until all have read (SIGUSR1 ends the hold): the last close removes the keys
+	PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" pkce $U -- "$PS_READER" >"$T/storm.$i" 2>&1 &
 	pids="$pids $!"
 done
+for t in $(seq 300); do # at most 30 s for all 20 to open and read
+	[ "$(cat "$T"/storm.* 2>/dev/null | grep -c '^command=')" = 20 ] && break
+	sleep 0.1
+done
+kill -USR1 $pids 2>/dev/null
 wait $pids # not a bare wait: the fake server is a background job too
 got=0
 for i in $(seq 20); do

@@ -6,7 +6,8 @@
  *
  * Opens a session for USER, runs COMMAND as USER inside it (if given), closes the session, and
  * prints "open=<PAM code> ms=<elapsed> (<text>)", "command=<exit code>", "close=<PAM code> (<text>)".
- * The environment variable PS_HOLD_OPEN=N keeps the session open N seconds before closing, and
+ * The environment variable PS_HOLD_OPEN=N keeps the session open N seconds before closing (SIGUSR1
+ * ends the hold early, so a test closes the session when it is done rather than on a timer), and
  * PS_CONV_ANSWER=COMMAND answers an echo-on prompt (see conv).
  * Log lines the PAM stack sends to syslog are appended to $PS_SYSLOG_FILE (the driver interposes
  * syslog), so tests can read exactly what the module logged.
@@ -16,6 +17,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +155,44 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static volatile sig_atomic_t released;
+
+static void on_release(int sig)
+{
+	(void)sig;
+	released = 1;
+}
+
+/* Wait SECONDS s or until SIGUSR1, whichever is first. A SIGUSR1 before the block is caught by
+ * on_release; one after it stays pending for sigtimedwait: none is lost. */
+static void hold_open(unsigned long seconds)
+{
+	struct timespec end, now, left;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += (time_t)seconds;
+	while (!released) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left.tv_sec = end.tv_sec - now.tv_sec;
+		left.tv_nsec = end.tv_nsec - now.tv_nsec;
+		if (left.tv_nsec < 0) {
+			left.tv_sec--;
+			left.tv_nsec += 1000000000L;
+		}
+		if (left.tv_sec < 0)
+			break;
+		if (sigtimedwait(&set, NULL, &left) == SIGUSR1)
+			released = 1;
+		else if (errno == EAGAIN)
+			break;
+	}
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 /* Run argv as the user inside the session (same session keyring), return its exit code. */
 static int run_as_user(const char *user, char **argv)
 {
@@ -182,9 +222,11 @@ int main(int argc, char **argv)
 	struct pam_conv c = {conv, NULL};
 	pam_handle_t *pamh = NULL;
 	const char *hold = getenv("PS_HOLD_OPEN");
+	struct sigaction sa = {.sa_handler = on_release}; /* no SA_RESTART: sleep() returns */
 	long long t0;
 	int rc;
 
+	sigaction(SIGUSR1, &sa, NULL);
 	if (argc < 4 || (argc > 4 && strcmp(argv[4], "--") != 0)) {
 		fprintf(stderr, "usage: pam_session CONFDIR SERVICE USER [-- COMMAND ARGS...]\n");
 		return 2;
@@ -200,8 +242,9 @@ int main(int argc, char **argv)
 	if (rc == PAM_SUCCESS || rc == PAM_IGNORE || rc == PAM_SESSION_ERR) {
 		if (argc > 5)
 			printf("command=%d\n", run_as_user(argv[3], argv + 5));
+		fflush(stdout); /* a test waiting for these lines sees them during the hold */
 		if (hold)
-			sleep((unsigned)strtoul(hold, NULL, 10));
+			hold_open(strtoul(hold, NULL, 10));
 		rc = pam_close_session(pamh, 0);
 		printf("close=%d (%s)\n", rc, pam_strerror(pamh, rc));
 	}
