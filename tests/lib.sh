@@ -33,9 +33,12 @@ done_testing() {
 	[ "$t_failed" -eq 0 ]
 }
 
-# ps_lock_keyring: tests that plant or read keys in a test user's keyring run one at a time.
+# ps_lock_keyring: tests that plant or read keys in a test user's keyring, or start its keepers,
+# run one at a time, host-wide: the test users and root's user keyring are shared by every build
+# tree on the machine (a CI clone and a working tree), so the lock is too.
+PS_TEST_LOCK=/tmp/pam_spotify-tests.lock
 ps_lock_keyring() {
-	{ exec 9>>"$top_builddir/tests/keyring.lock"; } 2>/dev/null && flock 9
+	{ exec 9>>"$PS_TEST_LOCK"; } 2>/dev/null && flock 9
 }
 
 need_root() { [ "$(id -u)" -eq 0 ] || skip_all "needs root (creates test users and switches to them)"; }

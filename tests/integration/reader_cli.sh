@@ -16,7 +16,7 @@ READER="$top_builddir/keyring/spotify-token"
 ps_tmpdir
 # The shell tests that plant keys in a user keyring take this lock, and so does test_keys when
 # it cannot have a user namespace of its own.
-{ exec 9>>"$top_builddir/tests/keyring.lock"; } 2>/dev/null && flock 9
+ps_lock_keyring
 
 # Test users may not be able to reach the build tree: run a copy.
 mkdir "$T/bin" "$T/out"
