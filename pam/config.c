@@ -175,8 +175,17 @@ static int set_authorize_url(struct ps_config *cfg, const char *v, char *err, si
  */
 static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
-	const char *host = v + 7, *rest;
+	const char *host = v + 7, *rest, *s;
 
+	for (s = v; *s; s++) {
+		if (!isgraph((unsigned char)*s)) {
+			ps_errf(err, errlen,
+				"redirect_uri '%s' contains a space, a control character or a "
+				"non-ASCII byte",
+				v);
+			return -1;
+		}
+	}
 	if (strncmp(v, "http://", 7) != 0) {
 		ps_errf(err, errlen,
 			"redirect_uri must be http://127.0.0.1[:port]/path or "
@@ -218,7 +227,7 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 		}
 		rest += 1 + n;
 	}
-	if (*rest != '/' || strpbrk(rest, "?#") || strchr(v, ' ')) {
+	if (*rest != '/' || strpbrk(rest, "?#")) {
 		ps_errf(err, errlen,
 			"redirect_uri '%s' needs a path such as /callback and no query "
 			"or fragment",

@@ -55,10 +55,10 @@ static int parse_header(const char *line, char *err, size_t errlen)
 	if (strcmp(line, want) == 0)
 		return 0;
 	if (strncmp(line, PS_REQUEST_MAGIC " ", sizeof(PS_REQUEST_MAGIC)) == 0)
-		snprintf(err, errlen,
-			 "request version '%.16s' is not %d: the module and the helper "
-			 "come from different versions; reinstall pam_spotify",
-			 line + sizeof(PS_REQUEST_MAGIC), PS_REQUEST_VERSION);
+		ps_errf(err, errlen,
+			"request version '%.16s' is not %d: the module and the helper "
+			"come from different versions; reinstall pam_spotify",
+			line + sizeof(PS_REQUEST_MAGIC), PS_REQUEST_VERSION);
 	else
 		snprintf(err, errlen,
 			 "not a pam_spotify request: run by pam_spotify.so, not by hand");

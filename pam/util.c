@@ -161,12 +161,17 @@ int ps_read_all(int fd, char *buf, size_t cap, size_t *len)
 void ps_errf(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
+	char *p;
 
 	if (!err || !errlen)
 		return;
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	/* one line: a value quoted from a file, an argument or a request may hold control bytes */
+	for (p = err; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 void ps_buf_printf(struct ps_buf *b, const char *fmt, ...)

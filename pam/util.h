@@ -52,7 +52,10 @@ void ps_buf_json_string(struct ps_buf *b, const char *s);
 /* RFC 6750 2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
 bool ps_b64token_valid(const char *s, size_t len);
 
-/* vsnprintf into err (a NULL err or errlen 0 is fine): the one-line error of a failing call. */
+/*
+ * vsnprintf into err (a NULL err or errlen 0 is fine): the one-line error of a failing call.
+ * Control bytes (below 0x20, and 0x7f) come out as '?', so a quoted value cannot break the line.
+ */
 void ps_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Copy msg into out replacing bytes outside printable ASCII with '?', at most outlen-1 bytes. */

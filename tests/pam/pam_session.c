@@ -29,7 +29,9 @@
 #include <security/pam_appl.h>
 
 /* syslog interposition: libpam's pam_syslog lands here (fortified builds call __syslog_chk). */
-void __syslog_chk(int pri, int flag, const char *fmt, ...);
+void __syslog_chk(int pri, int flag, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void log_line(int pri, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void log_line(int pri, const char *fmt, va_list ap)
 {

@@ -135,6 +135,12 @@ static const struct bad_case bad_cases[] = {
 	{"redirect_uri = http://127.0.0.1:/cb\n", "has a bad port"},
 	{"redirect_uri = http://127.0.0.1\n", "needs a path"},
 	{"redirect_uri = http://127.0.0.1/cb?x=1\n", "needs a path"},
+	{"redirect_uri = http://127.0.0.1/a b\n", "contains a space, a control character"},
+	/* found by tests/fuzz/fuzz_callback: the pasted-URL error quoted it */
+	{"redirect_uri = http://127.0.0.1/a\rb\n", "redirect_uri 'http://127.0.0.1/a?b' contains"},
+	/* a quoted value cannot break the one-line message: control bytes come out as '?' */
+	{"keyring = us\x1b[2Jer\n", "not 'us?[2Jer'"},
+	{"flow = pk\rce\n", "not 'pk?ce'"},
 	{"enroll = always\n", "enroll must be prompt or never"},
 	{"refresh_margin = 0\n", "refresh_margin must be a whole number of seconds from 1 to 3600"},
 	{"client_id = a b\n", "client_id may hold only"},
