@@ -317,14 +317,21 @@ static int describe_timeout(CURL *c, const struct ps_config *cfg, const struct e
 			    char *err, size_t errlen)
 {
 	curl_off_t connected = 0;
+	long status = 0;
 
 	curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &connected);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	if (connected == 0)
 		snprintf(err, errlen,
 			 "cannot connect to accounts server %s within %u s (timeout): "
 			 "check accounts_url/token_url and the network, or raise "
 			 "connect_timeout",
 			 ep->hostport, cfg->connect_timeout);
+	else if (status != 0) /* the status line came: the body is what trickled */
+		snprintf(err, errlen,
+			 "accounts server %s answered too slowly: the response was not "
+			 "complete within %u s (timeout): try again later or raise timeout",
+			 ep->hostport, cfg->timeout);
 	else
 		snprintf(err, errlen,
 			 "accounts server %s did not answer within %u s (timeout): "

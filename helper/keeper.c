@@ -256,6 +256,34 @@ fail:
 	return PS_EXIT_OK;
 }
 
+bool ps_keeper_join(const struct ps_config *cfg, unsigned lock_wait_s)
+{
+	char why[PS_ERR_MAX];
+	struct ps_store s;
+	bool joined = false;
+	int dfd, fd;
+
+	if (cfg->keyring == PS_KEYRING_SESSION || cfg->session_pid <= 0)
+		return false;
+	if (ps_store_open(&s, cfg->client_id, why, sizeof(why)) != PS_EXIT_OK)
+		return false;
+	/* under the store lock a running keeper cannot be half-way out (see keeper_try_exit) */
+	if (ps_store_lock(&s, lock_wait_s, why, sizeof(why)) == PS_EXIT_OK) {
+		if (keeper_lock_try(&s, &fd) == 1) {
+			dfd = sessions_dir_open(&s, why, sizeof(why));
+			joined = dfd >= 0 &&
+				 session_register(dfd, cfg->session_pid, why, sizeof(why)) == 0;
+			if (dfd >= 0)
+				close(dfd);
+		} else if (fd >= 0) {
+			close(fd); /* no keeper: nothing to join, none to start for a failed open */
+		}
+		ps_store_unlock(&s);
+	}
+	ps_store_close(&s);
+	return joined;
+}
+
 static void remove_session(int dfd, long pid)
 {
 	char name[64], prefix[32];

@@ -14,6 +14,8 @@
 #ifndef PS_KEEPER_H
 #define PS_KEEPER_H
 
+#include <stdbool.h>
+
 #include "pam/request.h"
 
 /*
@@ -21,6 +23,14 @@
  * one runs. Only for keyring = user or persistent (a keeper cannot reach session keyrings).
  */
 int ps_keeper_attach(const struct ps_request *req, char *line, size_t linelen);
+
+/*
+ * At a session open that failed for a network or server reason: when a keeper already runs (for
+ * another session of this user and client), count this session too, so that the token that
+ * keeper keeps stays while this session is open. No keeper is started. lock_wait_s bounds the
+ * wait for the store lock (0: one try). true when the session was counted.
+ */
+bool ps_keeper_join(const struct ps_config *cfg, unsigned lock_wait_s);
 
 /*
  * At session close: unregister the session; with no keeper running and no session left, remove

@@ -137,8 +137,34 @@ static int op_open_client_credentials(const struct ps_request *req, char *line, 
 	return rc;
 }
 
+static long long monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * The open failed for a network or server reason: when another session's keeper runs, this
+ * session shares its token and is counted, or the other session's close would take the token
+ * away from this one. The module's deadline comes first: wait for the store lock only when a
+ * second is left before it (the transfer itself ends half a second before it).
+ */
+static void open_failed_join(const struct ps_config *cfg, long long started_ms, char *line,
+			     size_t linelen)
+{
+	long long left_ms = (long long)cfg->timeout * 1000 - (monotonic_ms() - started_ms) - 500;
+	size_t n = strlen(line);
+
+	if (ps_keeper_join(cfg, left_ms >= 1000 ? 1 : 0) && n < linelen)
+		snprintf(line + n, linelen - n,
+			 "; this session shares the token the user's other session keeps");
+}
+
 static int op_open(const struct ps_request *req, char *line, size_t linelen)
 {
+	long long started_ms = monotonic_ms();
 	int rc = check_open_request(req, line, linelen);
 
 	if (rc != PS_EXIT_OK)
@@ -152,6 +178,8 @@ static int op_open(const struct ps_request *req, char *line, size_t linelen)
 					   req->cfg.refresh_margin, line, linelen);
 	if (rc == PS_EXIT_OK)
 		rc = ps_keeper_attach(req, line, linelen);
+	else if (rc == PS_EXIT_NETWORK)
+		open_failed_join(&req->cfg, started_ms, line, linelen);
 	return rc;
 }
 

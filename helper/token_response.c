@@ -133,7 +133,7 @@ static int member(struct json_object *root, const char *name, enum json_type wan
 		return 1;
 	}
 	if (!json_object_is_type(*v, want)) {
-		snprintf(err, errlen, "token response %s is %s, not %s", name, type_name(*v),
+		snprintf(err, errlen, "token response %s is %s, not %s: " HINT, name, type_name(*v),
 			 want == json_type_int ? "an integer" : "a string");
 		return -1;
 	}
@@ -192,8 +192,9 @@ static int take_access_token(struct json_object *root, struct ps_token_response 
 		return -1;
 	}
 	if (len > PS_TOKEN_MAX) {
-		snprintf(err, errlen, "token response access_token is %zu bytes, longer than %d",
-			 len, PS_TOKEN_MAX);
+		snprintf(err, errlen,
+			 "token response access_token is %zu bytes, longer than %d: " HINT, len,
+			 PS_TOKEN_MAX);
 		return -1;
 	}
 	if (!ps_b64token_valid(s, len)) {
@@ -245,7 +246,8 @@ static int take_expires_in(struct json_object *root, struct ps_token_response *o
 		return -1;
 	n = json_object_get_int64(v);
 	if (n < PS_EXPIRES_MIN || n > PS_EXPIRES_MAX) {
-		snprintf(err, errlen, "token response expires_in is %lld s, outside %ld..%ld",
+		snprintf(err, errlen,
+			 "token response expires_in is %lld s, outside %ld..%ld: " HINT,
 			 (long long)n, PS_EXPIRES_MIN, PS_EXPIRES_MAX);
 		return -1;
 	}
@@ -267,8 +269,8 @@ static int take_scope(struct json_object *root, struct ps_token_response *out, c
 	s = json_object_get_string(v);
 	len = (size_t)json_object_get_string_len(v);
 	if (len >= sizeof(out->scope)) {
-		snprintf(err, errlen, "token response scope is %zu bytes, longer than %zu", len,
-			 sizeof(out->scope) - 1);
+		snprintf(err, errlen, "token response scope is %zu bytes, longer than %zu: " HINT,
+			 len, sizeof(out->scope) - 1);
 		return -1;
 	}
 	if (!is_scope_text(s, len)) {

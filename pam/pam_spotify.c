@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <syslog.h>
@@ -24,8 +25,36 @@
 
 #define PS_EXPORT __attribute__((visibility("default")))
 
+#define PS_DATA_CONFIG_ERROR "pam_spotify_config_error"
+
+static void free_data(pam_handle_t *pamh, void *data, int error_status)
+{
+	(void)pamh;
+	(void)error_status;
+	free(data);
+}
+
+/*
+ * A configuration error is logged once per session: the open logs it and remembers the text, and
+ * the close of that session stays quiet when it meets the very same error.
+ */
+static void config_error(pam_handle_t *pamh, bool opening, const char *err)
+{
+	const void *said = NULL;
+	char *copy;
+
+	if (!opening && pam_get_data(pamh, PS_DATA_CONFIG_ERROR, &said) == PAM_SUCCESS && said &&
+	    strcmp(said, err) == 0)
+		return;
+	pam_syslog(pamh, LOG_ERR, "%s", err);
+	if (opening && (copy = strdup(err)) &&
+	    pam_set_data(pamh, PS_DATA_CONFIG_ERROR, copy, free_data) != PAM_SUCCESS)
+		free(copy);
+}
+
 /* Configuration: the file (config= or the default path), then the module arguments over it. */
-static int load_config(pam_handle_t *pamh, int argc, const char **argv, struct ps_config *cfg)
+static int load_config(pam_handle_t *pamh, int argc, const char **argv, bool opening,
+		       struct ps_config *cfg)
 {
 	const char *path = ps_config_arg_path(argc, argv);
 	char err[PS_ERR_MAX];
@@ -36,7 +65,7 @@ static int load_config(pam_handle_t *pamh, int argc, const char **argv, struct p
 	if (ps_config_load(cfg, cfg->config_path, err, sizeof(err)) < 0 ||
 	    ps_config_from_args(cfg, argc, argv, err, sizeof(err)) < 0 ||
 	    ps_config_finish(cfg, err, sizeof(err)) < 0) {
-		pam_syslog(pamh, LOG_ERR, "%s", err);
+		config_error(pamh, opening, err);
 		return -1;
 	}
 	return 0;
@@ -180,7 +209,7 @@ static int session_open(pam_handle_t *pamh, int flags, int argc, const char **ar
 	struct ps_config cfg;
 	int rc = PAM_SESSION_ERR;
 
-	if (load_config(pamh, argc, argv, &cfg) < 0)
+	if (load_config(pamh, argc, argv, true, &cfg) < 0)
 		return PAM_SESSION_ERR;
 	cfg.interactive = conversation_usable(pamh, flags, &cfg);
 	cfg.session_pid = session_pid(pamh, true);
@@ -196,7 +225,7 @@ static int session_close(pam_handle_t *pamh, int argc, const char **argv)
 	struct ps_config cfg;
 	int rc = PAM_SESSION_ERR;
 
-	if (load_config(pamh, argc, argv, &cfg) < 0)
+	if (load_config(pamh, argc, argv, false, &cfg) < 0)
 		return PAM_SESSION_ERR;
 	cfg.session_pid = session_pid(pamh, false);
 	pw = session_user(pamh, &rc);

@@ -9,10 +9,16 @@ secret, token, code, verifier, state, Authorization header or request/response b
 Usage (see tests/lib.sh, ps_start_server):
 
     fake_accounts.py --cert CERT --key KEY --port-file FILE [--port 0] [--host 127.0.0.1]
-                     [--plain] [--log FILE] [--client ID:SECRET ...] [--expires-in 3600]
+                     [--plain] [--silent] [--log FILE] [--client ID:SECRET ...]
+                     [--expires-in 3600]
 
 The chosen port is written to --port-file (digits and a newline, atomically) once listening.
 SIGTERM or SIGINT stops the server at once, even while fault threads are still hanging.
+
+--silent makes the whole server a black hole for the "accept and never answer" fault: it accepts
+TCP connections and then never answers (no TLS handshake, not one byte sent; what the client
+sends is read and dropped) until the client closes the connection or the server stops. It has no
+endpoints, not even the control ones; each such connection is logged ("- - held-silent").
 
 Endpoints
 ---------
@@ -44,7 +50,8 @@ place of the real answer; "fault_count" of them, then back to normal): hang, slo
 status_500, status_502, status_503, rate_limit, rate_limit_no_retry_after, malformed_json,
 wrong_types, missing_fields, negative_expires, absurd_expires, huge_body, deep_nesting,
 nul_bytes (a JSON-escaped \\u0000), nul_raw (a raw NUL byte), non_utf8, html_error, redirect,
-token_type_mac, empty_token. See FAULTS below.
+token_type_mac, empty_token. See FAULTS below. slow_body sends the status line and headers
+(with the true Content-Length) at once, then the body at one byte a second.
 """
 
 import argparse
@@ -697,6 +704,10 @@ class Handler(BaseHTTPRequestHandler):
         self.tls_failed = False
         self.fault = None
         self.grant = None
+        if self.server.silent:
+            self.tls_failed = True  # nothing of HTTP happens on this connection
+            self.hold_silently()
+            return
         self.request.settimeout(self.timeout)
         if self.server.tls is not None:
             try:
@@ -707,6 +718,19 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.state.log(f"- - tls-handshake-failed reason={reason}")
                 return
         super().setup()
+
+    def hold_silently(self):
+        """--silent: keep the accepted TCP connection and never send a byte; drop what the
+        client sends (its TLS ClientHello); end when it closes or the server stops."""
+        state = self.server.state
+        state.log("- - held-silent")
+        while not state.stopping.is_set():
+            try:
+                readable, _, _ = select.select([self.request], [], [], 0.5)
+                if readable and not self.request.recv(4096):
+                    return  # the client closed
+            except (OSError, ValueError):
+                return
 
     def handle(self):
         if self.tls_failed:
@@ -910,11 +934,12 @@ class Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address, state, tls):
+    def __init__(self, address, state, tls, silent=False):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.state = state
         self.tls = tls
+        self.silent = silent
         super().__init__(address, Handler)
 
     def handle_error(self, request, client_address):
@@ -936,6 +961,11 @@ def parse_args(argv):
     parser.add_argument("--port", type=int, default=0, help="port (0: ephemeral)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--plain", action="store_true", help="plain HTTP instead of TLS")
+    parser.add_argument(
+        "--silent",
+        action="store_true",
+        help="accept TCP connections and never answer (no TLS handshake, nothing sent)",
+    )
     parser.add_argument("--log", help="append one line per request to this file")
     parser.add_argument(
         "--client",
@@ -988,7 +1018,7 @@ def main(argv=None):
     settings = dict(DEFAULT_SETTINGS, expires_in=args.expires_in)
     state = State(args.clients, settings, args.log)
     tls = None if args.plain else tls_context(args.cert, args.key or args.cert)
-    server = Server((args.host, args.port), state, tls)
+    server = Server((args.host, args.port), state, tls, silent=args.silent)
 
     def stop(signum, frame):
         state.stopping.set()
@@ -997,7 +1027,9 @@ def main(argv=None):
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=server.serve_forever, name="serve", daemon=True).start()
     write_port_file(args.port_file, server.server_address[1])
-    state.log(f"- - listening port={server.server_address[1]} tls={'no' if args.plain else 'yes'}")
+    tls_mode = "no" if args.plain else "yes"
+    silent = " silent" if args.silent else ""
+    state.log(f"- - listening port={server.server_address[1]} tls={tls_mode}{silent}")
     while not state.stopping.wait(1):
         pass
     server.shutdown()

@@ -154,7 +154,7 @@ fault() {
 fault hang 6 "accounts server 127.0.0.1:$acc_PORT did not answer within 2 s (timeout)" \
 	timeout=2 connect_timeout=1
 check "hang: the helper gave up within 4 s (took ${secs} s)" test "$secs" -le 4
-fault slow_body 6 "did not answer within 2 s (timeout): try again later or raise timeout" \
+fault slow_body 6 "answered too slowly: the response was not complete within 2 s (timeout): try again later or raise timeout" \
 	timeout=2 connect_timeout=1
 check "slow_body: the helper gave up within 4 s (took ${secs} s)" test "$secs" -le 4
 fault status_500 6 "accounts server error (HTTP 500, server_error: Unexpected status: 500): try again later"
