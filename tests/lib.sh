@@ -1,7 +1,9 @@
 # tests/lib.sh: TAP helpers and fixtures shared by the shell tests. Source it; do not run it.
 #
 # Environment (set by `make check`, see Makefile.am): top_srcdir, top_builddir, PS_HELPER,
-# PS_READER, PS_SECUREDIR, PYTHON.
+# PS_READER, PS_SECUREDIR, PYTHON, PS_SANITIZERS (yes in a --enable-sanitizers build),
+# PS_REPORT_DIR (where sanitizer and valgrind reports go); from tests/run: PS_VALGRIND (1 in the
+# valgrind pass).
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
@@ -68,6 +70,14 @@ as_user() {
 	shift
 	setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups --reset-env -- \
 		keyctl session - "$@"
+}
+
+# ps_valgrind_wrap PROGRAM: in the valgrind pass (PS_VALGRIND=1, see tests/run) make PROGRAM, a
+# copy in $T, run under memcheck with its reports in $PS_REPORT_DIR (tests/valgrind/wrap);
+# otherwise nothing. tests/setup does the same for the installed helper and reader.
+ps_valgrind_wrap() {
+	[ "${PS_VALGRIND:-0}" = 1 ] || return 0
+	"$top_srcdir/tests/valgrind/wrap" "$1" "$PS_REPORT_DIR" || bail "cannot put $1 under valgrind"
 }
 
 # ps_certs: make the test CA and server certificates in $T/tls (once per test script).
