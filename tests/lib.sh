@@ -11,6 +11,8 @@
 
 t_n=0
 t_failed=0
+t_start=$(date +%s)
+t_lock_wait=0
 
 ok() { t_n=$((t_n + 1)); echo "ok $t_n - $*"; }
 not_ok() { t_n=$((t_n + 1)); t_failed=$((t_failed + 1)); echo "not ok $t_n - $*"; }
@@ -29,8 +31,10 @@ expect() {
 }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 bail() { echo "Bail out! $*"; exit 99; }
-# done_testing: print the plan (at the end, as TAP allows) and exit non-zero on failure.
+# done_testing: print the plan (at the end, as TAP allows) and exit non-zero on failure. The
+# time taken is for tuning CI; the lock wait is time other test runs on the machine held it.
 done_testing() {
+	diag "took $(($(date +%s) - t_start)) s, $t_lock_wait s of it waiting for the keyring lock"
 	echo "1..$t_n"
 	[ "$t_failed" -eq 0 ]
 }
@@ -40,7 +44,12 @@ done_testing() {
 # tree on the machine (a CI clone and a working tree), so the lock is too.
 PS_TEST_LOCK=/tmp/pam_spotify-tests.lock
 ps_lock_keyring() {
+	local t0 rc
+	t0=$(date +%s)
 	{ exec 9>>"$PS_TEST_LOCK"; } 2>/dev/null && flock 9
+	rc=$?
+	t_lock_wait=$(($(date +%s) - t0))
+	return $rc
 }
 
 need_root() { [ "$(id -u)" -eq 0 ] || skip_all "needs root (creates test users and switches to them)"; }
