@@ -1,7 +1,9 @@
 # tests/lib.sh: TAP helpers and fixtures shared by the shell tests. Source it; do not run it.
 #
 # Environment (set by `make check`, see Makefile.am): top_srcdir, top_builddir, PS_HELPER,
-# PS_READER, PS_SECUREDIR, PYTHON.
+# PS_READER, PS_SECUREDIR, PYTHON, PS_SANITIZERS (yes in a --enable-sanitizers build),
+# PS_REPORT_DIR (where sanitizer and valgrind reports go); from tests/run: PS_VALGRIND (1 in the
+# valgrind pass).
 
 : "${top_srcdir:=$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${top_builddir:=$top_srcdir}"
@@ -9,6 +11,8 @@
 
 t_n=0
 t_failed=0
+t_start=$(date +%s)
+t_lock_wait=0
 
 ok() { t_n=$((t_n + 1)); echo "ok $t_n - $*"; }
 not_ok() { t_n=$((t_n + 1)); t_failed=$((t_failed + 1)); echo "not ok $t_n - $*"; }
@@ -27,8 +31,10 @@ expect() {
 }
 skip_all() { echo "1..0 # SKIP $*"; exit 0; }
 bail() { echo "Bail out! $*"; exit 99; }
-# done_testing: print the plan (at the end, as TAP allows) and exit non-zero on failure.
+# done_testing: print the plan (at the end, as TAP allows) and exit non-zero on failure. The
+# time taken is for tuning CI; the lock wait is time other test runs on the machine held it.
 done_testing() {
+	diag "took $(($(date +%s) - t_start)) s, $t_lock_wait s of it waiting for the keyring lock"
 	echo "1..$t_n"
 	[ "$t_failed" -eq 0 ]
 }
@@ -38,7 +44,12 @@ done_testing() {
 # tree on the machine (a CI clone and a working tree), so the lock is too.
 PS_TEST_LOCK=/tmp/pam_spotify-tests.lock
 ps_lock_keyring() {
+	local t0 rc
+	t0=$(date +%s)
 	{ exec 9>>"$PS_TEST_LOCK"; } 2>/dev/null && flock 9
+	rc=$?
+	t_lock_wait=$(($(date +%s) - t0))
+	return $rc
 }
 
 need_root() { [ "$(id -u)" -eq 0 ] || skip_all "needs root (creates test users and switches to them)"; }
@@ -68,6 +79,14 @@ as_user() {
 	shift
 	setpriv --reuid="$u" --regid="$(id -g "$u")" --init-groups --reset-env -- \
 		keyctl session - "$@"
+}
+
+# ps_valgrind_wrap PROGRAM: in the valgrind pass (PS_VALGRIND=1, see tests/run) make PROGRAM, a
+# copy in $T, run under memcheck with its reports in $PS_REPORT_DIR (tests/valgrind/wrap);
+# otherwise nothing. tests/setup does the same for the installed helper and reader.
+ps_valgrind_wrap() {
+	[ "${PS_VALGRIND:-0}" = 1 ] || return 0
+	"$top_srcdir/tests/valgrind/wrap" "$1" "$PS_REPORT_DIR" || bail "cannot put $1 under valgrind"
 }
 
 # ps_certs: make the test CA and server certificates in $T/tls (once per test script).

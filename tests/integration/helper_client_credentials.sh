@@ -16,6 +16,13 @@ HELPER="$top_builddir/helper/pam_spotify_helper"
 ps_tmpdir
 ps_lock_keyring
 ps_ensure_user pstest1
+if [ "${PS_VALGRIND:-0}" = 1 ]; then # a copy under valgrind
+	mkdir "$T/bin"
+	cp "$HELPER" "$T/bin/pam_spotify_helper"
+	chmod 755 "$T/bin" "$T/bin/pam_spotify_helper"
+	HELPER="$T/bin/pam_spotify_helper"
+	ps_valgrind_wrap "$HELPER"
+fi
 CLIENT=testclient
 SECRET="SENTINEL-SECRET-$$-c1d3e5"
 printf '%s:%s\n' "$CLIENT" "$SECRET" >"$T/clients" # a file: no secret in the server's argv

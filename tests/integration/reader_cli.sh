@@ -23,6 +23,7 @@ mkdir "$T/bin" "$T/out"
 cp "$READER" "$T/bin/spotify-token"
 chmod 755 "$T/bin" "$T/bin/spotify-token"
 READER="$T/bin/spotify-token"
+ps_valgrind_wrap "$READER"
 
 TOKEN='BQD-abc_123.xyz~+/=='
 NOW=$(date +%s)
