@@ -16,6 +16,13 @@ done <<EOF
 $out
 EOF
 
+# the version script: every dynamic symbol the module defines is a pam_sm_* entry point
+exports=$(nm -D --defined-only "$so" 2>/dev/null | awk '{print $3}' | sort | tr '\n' ' ')
+case "$exports" in
+"pam_sm_close_session pam_sm_open_session ") ok "module exports only pam_sm_* (exports: $exports)" ;;
+*) not_ok "module exports only pam_sm_* (exports: ${exports:-none, or nm failed})" ;;
+esac
+
 libs=$(ldd "$so" | awk '{print $1}' | grep -v -e '^linux-vdso' -e '^/' | sed 's/\.so.*//' | sort -u | tr '\n' ' ')
 case "$libs" in
 *libcurl* | *libjson* | *libssl* | *libcrypto* | *libkeyutils*)
