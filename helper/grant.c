@@ -4,6 +4,7 @@
  */
 #include <config.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -15,7 +16,8 @@
 #include "keyring/token_info.h"
 #include "pam/util.h"
 
-#define FORM_MAX 16384
+#define FORM_MAX    16384
+#define QUOTE_PROBE 12 /* leading bytes of a credential that count as quoting it */
 
 static long last_retry_after = -1;
 
@@ -36,9 +38,40 @@ static int form_add(struct ps_buf *f, const char *name, const char *value)
 	return rc < 0 || f->full ? -1 : 0;
 }
 
-/* POST the form; a public client names itself in the form, a confidential one with Basic. */
-static int post(const struct ps_config *cfg, const char *secret, struct ps_buf *form,
-		struct ps_token_response *tok, char *line, size_t linelen)
+/* line holds cred, or its first QUOTE_PROBE bytes (a quote may be cut short). */
+static bool quotes(const char *line, const char *cred)
+{
+	size_t n = cred ? strlen(cred) : 0;
+
+	if (n > QUOTE_PROBE)
+		n = QUOTE_PROBE;
+	return n && memmem(line, strlen(line), cred, n);
+}
+
+/*
+ * A broken or hostile server may quote back what it was sent (error_description): such a line
+ * would carry the client secret, a refresh token, a code or a verifier into the module's log,
+ * the keeper's syslog or a terminal. It is withheld whole.
+ */
+static void withhold_quoted(char *line, size_t linelen, const char *secret,
+			    const char *const *creds)
+{
+	bool quoted = quotes(line, secret);
+
+	for (; *creds && !quoted; creds++)
+		quoted = quotes(line, *creds);
+	if (quoted)
+		snprintf(line, linelen,
+			 "the accounts server's error message quoted a credential of the "
+			 "request back and was withheld: check token_url");
+}
+
+/*
+ * POST the form; a public client names itself in the form, a confidential one with Basic.
+ * creds: the secret values in the form (NULL-terminated), never to be quoted in line.
+ */
+static int post(const struct ps_config *cfg, const char *secret, const char *const *creds,
+		struct ps_buf *form, struct ps_token_response *tok, char *line, size_t linelen)
 {
 	struct ps_http_response resp;
 	int rc;
@@ -55,8 +88,10 @@ static int post(const struct ps_config *cfg, const char *secret, struct ps_buf *
 	rc = ps_http_post_form(cfg, cfg->token_url, form->buf, secret ? cfg->client_id : NULL,
 			       secret, &resp, line, linelen);
 	last_retry_after = -1;
-	if (rc != PS_EXIT_OK)
+	if (rc != PS_EXIT_OK) {
+		withhold_quoted(line, linelen, secret, creds);
 		return rc;
+	}
 	last_retry_after = resp.status == 429 ? resp.retry_after : -1;
 	if (resp.status != 200)
 		rc = ps_oauth_error_describe(resp.status, resp.content_type, resp.body, resp.len,
@@ -64,12 +99,15 @@ static int post(const struct ps_config *cfg, const char *secret, struct ps_buf *
 	else if (ps_token_response_parse(resp.body, resp.len, tok, line, linelen) < 0)
 		rc = PS_EXIT_NETWORK;
 	ps_http_response_clear(&resp);
+	if (rc != PS_EXIT_OK)
+		withhold_quoted(line, linelen, secret, creds);
 	return rc;
 }
 
 int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,
 				struct ps_token_response *tok, char *line, size_t linelen)
 {
+	const char *const creds[] = {NULL};
 	char buf[FORM_MAX];
 	struct ps_buf form = {.buf = buf, .cap = sizeof(buf)};
 	int rc = 0;
@@ -79,7 +117,7 @@ int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,
 		rc |= form_add(&form, "scope", cfg->scopes);
 	if (rc)
 		form.full = true;
-	rc = post(cfg, secret, &form, tok, line, linelen);
+	rc = post(cfg, secret, creds, &form, tok, line, linelen);
 	explicit_bzero(buf, sizeof(buf));
 	return rc;
 }
@@ -88,6 +126,7 @@ int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *c
 		  const char *redirect_uri, const char *verifier, struct ps_token_response *tok,
 		  char *line, size_t linelen)
 {
+	const char *const creds[] = {code, verifier, NULL};
 	char buf[FORM_MAX];
 	struct ps_buf form = {.buf = buf, .cap = sizeof(buf)};
 	int rc = 0;
@@ -98,7 +137,7 @@ int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *c
 	rc |= form_add(&form, "code_verifier", verifier);
 	if (rc)
 		form.full = true;
-	rc = post(cfg, secret, &form, tok, line, linelen);
+	rc = post(cfg, secret, creds, &form, tok, line, linelen);
 	explicit_bzero(buf, sizeof(buf));
 	return rc;
 }
@@ -106,6 +145,7 @@ int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *c
 int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
 		     struct ps_token_response *tok, char *line, size_t linelen)
 {
+	const char *const creds[] = {refresh_token, NULL};
 	char buf[FORM_MAX];
 	struct ps_buf form = {.buf = buf, .cap = sizeof(buf)};
 	int rc = 0;
@@ -114,7 +154,7 @@ int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char
 	rc |= form_add(&form, "refresh_token", refresh_token);
 	if (rc)
 		form.full = true;
-	rc = post(cfg, secret, &form, tok, line, linelen);
+	rc = post(cfg, secret, creds, &form, tok, line, linelen);
 	explicit_bzero(buf, sizeof(buf));
 	return rc;
 }

@@ -175,17 +175,34 @@ static int scheme_check(const char *url, const struct endpoint *ep, char *err, s
 	return PS_EXIT_OK;
 }
 
+/*
+ * The module kills the helper `timeout` s after it started it: end the transfer half a second
+ * earlier, so the helper's own, clearer message reaches the log instead of a kill.
+ */
+static long total_ms(const struct ps_config *cfg)
+{
+	long timeout = (long)cfg->timeout;
+
+	return timeout * 1000 > 1000 ? timeout * 1000 - 500 : 500;
+}
+
+/* The connect phase (TCP and the TLS handshake): connect_timeout, within the total. */
+static long connect_ms(const struct ps_config *cfg)
+{
+	long ms = cfg->connect_timeout ? (long)cfg->connect_timeout * 1000 : total_ms(cfg);
+
+	return ms < total_ms(cfg) ? ms : total_ms(cfg);
+}
+
+/* Seconds below PS_HTTP_LOW_SPEED bytes/s after which a transfer is dropped. */
+static long stall_s(const struct ps_config *cfg)
+{
+	return (long)cfg->timeout < PS_HTTP_STALL_S ? (long)cfg->timeout : PS_HTTP_STALL_S;
+}
+
 /* Transfer policy: the security rules of the design brief, one option each. */
 static int set_policy(CURL *c, const struct ps_config *cfg, const struct endpoint *ep)
 {
-	long timeout = (long)cfg->timeout;
-	/*
-	 * The module kills the helper `timeout` s after it started it: end the transfer half a
-	 * second earlier, so the helper's own, clearer message reaches the log instead of a kill.
-	 */
-	long total_ms = timeout * 1000 > 1000 ? timeout * 1000 - 500 : 500;
-	long connect_ms = cfg->connect_timeout ? (long)cfg->connect_timeout * 1000 : total_ms;
-	long stall = timeout < PS_HTTP_STALL_S ? timeout : PS_HTTP_STALL_S;
 	CURLcode e = CURLE_OK;
 
 	e |= curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, ep->loopback ? "http,https" : "https");
@@ -202,15 +219,14 @@ static int set_policy(CURL *c, const struct ps_config *cfg, const struct endpoin
 	e |= curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	e |= curl_easy_setopt(c, CURLOPT_NETRC, (long)CURL_NETRC_IGNORED);
 	e |= curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	e |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-			      connect_ms < total_ms ? connect_ms : total_ms);
-	e |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms);
+	e |= curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, connect_ms(cfg));
+	e |= curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, total_ms(cfg));
 	/*
 	 * A stalled server (less than 1 byte/s for min(timeout, 10) s) is dropped before the total
 	 * timeout; with the default timeout of 10 s the total timeout is the one that fires.
 	 */
 	e |= curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, PS_HTTP_LOW_SPEED);
-	e |= curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall);
+	e |= curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s(cfg));
 	/* refuse early when Content-Length announces more than the cap */
 	e |= curl_easy_setopt(c, CURLOPT_MAXFILESIZE, (long)PS_HTTP_BODY_MAX);
 	e |= curl_easy_setopt(c, CURLOPT_USERAGENT, PS_USER_AGENT);
@@ -313,20 +329,30 @@ static int describe_tls(CURLcode rc, const struct ps_config *cfg, const struct e
 	return PS_EXIT_NETWORK;
 }
 
+/* Which limit ended the transfer: the connect phase (TCP, then TLS for https), the low-speed
+ * limit (well before the total), or the total timeout. */
 static int describe_timeout(CURL *c, const struct ps_config *cfg, const struct endpoint *ep,
 			    char *err, size_t errlen)
 {
-	curl_off_t connected = 0;
+	curl_off_t connected = 0, handshaken = 0, elapsed_us = 0;
+	char *scheme = NULL;
 	long status = 0;
 
 	curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &connected);
+	curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &handshaken);
+	curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &elapsed_us);
+	curl_easy_getinfo(c, CURLINFO_SCHEME, &scheme);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (connected == 0)
+	if (connected == 0 || (scheme && strcasecmp(scheme, "https") == 0 && handshaken == 0))
 		snprintf(err, errlen,
-			 "cannot connect to accounts server %s within %u s (timeout): "
+			 "cannot connect to accounts server %s within %ld s (timeout): "
 			 "check accounts_url/token_url and the network, or raise "
 			 "connect_timeout",
-			 ep->hostport, cfg->connect_timeout);
+			 ep->hostport, (connect_ms(cfg) + 999) / 1000);
+	else if (elapsed_us / 1000 < total_ms(cfg) - 250)
+		snprintf(err, errlen,
+			 "accounts server %s sent nothing for %ld s (stalled): try again later",
+			 ep->hostport, stall_s(cfg));
 	else if (status != 0) /* the status line came: the body is what trickled */
 		snprintf(err, errlen,
 			 "accounts server %s answered too slowly: the response was not "

@@ -88,6 +88,10 @@ static void child_drop_privileges(const struct child_ctx *c)
 	if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid ||
 	    getresgid(&rg, &eg, &sg) < 0 || rg != gid || eg != gid || sg != gid)
 		child_fail("uids or gids are not the user's after the privilege drop", EPERM);
+	/* Nor can an exec bring privileges back (a setuid file, file capabilities): the helper
+	 * and the keeper it starts run nothing that needs them. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		child_fail("set no_new_privs", errno);
 }
 
 /* Default dispositions and an empty mask: exec keeps ignored signals and the mask otherwise. */

@@ -33,25 +33,34 @@ GET  /authorize        client_id, response_type=code, redirect_uri, [state, scop
                        "deny". An unknown client or an unusable redirect_uri gets a 400 HTML page,
                        never a redirect.
 POST /__control        merge JSON settings (see DEFAULT_SETTINGS): fault, fault_count, expires_in,
-                       retry_after, rotate_refresh, authorize, delay. Answers the settings.
+                       retry_after, rotate_refresh, authorize, delay, code_prefix,
+                       redirect_status, redirect_location, body_size, chunked. Answers the
+                       settings.
 POST /__reset          settings, faults and counters back to the start. Issued grants (codes,
                        refresh tokens) survive unless the body is {"grants": true}.
 GET  /__stats          {"token_requests", "by_grant": {grant_type|"none": N}, "errors": {error: N},
                        "faults_served", "authorize_requests", "codes_issued",
                        "refresh_tokens_issued", "last_access_token", "last_refresh_token",
                        "issued": [access tokens, fault-free path only], "active_refresh_tokens",
-                       "settings"}.
+                       "codes": [authorization codes issued], "refresh_tokens": [refresh tokens
+                       issued, minted ones too], "states": [state values received
+                       at /authorize], "code_verifiers": [code_verifier values received at the
+                       token endpoint, faults or not], "settings"}. The lists let a test learn a client's
+                       random secrets after the fact and search its own captures for them.
 POST /__revoke         revoke refresh tokens: {"refresh_token": T} one, empty body all.
 POST /__refresh_token  mint a refresh token without the browser dance:
-                       {"client_id": ID, "scope": "...", "public": true} -> {"refresh_token": T}.
+                       {"client_id": ID, "scope": "...", "public": true} -> {"refresh_token": T};
+                       "refresh_token": T in the request mints that value (a test's sentinel).
 
 Faults (setting "fault"; applied to any POST /api/token after the request has been read, in
 place of the real answer; "fault_count" of them, then back to normal): hang, slow_body,
 status_500, status_502, status_503, rate_limit, rate_limit_no_retry_after, malformed_json,
 wrong_types, missing_fields, negative_expires, absurd_expires, huge_body, deep_nesting,
 nul_bytes (a JSON-escaped \\u0000), nul_raw (a raw NUL byte), non_utf8, html_error, redirect,
-token_type_mac, empty_token. See FAULTS below. slow_body sends the status line and headers
-(with the true Content-Length) at once, then the body at one byte a second.
+token_type_mac, empty_token, quote_credentials (a 400 whose error_description quotes back every
+credential the request carried), sized_body (a good token answer padded to exactly "body_size"
+bytes; with "chunked" sent without Content-Length). See FAULTS below. slow_body sends the status
+line and headers (with the true Content-Length) at once, then the body at one byte a second.
 """
 
 import argparse
@@ -86,6 +95,11 @@ DEFAULT_SETTINGS = {
     "rotate_refresh": False,  # refresh_token grant returns a new refresh token, revoking the old
     "authorize": "approve",  # GET /authorize: "approve" or "deny" (error=access_denied)
     "delay": 0,  # seconds to wait before answering a token request
+    "code_prefix": "AQ",  # authorization codes start with this (a test's sentinel)
+    "redirect_status": 302,  # the redirect fault's status ...
+    "redirect_location": "https://127.0.0.2:9/api/token",  # ... and Location
+    "body_size": 65536,  # the exact size of the sized_body fault's answer
+    "chunked": False,  # sized_body without Content-Length, in chunks
 }
 
 # https://developer.spotify.com/documentation/web-api/concepts/scopes
@@ -205,6 +219,10 @@ class State:
                 "last_access_token": None,
                 "last_refresh_token": None,
                 "issued": [],
+                "codes": [],
+                "refresh_tokens": [],
+                "states": [],
+                "code_verifiers": [],
             }
             if grants:
                 self.codes.clear()
@@ -237,6 +255,11 @@ class State:
     def count_authorize_request(self):
         with self.lock:
             self.counters["authorize_requests"] += 1
+
+    def record(self, name, value):
+        """Append a received value to the list counter name (states, code_verifiers)."""
+        with self.lock:
+            self.counters[name].append(value)
 
     def count_error(self, error):
         with self.lock:
@@ -275,17 +298,19 @@ class State:
         body["expires_in"] = self.snapshot()["expires_in"]
         return body
 
-    def issue_refresh_token(self, client_id, scope, public):
-        token = "AQ" + new_secret(96)
+    def issue_refresh_token(self, client_id, scope, public, token=None):
+        token = token or "AQ" + new_secret(96)
         with self.lock:
             self.refresh[token] = RefreshGrant(client_id, scope, public)
             self.counters["refresh_tokens_issued"] += 1
             self.counters["last_refresh_token"] = token
+            self.counters["refresh_tokens"].append(token)
         return token
 
     def issue_code(self, client_id, redirect_uri, scope, challenge):
-        code = "AQ" + new_secret(160)
         with self.lock:
+            code = self.settings["code_prefix"] + new_secret(160)
+            self.counters["codes"].append(code)
             self.codes[code] = AuthCode(
                 client_id, redirect_uri, scope, challenge, time.monotonic() + CODE_TTL
             )
@@ -347,6 +372,21 @@ def validate_setting(key, value):
     elif key == "delay":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise ValueError("delay must be a non-negative number of seconds")
+    elif key == "code_prefix":
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+            raise ValueError("code_prefix must be 1 to 64 URL-safe characters")
+    elif key == "redirect_status":
+        if not is_int(value) or not 300 <= value <= 399:
+            raise ValueError("redirect_status must be a 3xx status")
+    elif key == "redirect_location":
+        if not isinstance(value, str) or not value:
+            raise ValueError("redirect_location must be a URL")
+    elif key == "body_size":
+        if not is_int(value) or not 256 <= value <= 16 * 1024 * 1024:
+            raise ValueError("body_size must be an integer from 256 to 16 MiB")
+    elif key == "chunked":
+        if not isinstance(value, bool):
+            raise ValueError("chunked must be true or false")
     return value
 
 
@@ -490,12 +530,17 @@ def token_endpoint(state, content_type, authorization, body):
         return err.status, err.body()
 
 
+def form_values(body, name):
+    """The values of a form parameter, tolerant of any body ([] when there is none)."""
+    try:
+        return urllib.parse.parse_qs(body.decode("utf-8", "replace")).get(name, [])
+    except ValueError:
+        return []
+
+
 def grant_type_of(body):
     """The grant_type for the counters, tolerant of any body ("none" when there is none)."""
-    try:
-        values = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("grant_type")
-    except ValueError:
-        values = None
+    values = form_values(body, "grant_type")
     return values[0] if values else "none"
 
 
@@ -506,6 +551,8 @@ def grant_type_of(body):
 def authorize_endpoint(state, query):
     """Answer GET /authorize: ("redirect", URL) or ("page", status, text)."""
     params = {k: v[0] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+    if "state" in params:
+        state.record("states", params["state"])
     client_id = params.get("client_id", "")
     redirect_uri = params.get("redirect_uri", "")
     if client_id not in state.clients:
@@ -636,9 +683,55 @@ def raw_token_body(handler, raw_token):
 
 
 def fault_redirect(handler):
+    """A redirect: by default a 302 to an address where nothing listens (settings
+    redirect_status and redirect_location make it e.g. a 307 to another live server)."""
+    status = handler.settings["redirect_status"]
     handler.send_body(
-        302, "text/html", html_page("302 Found"), {"Location": "https://127.0.0.2:9/api/token"}
+        status,
+        "text/html",
+        html_page(f"{status} Redirect"),
+        {"Location": handler.settings["redirect_location"]},
     )
+
+
+def fault_quote_credentials(handler):
+    """A 400 invalid_request whose error_description quotes back every credential the request
+    carried (client secret, refresh token, code, code_verifier): a hostile or broken server."""
+    quoted = []
+    try:
+        basic = basic_credentials(handler.headers.get("Authorization"))
+    except OAuthError:
+        basic = None
+    if basic:
+        quoted.append(basic[1])
+    for name in ("client_secret", "refresh_token", "code", "code_verifier"):
+        quoted += form_values(handler.request_body, name)
+    body = {"error": "invalid_request", "error_description": "you sent " + " ".join(quoted)}
+    handler.send_body(400, "application/json", json_bytes(body))
+
+
+def fault_sized_body(handler):
+    """A good token answer padded to exactly body_size bytes; with "chunked" it goes without
+    Content-Length, in 4 KiB chunks, so only the client's own cap can stop it."""
+    size = handler.settings["body_size"]
+    body = json_bytes({**good_token_body(handler), "padding": ""})
+    body = body[:-2] + b"x" * (size - len(body)) + body[-2:]
+    if not handler.settings["chunked"]:
+        handler.send_body(200, "application/json", body)
+        return
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    try:
+        for i in range(0, len(body), 4096):
+            chunk = body[i : i + 4096]
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        handler.wfile.write(b"0\r\n\r\n")
+        handler.wfile.flush()
+    except (ConnectionError, ssl.SSLError, OSError):
+        pass  # the client stopped reading at its cap
 
 
 FAULTS = {
@@ -671,6 +764,8 @@ FAULTS = {
     "redirect": fault_redirect,
     "token_type_mac": fault_json(with_changes(token_type="mac")),
     "empty_token": fault_json(with_changes(access_token="")),
+    "quote_credentials": fault_quote_credentials,
+    "sized_body": fault_sized_body,
 }
 
 
@@ -776,7 +871,10 @@ class Handler(BaseHTTPRequestHandler):
             return
         state = self.server.state
         content_type = self.headers.get("Content-Type", "")
+        self.request_body = body
         self.grant = grant_type_of(body)
+        for verifier in form_values(body, "code_verifier"):
+            state.record("code_verifiers", verifier)
         state.count_token_request(self.grant)
         self.settings = state.snapshot()
         if self.settings["delay"] and state.stopping.wait(self.settings["delay"]):
@@ -838,8 +936,16 @@ class Handler(BaseHTTPRequestHandler):
         if client_id not in state.clients:
             self.send_error_json(400, "unknown client", "bad_setting")
             return
+        chosen = options.get("refresh_token")
+        if chosen is not None and (
+            not isinstance(chosen, str) or not re.fullmatch(r"[A-Za-z0-9._~+/=-]{8,512}", chosen)
+        ):
+            self.send_error_json(
+                400, "refresh_token must be 8 to 512 token characters", "bad_setting"
+            )
+            return
         token = state.issue_refresh_token(
-            client_id, options.get("scope", ""), options.get("public", True) is True
+            client_id, options.get("scope", ""), options.get("public", True) is True, chosen
         )
         self.send_json(200, {"refresh_token": token})
 

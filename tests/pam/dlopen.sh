@@ -40,6 +40,13 @@ only() {
 }
 command -v readelf >/dev/null 2>&1 || bail "readelf not found (binutils)"
 only "$so" "libpam and libc" libpam.so.0 libc.so.6
+# the version script: every dynamic symbol the module defines is a pam_sm_* entry point
+exports=$(nm -D --defined-only "$so" 2>/dev/null | awk '{print $3}' | sort | tr '\n' ' ')
+case "$exports" in
+"pam_sm_close_session pam_sm_open_session ") ok "module exports only pam_sm_* (exports: $exports)" ;;
+*) not_ok "module exports only pam_sm_* (exports: ${exports:-none, or nm failed})" ;;
+esac
+
 reader="$top_builddir/keyring/spotify-token"
 if [ -x "$reader" ]; then
 	only "$reader" "libkeyutils and libc" libkeyutils.so.1 libc.so.6
