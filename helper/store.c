@@ -306,6 +306,26 @@ static void file_error(const struct ps_store *s, const char *name, const char *w
 	ps_errf(err, errlen, "refresh-token store file %s/%s %s: %s", s->dir, name, what, advice);
 }
 
+/*
+ * Why name could not be opened (e, not ENOENT): a link, a file of another owner (which we may not
+ * open), or the system's reason; with what to do about it.
+ */
+static void open_error(const struct ps_store *s, const char *name, int e, const char *advice,
+		       char *err, size_t errlen)
+{
+	char what[96];
+	struct stat st;
+
+	if (e == ELOOP)
+		snprintf(what, sizeof(what), "is a symbolic link");
+	else if (fstatat(s->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid != getuid())
+		snprintf(what, sizeof(what), "belongs to uid %u, not to you (uid %u)",
+			 (unsigned)st.st_uid, (unsigned)getuid());
+	else
+		snprintf(what, sizeof(what), "cannot be opened (%s)", strerror(e));
+	file_error(s, name, what, advice, err, errlen);
+}
+
 /* fsync of the directory, so a rename or unlink survives a crash. */
 static int sync_dir(const struct ps_store *s, char *err, size_t errlen)
 {
@@ -343,10 +363,7 @@ static int refresh_open(const struct ps_store *s, int *fdp, char *err, size_t er
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return PS_EXIT_NO_TOKEN;
-		if (errno == ELOOP)
-			file_error(s, name, "is a symbolic link", RELOGIN, err, errlen);
-		else
-			file_error(s, name, "cannot be opened", strerror(errno), err, errlen);
+		open_error(s, name, errno, RELOGIN, err, errlen);
 		return PS_EXIT_CONFIG;
 	}
 	if (fstat(fd, &st) < 0) {
@@ -657,8 +674,7 @@ int ps_store_lock(struct ps_store *s, unsigned timeout_s, char *err, size_t errl
 	file_name(s, ".lock", name);
 	fd = openat(s->dirfd, name, flags, 0600);
 	if (fd < 0) {
-		file_error(s, name, errno == ELOOP ? "is a symbolic link" : "cannot be opened",
-			   errno == ELOOP ? "remove it" : strerror(errno), err, errlen);
+		open_error(s, name, errno, "remove it", err, errlen);
 		return PS_EXIT_CONFIG;
 	}
 	if (lock_wait(fd, timeout_s) < 0) {

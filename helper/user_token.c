@@ -142,31 +142,49 @@ static int authorize_terminal(const struct ps_config *cfg, struct enrollment *e,
 	return rc;
 }
 
-/* Read one "answer TEXT" line from the module (stdin), bounded by the deadline. */
-static int read_answer(char *out, size_t outlen, long long deadline_s)
-{
-	size_t n = 0;
+enum answer {
+	ANSWER_OK,	 /* out holds the text */
+	ANSWER_NONE,	 /* no answer: cancelled, the stream ended, or the deadline passed */
+	ANSWER_TOO_LONG, /* longer than out (or than the module could pass on): dropped */
+};
 
-	while (n + 1 < outlen) {
+/*
+ * Read one line from the module (stdin), bounded by the deadline: "answer TEXT", "too-long" (the
+ * module's answer did not fit its line) or "cancel". A line longer than out is read to its end
+ * and dropped, so that the next answer starts clean.
+ */
+static enum answer read_answer(char *out, size_t outlen, long long deadline_s)
+{
+	bool overflow = false;
+	size_t n = 0;
+	char c;
+
+	for (;;) {
 		struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
 		long long left = deadline_s - (long long)time(NULL);
-		ssize_t r;
 
-		if (left <= 0 || poll(&p, 1, (int)(left * 1000)) <= 0)
-			return -1;
-		r = read(STDIN_FILENO, out + n, 1);
-		if (r <= 0)
-			return -1;
-		if (out[n] == '\n') {
+		if (left <= 0 || poll(&p, 1, (int)(left * 1000)) <= 0 ||
+		    read(STDIN_FILENO, &c, 1) != 1)
+			break;
+		if (c == '\n') {
 			out[n] = '\0';
+			if (overflow || strcmp(out, "too-long") == 0)
+				return ANSWER_TOO_LONG;
 			if (strncmp(out, "answer ", 7) != 0)
-				return -1;
+				break;
 			memmove(out, out + 7, n - 6);
-			return 0;
+			return ANSWER_OK;
 		}
-		n++;
+		if (n + 1 < outlen) {
+			out[n++] = c;
+		} else if (!overflow) {
+			overflow = true;
+			explicit_bzero(out, outlen); /* may hold part of a code */
+			n = 0;
+		}
 	}
-	return -1;
+	explicit_bzero(out, outlen);
+	return ANSWER_NONE;
 }
 
 /* Enrollment through the PAM conversation: the URL shown, the redirected URL pasted back. */
@@ -187,16 +205,29 @@ static int authorize_pam(const struct ps_config *cfg, struct enrollment *e, unsi
 	       "page).\n",
 	       e->url, e->redirect_uri);
 	for (tries = 0; tries < PASTE_TRIES; tries++) {
+		enum answer got;
+
 		printf("conv-prompt Paste the whole address from the browser's address bar: \n");
 		fflush(stdout);
-		if (read_answer(answer, sizeof(answer), deadline) < 0) {
+		got = read_answer(answer, sizeof(answer), deadline);
+		if (got == ANSWER_NONE) {
 			snprintf(line, linelen,
 				 "no redirected URL was pasted: run spotify-token "
 				 "login, or log in again");
 			rc = PS_EXIT_NO_TOKEN;
 			break;
 		}
-		rc = ps_callback_parse_url(answer, e->redirect_uri, &e->cb, why, sizeof(why));
+		if (got == ANSWER_TOO_LONG) {
+			snprintf(why, sizeof(why),
+				 "that is too long to be the redirected address (at most %zu "
+				 "characters); paste only the address from the browser's address "
+				 "bar",
+				 sizeof(answer) - 1);
+			rc = -1;
+		} else {
+			rc = ps_callback_parse_url(answer, e->redirect_uri, &e->cb, why,
+						   sizeof(why));
+		}
 		explicit_bzero(answer, sizeof(answer));
 		if (rc == 0 && !ps_state_equal(e->state, e->cb.state)) {
 			snprintf(why, sizeof(why), "that address belongs to another login attempt");

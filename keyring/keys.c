@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
@@ -143,13 +144,19 @@ static void ring_close(enum ps_keyring where, key_serial_t ring)
 	errno = saved;
 }
 
+/* What the description of a key says about it. */
+struct key_attrs {
+	unsigned long uid;
+	unsigned long perm;
+};
+
 /*
  * The `user` key called name linked directly in ring (not in a keyring it links): its serial,
  * 0 when there is none, -1 with errno when the keyring cannot be listed. Keys we may not view,
  * and expired keys (which cannot be described), are skipped: nobody can read an expired key and
- * the kernel's garbage collector unlinks it.
+ * the kernel's garbage collector unlinks it. attrs, when not NULL, gets its owner and permissions.
  */
-static key_serial_t ring_lookup(key_serial_t ring, const char *name)
+static key_serial_t ring_lookup(key_serial_t ring, const char *name, struct key_attrs *attrs)
 {
 	key_serial_t *ids, found = 0;
 	size_t i, namelen = strlen(name);
@@ -168,8 +175,12 @@ static key_serial_t ring_lookup(key_serial_t ring, const char *name)
 		for (p = desc; *p && semis < 4; p++)
 			semis += *p == ';';
 		if (semis == 4 && strncmp(desc, "user;", 5) == 0 && strlen(p) == namelen &&
-		    memcmp(p, name, namelen) == 0)
+		    memcmp(p, name, namelen) == 0) {
 			found = ids[i];
+			if (attrs &&
+			    sscanf(desc, "user;%lu;%*u;%lx;", &attrs->uid, &attrs->perm) != 2)
+				attrs->perm = 0; /* unparsable: treat as foreign */
+		}
 		free(desc);
 	}
 	free(ids);
@@ -179,18 +190,25 @@ static key_serial_t ring_lookup(key_serial_t ring, const char *name)
 /* --- store */
 
 /*
- * add_key updates a key of that type and name in place; it fails with EACCES when the old key
- * denies us WRITE (planted with other permissions). Then unlink the old key and add afresh.
+ * add_key updates a key of that type and name in place. A key of that name that is not one of
+ * ours as we leave them (another owner, other permissions: planted, or changed by hand) is
+ * unlinked first, so the token never goes into a key that others may read or that we cannot set
+ * a timeout on; ours is updated in place. add_key fails with EACCES when an old key we cannot
+ * even view denies us WRITE: then there is nothing we can do but say so.
  */
 static key_serial_t add_or_replace(key_serial_t ring, const char *name, const void *data,
 				   size_t len)
 {
+	struct key_attrs attrs = {0, 0};
 	key_serial_t id, old;
 
+	old = ring_lookup(ring, name, &attrs);
+	if (old > 0 && (attrs.perm != PS_KEY_PERM || attrs.uid != (unsigned long)geteuid()))
+		keyctl_unlink(old, ring); /* a failure shows in add_key */
 	id = add_key("user", name, data, len, ring);
 	if (id >= 0 || errno != EACCES)
 		return id;
-	old = ring_lookup(ring, name);
+	old = ring_lookup(ring, name, NULL);
 	if (old <= 0 || keyctl_unlink(old, ring) < 0) {
 		errno = EACCES;
 		return -1;
@@ -198,18 +216,38 @@ static key_serial_t add_or_replace(key_serial_t ring, const char *name, const vo
 	return add_key("user", name, data, len, ring);
 }
 
+/* The timeout first: an update clears the old one, and it is what keeps an expired token out. */
+static int set_attrs(key_serial_t id, unsigned timeout_s)
+{
+	return keyctl_set_timeout(id, timeout_s) < 0 || keyctl_setperm(id, PS_KEY_PERM) < 0 ? -1
+											    : 0;
+}
+
 static int store_one(enum ps_keyring where, key_serial_t ring, const char *name, const void *data,
 		     size_t len, unsigned timeout_s, char *err, size_t errlen)
 {
 	char what[128];
 	key_serial_t id;
+	int rc;
 
 	snprintf(what, sizeof(what), "storing %s in the %s keyring", name, ps_keyring_name(where));
 	id = add_or_replace(ring, name, data, len);
 	if (id < 0)
 		return keyring_error(errno, what, err, errlen);
-	/* An update clears the old timeout: set it first, it is what keeps an expired token out. */
-	if (keyctl_set_timeout(id, timeout_s) < 0 || keyctl_setperm(id, PS_KEY_PERM) < 0) {
+	rc = set_attrs(id, timeout_s);
+	if (rc < 0 && errno == EACCES) {
+		/*
+		 * A key we could neither view nor set attributes on, but write: planted without
+		 * VIEW and SETATTR. Revoke what we wrote into it, and put a key of our own there.
+		 */
+		keyctl_revoke(id);
+		keyctl_unlink(id, ring);
+		id = add_key("user", name, data, len, ring);
+		if (id < 0)
+			return keyring_error(errno, what, err, errlen);
+		rc = set_attrs(id, timeout_s);
+	}
+	if (rc < 0) {
 		int e = errno;
 
 		keyctl_invalidate(id); /* never leave a key without its timeout or permissions */
@@ -267,7 +305,7 @@ static int remove_one(enum ps_keyring where, key_serial_t ring, const char *name
 
 	snprintf(what, sizeof(what), "removing %s from the %s keyring", name,
 		 ps_keyring_name(where));
-	id = ring_lookup(ring, name);
+	id = ring_lookup(ring, name, NULL);
 	/*
 	 * A revoked or expired keyring holds nothing anyone can reach: at session close,
 	 * `pam_keyinit revoke` runs before us (PAM closes in stack order) and has revoked the

@@ -271,6 +271,10 @@ static void load_info(struct reader *r)
 	else if (e == EKEYEXPIRED || e == EKEYREVOKED)
 		snprintf(r->info_problem, sizeof(r->info_problem),
 			 "%s in the %s keyring has expired", PS_KEY_INFO, where);
+	else if (e == EACCES)
+		snprintf(r->info_problem, sizeof(r->info_problem),
+			 "%s in the %s keyring is not readable by you (wrong permissions)",
+			 PS_KEY_INFO, where);
 	else
 		snprintf(r->info_problem, sizeof(r->info_problem), "%s in the %s keyring: %s",
 			 PS_KEY_INFO, where, strerror(e));

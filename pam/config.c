@@ -19,6 +19,7 @@
 
 #define LINE_MAX_LEN 4096
 #define FILE_MAX_LEN (64 * 1024)
+#define SHOW_MAX     64 /* characters of a bad value quoted in a message */
 
 typedef int (*setter_fn)(struct ps_config *cfg, const char *value, char *err, size_t errlen);
 
@@ -27,6 +28,25 @@ struct key_def {
 	unsigned bit;
 	setter_fn set;
 };
+
+/*
+ * A value as quoted in a message: printable ASCII ('?' for any other byte), at most SHOW_MAX
+ * characters and "..." when cut, so that a long value cannot push the advice after it out of
+ * the one-line error.
+ */
+struct shown {
+	char text[SHOW_MAX + 4];
+};
+
+static const char *show(struct shown *s, const char *v)
+{
+	size_t n = strlen(v);
+
+	ps_sanitize_text(s->text, SHOW_MAX + 1, v, n);
+	if (n > SHOW_MAX)
+		memcpy(s->text + SHOW_MAX, "...", 4);
+	return s->text;
+}
 
 static int set_string(char *dst, size_t dstlen, const char *value, const char *what, char *err,
 		      size_t errlen)
@@ -59,8 +79,11 @@ static int set_flow(struct ps_config *cfg, const char *v, char *err, size_t errl
 		cfg->flow = PS_FLOW_AUTHORIZATION_CODE;
 		return 0;
 	}
+	struct shown sh;
+
 	ps_errf(err, errlen,
-		"flow must be client_credentials, pkce or authorization_code, not '%s'", v);
+		"flow must be client_credentials, pkce or authorization_code, not '%s'",
+		show(&sh, v));
 	return -1;
 }
 
@@ -88,8 +111,10 @@ static int set_client_id(struct ps_config *cfg, const char *v, char *err, size_t
 static int set_path(char *dst, size_t dstlen, const char *v, const char *what, char *err,
 		    size_t errlen)
 {
+	struct shown sh;
+
 	if (v[0] != '/') {
-		ps_errf(err, errlen, "%s must be an absolute path, not '%s'", what, v);
+		ps_errf(err, errlen, "%s must be an absolute path, not '%s'", what, show(&sh, v));
 		return -1;
 	}
 	return set_string(dst, dstlen, v, what, err, errlen);
@@ -143,10 +168,13 @@ static int set_scopes(struct ps_config *cfg, const char *v, char *err, size_t er
 static int set_url(char *dst, size_t dstlen, const char *v, const char *what, char *err,
 		   size_t errlen)
 {
+	struct shown sh;
 	char why[128];
 
+	if (strlen(v) >= dstlen) /* first: a long host would read as "no host" */
+		return set_string(dst, dstlen, v, what, err, errlen);
 	if (ps_url_check(v, why, sizeof(why)) < 0) {
-		ps_errf(err, errlen, "%s '%s': %s", what, v, why);
+		ps_errf(err, errlen, "%s '%s': %s", what, show(&sh, v), why);
 		return -1;
 	}
 	return set_string(dst, dstlen, v, what, err, errlen);
@@ -176,13 +204,13 @@ static int set_authorize_url(struct ps_config *cfg, const char *v, char *err, si
 static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
 	const char *host = v + 7, *rest, *s;
+	struct shown sh;
 
 	for (s = v; *s; s++) {
 		if (!isgraph((unsigned char)*s)) {
 			ps_errf(err, errlen,
-				"redirect_uri '%s' contains a space, a control character or a "
-				"non-ASCII byte",
-				v);
+				"redirect_uri may not hold spaces, control or non-ASCII "
+				"characters; use e.g. http://127.0.0.1/callback");
 			return -1;
 		}
 	}
@@ -190,7 +218,7 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 		ps_errf(err, errlen,
 			"redirect_uri must be http://127.0.0.1[:port]/path or "
 			"http://[::1][:port]/path, not '%s'",
-			v);
+			show(&sh, v));
 		return -1;
 	}
 	if (strncmp(host, "localhost", 9) == 0) {
@@ -203,11 +231,13 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 		rest = host + 9;
 	else if (strncmp(host, "[::1]", 5) == 0)
 		rest = host + 5;
-	else {
+	else
+		rest = NULL;
+	if (!rest || (*rest && !strchr(":/?#", *rest))) { /* 127.0.0.1.evil.example */
 		ps_errf(err, errlen,
 			"redirect_uri must point at the loopback address 127.0.0.1 or "
 			"[::1], not '%s'",
-			v);
+			show(&sh, v));
 		return -1;
 	}
 	if (*rest == ':') {
@@ -215,14 +245,16 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 		char digits[8];
 		size_t n = strspn(rest + 1, "0123456789");
 
-		if (n == 0 || n >= sizeof(digits) || rest[1 + n] != '/') {
-			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", v);
+		/* as the listener reads it: 1 to 65535, no leading zero */
+		if (n == 0 || n >= sizeof(digits) || rest[1] == '0' ||
+		    (rest[1 + n] && !strchr("/?#", rest[1 + n]))) {
+			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", show(&sh, v));
 			return -1;
 		}
 		memcpy(digits, rest + 1, n);
 		digits[n] = '\0';
 		if (ps_parse_ulong(digits, 1, 65535, &port) < 0) {
-			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", v);
+			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", show(&sh, v));
 			return -1;
 		}
 		rest += 1 + n;
@@ -231,7 +263,7 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 		ps_errf(err, errlen,
 			"redirect_uri '%s' needs a path such as /callback and no query "
 			"or fragment",
-			v);
+			show(&sh, v));
 		return -1;
 	}
 	return set_string(cfg->redirect_uri, sizeof(cfg->redirect_uri), v, "redirect_uri", err,
@@ -245,7 +277,9 @@ static int set_enroll(struct ps_config *cfg, const char *v, char *err, size_t er
 	else if (strcmp(v, "never") == 0)
 		cfg->enroll = PS_ENROLL_NEVER;
 	else {
-		ps_errf(err, errlen, "enroll must be prompt or never, not '%s'", v);
+		struct shown sh;
+
+		ps_errf(err, errlen, "enroll must be prompt or never, not '%s'", show(&sh, v));
 		return -1;
 	}
 	return 0;
@@ -260,7 +294,10 @@ static int set_keyring(struct ps_config *cfg, const char *v, char *err, size_t e
 	else if (strcmp(v, "persistent") == 0)
 		cfg->keyring = PS_KEYRING_PERSISTENT;
 	else {
-		ps_errf(err, errlen, "keyring must be user, session or persistent, not '%s'", v);
+		struct shown sh;
+
+		ps_errf(err, errlen, "keyring must be user, session or persistent, not '%s'",
+			show(&sh, v));
 		return -1;
 	}
 	return 0;
@@ -268,11 +305,12 @@ static int set_keyring(struct ps_config *cfg, const char *v, char *err, size_t e
 
 static int set_seconds(unsigned *dst, const char *v, const char *what, char *err, size_t errlen)
 {
+	struct shown sh;
 	unsigned long n;
 
 	if (ps_parse_ulong(v, 1, 300, &n) < 0) {
 		ps_errf(err, errlen, "%s must be a whole number of seconds from 1 to 300, not '%s'",
-			what, v);
+			what, show(&sh, v));
 		return -1;
 	}
 	*dst = (unsigned)n;
@@ -291,12 +329,13 @@ static int set_connect_timeout(struct ps_config *cfg, const char *v, char *err, 
 
 static int set_refresh_margin(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
+	struct shown sh;
 	unsigned long n;
 
 	if (ps_parse_ulong(v, 1, 3600, &n) < 0) {
 		ps_errf(err, errlen,
 			"refresh_margin must be a whole number of seconds from 1 to 3600, not '%s'",
-			v);
+			show(&sh, v));
 		return -1;
 	}
 	cfg->refresh_margin = (unsigned)n;
@@ -310,7 +349,9 @@ static int parse_bool(bool *dst, const char *v, const char *what, char *err, siz
 	else if (!strcmp(v, "no") || !strcmp(v, "false") || !strcmp(v, "0"))
 		*dst = false;
 	else {
-		ps_errf(err, errlen, "%s must be yes or no, not '%s'", what, v);
+		struct shown sh;
+
+		ps_errf(err, errlen, "%s must be yes or no, not '%s'", what, show(&sh, v));
 		return -1;
 	}
 	return 0;
@@ -351,9 +392,16 @@ static const struct key_def *key_find(const char *name)
 	return NULL;
 }
 
+const char *ps_config_key_name(size_t i)
+{
+	return i < NKEYS ? keys[i].name : NULL;
+}
+
 /* An unknown key, with a hint for the likely mistakes. */
 static void unknown_key(const char *key, char *err, size_t errlen)
 {
+	struct shown sh;
+
 	if (!strcmp(key, "client_secret"))
 		ps_errf(err, errlen,
 			"unknown key 'client_secret': the secret never goes in this file; "
@@ -361,7 +409,7 @@ static void unknown_key(const char *key, char *err, size_t errlen)
 	else if (!strcmp(key, "scope"))
 		ps_errf(err, errlen, "unknown key 'scope' (did you mean 'scopes'?)");
 	else
-		ps_errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", key);
+		ps_errf(err, errlen, "unknown key '%s'; see pam_spotify.conf(5)", show(&sh, key));
 }
 
 void ps_config_init(struct ps_config *cfg)
@@ -378,11 +426,29 @@ void ps_config_init(struct ps_config *cfg)
 	ps_strlcpy(cfg->config_path, PS_CONFIG_PATH, sizeof(cfg->config_path));
 }
 
-/* Set one key; *bit gets its bit. Empty values are refused. */
+/*
+ * A byte below 0x20 other than tab, or DEL: no value has a use for one, and a newline or a
+ * carriage return in a value would start a line of its own in the helper's request.
+ */
+static bool control_char(const char *v, unsigned *bad)
+{
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f) {
+			*bad = c;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Set one key; *bit gets its bit. Empty values and control characters are refused. */
 static int config_set(struct ps_config *cfg, const char *key, const char *value, unsigned *bit,
 		      char *err, size_t errlen)
 {
 	const struct key_def *def = key_find(key);
+	unsigned bad;
 
 	if (!def) {
 		unknown_key(key, err, errlen);
@@ -391,6 +457,14 @@ static int config_set(struct ps_config *cfg, const char *key, const char *value,
 	if (!*value) {
 		ps_errf(err, errlen, "empty value for '%s'; remove the line to use the default",
 			key);
+		return -1;
+	}
+	if (control_char(value, &bad)) {
+		ps_errf(err, errlen,
+			"the value of '%s' holds a control character (0x%02x); write it on one "
+			"line "
+			"without control characters",
+			key, bad);
 		return -1;
 	}
 	if (def->set(cfg, value, err, errlen) < 0)
@@ -477,6 +551,7 @@ int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *te
 {
 	struct seen_keys seen = {0};
 	char line[LINE_MAX_LEN + 1], why[PS_ERR_MAX];
+	struct ps_config next = *cfg; /* applied only when the whole text is good */
 	unsigned lineno = 0;
 	size_t pos = 0;
 
@@ -497,12 +572,68 @@ int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *te
 		memcpy(line, text + pos, n);
 		line[n] = '\0';
 		pos += n + (nl ? 1 : 0);
-		if (parse_line(cfg, line, lineno, &seen, why, sizeof(why)) < 0) {
+		if (parse_line(&next, line, lineno, &seen, why, sizeof(why)) < 0) {
 			ps_errf(err, errlen, "%s:%u: %s", name, lineno, why);
 			return -1;
 		}
 	}
+	*cfg = next;
 	return 0;
+}
+
+/* Could someone other than root and the caller have written (or renamed) what st describes? */
+static bool others_may_write(const struct stat *st)
+{
+	if (st->st_uid != 0 && st->st_uid != getuid())
+		return true;
+	if (S_ISDIR(st->st_mode) && (st->st_mode & S_ISVTX))
+		return false; /* /tmp: others add names, but cannot replace ours */
+	return (st->st_mode & S_IWOTH) || ((st->st_mode & S_IWGRP) && st->st_gid != 0);
+}
+
+/*
+ * The directory that holds path, and each one above it (links resolved): whoever may write one
+ * of them could put a file of their choosing in the configuration's place.
+ */
+static int dirs_check(const char *path, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+	char *slash;
+
+	if (ps_strlcpy(dir, path, sizeof(dir)) >= sizeof(dir)) {
+		ps_errf(err, errlen, "%s: path too long", path);
+		return -1;
+	}
+	slash = strrchr(dir, '/');
+	if (!slash)
+		ps_strlcpy(dir, ".", sizeof(dir));
+	else
+		slash[slash == dir] = '\0'; /* "/x" -> "/" */
+	if (!realpath(dir, real)) {
+		ps_errf(err, errlen, "%s: cannot resolve its directory (%s)", path,
+			strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		if (stat(real, &st) < 0) {
+			ps_errf(err, errlen, "%s: cannot examine directory %s (%s)", path, real,
+				strerror(errno));
+			return -1;
+		}
+		if (others_may_write(&st)) {
+			ps_errf(err, errlen,
+				"%s: directory %s (mode %04o, uid %u) lets others replace the "
+				"file; "
+				"chown root:root and chmod 755 it, or move the file",
+				path, real, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+			return -1;
+		}
+		if (strcmp(real, "/") == 0)
+			return 0;
+		slash = strrchr(real, '/');
+		slash[slash == real] = '\0';
+	}
 }
 
 /* Read a whole config file, refusing one that others can write. */
@@ -523,12 +654,15 @@ static int config_read(const char *path, char *buf, size_t cap, size_t *len, cha
 		close(fd);
 		return -1;
 	}
-	if ((st.st_mode & S_IWOTH) || ((st.st_mode & S_IWGRP) && st.st_gid != 0) ||
-	    (st.st_uid != 0 && st.st_uid != getuid())) {
+	if (others_may_write(&st)) {
 		ps_errf(err, errlen,
 			"%s: writable by others or owned by another user; "
 			"chown root:root and chmod 644 it",
 			path);
+		close(fd);
+		return -1;
+	}
+	if (dirs_check(path, err, errlen) < 0) {
 		close(fd);
 		return -1;
 	}
@@ -574,6 +708,8 @@ int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char
 {
 	struct seen_keys seen = {0};
 	char arg[LINE_MAX_LEN + 1], why[PS_ERR_MAX];
+	struct ps_config next = *cfg; /* applied only when every argument is good */
+	struct shown sh;
 	int i;
 
 	for (i = 0; i < argc; i++) {
@@ -581,29 +717,34 @@ int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char
 		unsigned bit;
 
 		if (!strcmp(argv[i], "debug")) {
-			cfg->debug = true;
+			next.debug = true;
 			continue;
 		}
 		if (!strcmp(argv[i], "nowait")) {
-			cfg->nowait = true;
+			next.nowait = true;
 			continue;
 		}
 		if (!strncmp(argv[i], "config=", 7))
 			continue; /* read before the file: ps_config_arg_path */
-		if (ps_strlcpy(arg, argv[i], sizeof(arg)) >= sizeof(arg) ||
-		    split_line(arg, &key, &value) < 0) {
-			ps_errf(err, errlen,
-				"module argument '%.64s': expected debug, nowait, config=PATH "
-				"or key=value",
-				argv[i]);
+		if (ps_strlcpy(arg, argv[i], sizeof(arg)) >= sizeof(arg)) {
+			ps_errf(err, errlen, "module argument '%s' is longer than %d characters",
+				show(&sh, argv[i]), LINE_MAX_LEN);
 			return -1;
 		}
-		if (config_set(cfg, key, value, &bit, why, sizeof(why)) < 0 ||
+		if (split_line(arg, &key, &value) < 0) {
+			ps_errf(err, errlen,
+				"module argument '%s': expected debug, nowait, config=PATH "
+				"or key=value",
+				show(&sh, argv[i]));
+			return -1;
+		}
+		if (config_set(&next, key, value, &bit, why, sizeof(why)) < 0 ||
 		    seen_check(&seen, bit, (unsigned)i + 1, key, why, sizeof(why)) < 0) {
-			ps_errf(err, errlen, "module argument '%.64s': %s", argv[i], why);
+			ps_errf(err, errlen, "module argument '%s': %s", show(&sh, argv[i]), why);
 			return -1;
 		}
 	}
+	*cfg = next;
 	return 0;
 }
 

@@ -79,24 +79,34 @@ struct ps_config {
 	unsigned set; /* enum ps_key_bit */
 };
 
+/* The name of the i-th key of pam_spotify.conf, NULL past the last (for tests and docs). */
+const char *ps_config_key_name(size_t i);
+
 /* Fill in defaults. */
 void ps_config_init(struct ps_config *cfg);
 
 /*
  * Set one key from its text value. Returns 0, or -1 with a reason in err (without file/line:
- * the caller adds where the value came from). Empty values are refused; duplicates are the
- * concern of the source (file, arguments, request), which refuses them itself.
+ * the caller adds where the value came from) and cfg unchanged. Empty values and values with a
+ * control character (other than tab) are refused; duplicates are the concern of the source
+ * (file, arguments, request), which refuses them itself. A message quotes at most 64
+ * characters of a bad value, control bytes as '?'.
  */
 int ps_config_set(struct ps_config *cfg, const char *key, const char *value, char *err,
 		  size_t errlen);
 
 /*
- * Parse a whole file. Errors are "FILE:LINE: reason" in err. A missing file is an error too.
- * Returns 0 or -1.
+ * Parse a whole file. Errors are "FILE:LINE: reason" in err. A missing file is an error too, and
+ * so is a file that others could have written: not a regular file, writable by others (or by a
+ * group other than root), owned by neither root nor the caller, or in a directory (or below one)
+ * that others could write without the sticky bit. Returns 0, or -1 with cfg unchanged.
  */
 int ps_config_load(struct ps_config *cfg, const char *path, char *err, size_t errlen);
 
-/* Parse the text of a config file (for tests and the fuzzer); name is used in messages. */
+/*
+ * Parse the text of a config file (for tests and the fuzzer); name is used in messages. 0, or
+ * -1 with cfg unchanged.
+ */
 int ps_config_parse_text(struct ps_config *cfg, const char *name, const char *text, size_t len,
 			 char *err, size_t errlen);
 
@@ -105,7 +115,7 @@ const char *ps_config_arg_path(int argc, const char **argv);
 
 /*
  * Apply PAM module arguments: config=PATH, debug, nowait, and any `key=value` config key, which
- * overrides the file. Arguments are applied after the file.
+ * overrides the file. Arguments are applied after the file. 0, or -1 with cfg unchanged.
  */
 int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char *err,
 			size_t errlen);

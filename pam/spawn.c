@@ -182,10 +182,12 @@ static void conv_prompt(struct waiter *w, const char *prompt)
 	if (pam_prompt(w->pamh, PAM_PROMPT_ECHO_ON, &resp, "%s", prompt) == PAM_SUCCESS && resp) {
 		resp[strcspn(resp, "\r\n")] = '\0';
 		n = snprintf(out, sizeof(out), "answer %s\n", resp);
+		if (n >= 0 && (size_t)n >= sizeof(out))
+			n = snprintf(out, sizeof(out), "too-long\n"); /* the helper says so */
 		explicit_bzero(resp, strlen(resp));
 	}
 	free(resp);
-	if (n < 0 || (size_t)n >= sizeof(out))
+	if (n < 0)
 		n = snprintf(out, sizeof(out), "cancel\n");
 	(void)!send(w->in_fd, out, (size_t)n, MSG_NOSIGNAL);
 	explicit_bzero(out, sizeof(out));

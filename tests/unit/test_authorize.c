@@ -283,6 +283,28 @@ static const struct callback_case url_cases[] = {
 		    NOT_REDIRECT),
 	URL_REFUSED("http://[::1]:8081/callback?code=" SECRET "&state=S",
 		    "http://[::1]:8080/callback", NOT_REDIRECT),
+	/* other schemes, and other spellings of a loopback host than redirect_uri's */
+	URL_REFUSED("ftp://127.0.0.1:8080/callback?code=" SECRET "&state=S", REDIRECT,
+		    NOT_REDIRECT),
+	URL_REFUSED("file:///callback?code=" SECRET "&state=S", REDIRECT, NOT_REDIRECT),
+	URL_REFUSED("javascript:alert(1)//127.0.0.1:8080/callback?code=" SECRET "&state=S",
+		    REDIRECT, NOT_REDIRECT),
+	URL_REFUSED("http:/127.0.0.1:8080/callback?code=" SECRET "&state=S", REDIRECT,
+		    NOT_REDIRECT),
+	URL_REFUSED("http:///callback?code=" SECRET "&state=S", REDIRECT, NOT_REDIRECT),
+	URL_REFUSED("http://2130706433:8080/callback?code=" SECRET "&state=S", REDIRECT,
+		    NOT_REDIRECT),
+	URL_REFUSED("http://0x7f.0.0.1:8080/callback?code=" SECRET "&state=S", REDIRECT,
+		    NOT_REDIRECT),
+	URL_REFUSED("http://127.1:8080/callback?code=" SECRET "&state=S", REDIRECT, NOT_REDIRECT),
+	URL_REFUSED("http://127.0.0.1:8080\\@evil.example/callback?code=" SECRET "&state=S",
+		    REDIRECT, NOT_REDIRECT),
+	URL_REFUSED("http://[::ffff:127.0.0.1]:8080/callback?code=" SECRET "&state=S", REDIRECT,
+		    NOT_REDIRECT),
+	/* duplicated parameters are refused, not "first wins", wherever they come */
+	URL_REFUSED(REDIRECT "?state=S&code=" SECRET "&state=S", REDIRECT, "more than one state"),
+	URL_REFUSED(REDIRECT "?code=" SECRET "&state=S&error=access_denied", REDIRECT,
+		    "both a code and an error"),
 	URL_REFUSED(REDIRECT "?code=" SECRET " x&state=S", REDIRECT, "space or control"),
 	URL_REFUSED(REDIRECT "?code=" SECRET "\r\n&state=S", REDIRECT, "space or control"),
 	URL_REFUSED(REDIRECT, REDIRECT, "no query"),
@@ -454,6 +476,25 @@ static void test_query_length_limit(void **state)
 	assert_true(all_zero(&cb, sizeof(cb)));
 }
 
+/* An oversized pasted URL: refused for its query's length, without quoting the code. */
+static void test_oversized_pasted_url(void **state)
+{
+	static char url[8192];
+	struct ps_callback cb;
+	char err[PS_ERR_MAX];
+	int n;
+
+	(void)state;
+	n = snprintf(url, sizeof(url), REDIRECT "?code=" SECRET "&state=S&pad=");
+	memset(url + n, 'p', sizeof(url) - (size_t)n - 1);
+	url[sizeof(url) - 1] = '\0';
+	memset(&cb, 0x55, sizeof(cb));
+	assert_int_equal(ps_callback_parse_url(url, REDIRECT, &cb, err, sizeof(err)), -1);
+	assert_string_equal(err, "the redirect's query is longer than 4096 bytes; refusing it: "
+				 "start the login again");
+	assert_true(all_zero(&cb, sizeof(cb)));
+}
+
 /* The parser reads len bytes and no further: the listener hands it a slice of a request line. */
 static void test_query_is_bounded_by_len(void **state)
 {
@@ -494,6 +535,7 @@ int main(void)
 		cmocka_unit_test(test_not_the_redirect_message),
 		cmocka_unit_test(test_oversized_values),
 		cmocka_unit_test(test_query_length_limit),
+		cmocka_unit_test(test_oversized_pasted_url),
 		cmocka_unit_test(test_query_is_bounded_by_len),
 		cmocka_unit_test(test_small_error_buffer),
 	};

@@ -447,6 +447,93 @@ static void test_store_replaces_unwritable_key(void **state)
 	assert_int_equal(count_in(KEY_SPEC_SESSION_KEYRING, PS_KEY_TOKEN), 1);
 }
 
+/*
+ * A key of our name planted with other permissions, in the ring where we store: the helper puts
+ * a key of its own there (PS_KEY_PERM, the token, a timeout), and never writes the token into the
+ * planted key: a holder keyring keeps the old one alive to look at afterwards.
+ */
+static void replaces_planted(key_serial_t ring, enum ps_keyring where, unsigned long perm,
+			     bool old_visible)
+{
+	key_serial_t old, now, holder;
+	char buf[16];
+
+	holder = add_key("keyring", "ps-test-holder", NULL, 0, KEY_SPEC_SESSION_KEYRING);
+	assert_true(holder > 0);
+	old = add_key("user", PS_KEY_TOKEN, "old", 3, ring);
+	assert_true(old > 0);
+	assert_int_equal(keyctl_link(old, holder), 0);
+	assert_int_equal(keyctl_set_timeout(old, 600), 0);
+	assert_int_equal(keyctl_setperm(old, (key_perm_t)perm), 0);
+	if (store(where, TOKEN, 60) != PS_EXIT_OK)
+		fail_msg("perm %08lx: not replaced", perm);
+	now = find(ring, PS_KEY_TOKEN);
+	assert_int_not_equal(now, old);
+	assert_payload(now, TOKEN);
+	assert_int_equal(key_perm(now), PS_KEY_PERM);
+	assert_int_equal(count_in(ring, PS_KEY_TOKEN), 1);
+	if (old_visible) /* the token never went into it */
+		assert_int_equal(keyctl_read(old, buf, sizeof(buf)), 3);
+	else /* written into (we could not see it), then revoked */
+		assert_int_equal(keyctl_read(old, buf, sizeof(buf)), -1);
+	keyctl_unlink(old, ring);
+	keyctl_unlink(holder, KEY_SPEC_SESSION_KEYRING);
+}
+
+static void test_store_replaces_planted_keys(void **state)
+{
+	(void)state;
+	/* possessor: all but setattr, so no timeout could be set on it */
+	replaces_planted(KEY_SPEC_SESSION_KEYRING, PS_KEYRING_SESSION, 0x1f000000, true);
+	/* readable by everyone */
+	replaces_planted(KEY_SPEC_SESSION_KEYRING, PS_KEYRING_SESSION, 0x3f3f3f3f, true);
+	/* possessor all only: right but for the user bits */
+	replaces_planted(KEY_SPEC_SESSION_KEYRING, PS_KEYRING_SESSION, 0x3f000000, true);
+	/* write only: we cannot see it, so it is written, then revoked and replaced */
+	replaces_planted(KEY_SPEC_SESSION_KEYRING, PS_KEYRING_SESSION, 0x04000000, false);
+}
+
+static void test_store_replaces_planted_user_key(void **state)
+{
+	key_serial_t old;
+
+	(void)state;
+	NEED_USER_KEYRING();
+	/* planted in @u by the user, possessor-only, no setattr; the helper does not possess @u */
+	assert_int_equal(keyctl_link(KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING), 0);
+	old = add_key("user", PS_KEY_TOKEN, "garbage", 7, KEY_SPEC_USER_KEYRING);
+	assert_true(old > 0);
+	assert_int_equal(keyctl_setperm(old, 0x1f000000), 0);
+	assert_int_equal(keyctl_unlink(KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING), 0);
+	assert_int_equal(store(PS_KEYRING_USER, TOKEN, 60), PS_EXIT_OK);
+	assert_int_equal(keyctl_link(KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING), 0);
+	assert_int_not_equal(find(KEY_SPEC_USER_KEYRING, PS_KEY_TOKEN), old);
+	assert_int_equal(key_perm(find(KEY_SPEC_USER_KEYRING, PS_KEY_TOKEN)), PS_KEY_PERM);
+	assert_payload(find(KEY_SPEC_USER_KEYRING, PS_KEY_TOKEN), TOKEN);
+	assert_int_equal(count_in(KEY_SPEC_USER_KEYRING, PS_KEY_TOKEN), 1);
+	assert_int_equal(keyctl_unlink(KEY_SPEC_USER_KEYRING, KEY_SPEC_SESSION_KEYRING), 0);
+}
+
+/* A planted key nobody may view or write cannot be replaced: say how to remove it. */
+static void test_store_unreplaceable_key_explained(void **state)
+{
+	char err[PS_ERR_MAX] = "";
+	key_serial_t old;
+
+	(void)state;
+	old = add_key("user", PS_KEY_TOKEN, "old", 3, KEY_SPEC_SESSION_KEYRING);
+	assert_true(old > 0);
+	assert_int_equal(keyctl_setperm(old, 0), 0);
+	assert_int_equal(
+		ps_keys_store(PS_KEYRING_SESSION, TOKEN, strlen(TOKEN), INFO, 60, err, sizeof(err)),
+		PS_EXIT_KEYRING);
+	assert_string_equal(err, "storing spotify:access_token in the session keyring: permission "
+				 "denied (EACCES): the keyring, or an old key of that name, is "
+				 "not writable by you; find it with keyctl show, remove it with "
+				 "keyctl unlink, then log in again");
+	assert_int_equal(keyctl_unlink(old, KEY_SPEC_SESSION_KEYRING), 0);
+}
+
 static void test_store_refuses_bad_input(void **state)
 {
 	char err[PS_ERR_MAX];
@@ -775,6 +862,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_store_user_with_session_link, teardown),
 		cmocka_unit_test_teardown(test_store_updates_in_place, teardown),
 		cmocka_unit_test_teardown(test_store_replaces_unwritable_key, teardown),
+		cmocka_unit_test_teardown(test_store_replaces_planted_keys, teardown),
+		cmocka_unit_test_teardown(test_store_replaces_planted_user_key, teardown),
+		cmocka_unit_test_teardown(test_store_unreplaceable_key_explained, teardown),
 		cmocka_unit_test_teardown(test_store_refuses_bad_input, teardown),
 		cmocka_unit_test_teardown(test_timeout_expires_key, teardown),
 		cmocka_unit_test_teardown(test_update_sets_timeout_again, teardown),

@@ -37,7 +37,7 @@
 #define OTHER_STATE "QmFkQmFkQmFkQmFkQmFkQQ"
 #define CODE	    "AQDsecretCODE-_.~0123456789"
 #define GOOD	    "/callback?code=" CODE "&state=" STATE
-#define EXCHANGES   6
+#define EXCHANGES   14
 #define RESP_MAX    8192
 
 /* One request the client thread sends, and what came back. */
@@ -640,6 +640,118 @@ static void test_oversized_request_refused(void **state)
 	free(big);
 }
 
+/*
+ * Hostile requests: each gets an error page that echoes nothing, and the wait goes on to the
+ * right callback. Duplicated parameters are refused (not "first wins": a second code or state
+ * could be someone else's login); other paths are 404; a Host naming another host, port or
+ * address family, an absolute-form target, a NUL, and an oversized request line are refused.
+ */
+static void test_hostile_requests_refused_then_code(void **state)
+{
+	static const char *const targets[] = {
+		"/callback?code=" CODE "&state=" STATE "&code=AQDother",
+		"/callback?code=" CODE "&state=" STATE "&state=" STATE,
+		"/callback?code=" CODE "&state=" STATE "&st%61te=" OTHER_STATE,
+		"/callback?code=" CODE "&error=access_denied&state=" STATE,
+		"/callback/?code=" CODE "&state=" STATE,
+		"//callback?code=" CODE "&state=" STATE,
+		"/CALLBACK?code=" CODE "&state=" STATE,
+		"/callback%3Fcode=" CODE "&state=" STATE,
+	};
+	enum { NT = sizeof(targets) / sizeof(targets[0]), NRAW = 5 };
+	static char raw[NRAW][10 * 1024];
+	struct client c = {0};
+	struct ps_listener l;
+	struct ps_callback cb;
+	char err[PS_ERR_MAX];
+	size_t i, n;
+
+	(void)state;
+	open_ok(&l, "http://127.0.0.1/callback");
+	for (i = 0; i < NT; i++)
+		c.ex[i].target = targets[i];
+	snprintf(raw[0], sizeof(raw[0]), "GET " GOOD " HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+		 l.port == 65535 ? 1 : l.port + 1);
+	snprintf(raw[1], sizeof(raw[1]), "GET " GOOD " HTTP/1.1\r\nHost: localhost:%u\r\n\r\n",
+		 l.port);
+	snprintf(raw[2], sizeof(raw[2]), "GET " GOOD " HTTP/1.1\r\nHost: [::1]:%u\r\n\r\n", l.port);
+	snprintf(raw[3], sizeof(raw[3]),
+		 "GET http://127.0.0.1:%u" GOOD " HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", l.port,
+		 l.port);
+	/* an oversized request line: no end of the head within the cap */
+	n = (size_t)snprintf(raw[4], sizeof(raw[4]), "GET /callback?code=");
+	memset(raw[4] + n, 'A', sizeof(raw[4]) - n - 1);
+	raw[4][sizeof(raw[4]) - 1] = '\0';
+	for (i = 0; i < NRAW; i++)
+		c.ex[NT + i].raw = raw[i];
+	c.ex[NT + NRAW].target = GOOD;
+	client_start(&c, &l);
+	assert_int_equal(wait_on(&l, -1, 20, &cb, err, sizeof(err)), PS_WAIT_CODE);
+	client_join(&c, &l);
+	for (i = 0; i < 4; i++) {
+		if (status_of(&c.ex[i]) != 400)
+			fail_msg("%s: status %d, want 400", targets[i], status_of(&c.ex[i]));
+		assert_non_null(strstr(c.ex[i].response, "not a valid authorization response"));
+	}
+	for (i = 4; i < NT; i++) {
+		if (status_of(&c.ex[i]) != 404)
+			fail_msg("%s: status %d, want 404", targets[i], status_of(&c.ex[i]));
+	}
+	for (i = 0; i < 4; i++) {
+		if (status_of(&c.ex[NT + i]) != 400)
+			fail_msg("raw %zu: status %d, want 400", i, status_of(&c.ex[NT + i]));
+	}
+	assert_int_equal(status_of(&c.ex[NT + 4]), 431);
+	for (i = 0; i < NT + NRAW; i++) {
+		assert_response_well_formed(&c.ex[i]);
+		assert_null(strstr(c.ex[i].response, "AQDother"));
+	}
+	assert_int_equal(status_of(&c.ex[NT + NRAW]), 200);
+	assert_string_equal(cb.code, CODE);
+	assert_string_equal(cb.state, STATE);
+	ps_callback_clear(&cb);
+}
+
+/* A NUL byte in the request line: 400, and the wait goes on. */
+static void test_nul_in_request_refused(void **state)
+{
+	static const char head[] = "GET /callback?code=" CODE;
+	struct client c = {0};
+	struct ps_listener l;
+	struct ps_callback cb;
+	char err[PS_ERR_MAX], req[256];
+	int fd;
+	size_t n;
+	ssize_t got;
+
+	(void)state;
+	open_ok(&l, "http://127.0.0.1/callback");
+	c.family = AF_INET;
+	c.port = l.port;
+	c.ex[0].target = GOOD;
+	c.delay_ms = 300;
+	memcpy(req, head, sizeof(head) - 1);
+	n = sizeof(head) - 1;
+	req[n++] = '\0';
+	n += (size_t)snprintf(req + n, sizeof(req) - n,
+			      "&state=" STATE " HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", l.port);
+	client_start(&c, &l);
+	fd = client_connect(&c);
+	assert_true(fd >= 0);
+	assert_int_equal(ps_write_all(fd, req, n), 0);
+	assert_int_equal(wait_on(&l, -1, 10, &cb, err, sizeof(err)), PS_WAIT_CODE);
+	got = read(fd, c.ex[1].response, sizeof(c.ex[1].response) - 1);
+	close(fd);
+	client_join(&c, &l);
+	assert_true(got > 12);
+	c.ex[1].len = (size_t)got;
+	c.ex[1].response[got] = '\0';
+	assert_int_equal(status_of(&c.ex[1]), 400);
+	assert_int_equal(status_of(&c.ex[0]), 200);
+	assert_string_equal(cb.code, CODE);
+	ps_callback_clear(&cb);
+}
+
 static void test_silent_client_does_not_block_callback(void **state)
 {
 	struct client c = {.silent_ms = 0, .ex = {{.target = GOOD}}};
@@ -851,6 +963,57 @@ static void test_paste_too_long_line_then_good(void **state)
 	ps_callback_clear(&cb);
 }
 
+/*
+ * Pasted lines that are not this login's redirect: duplicated code or state, another host, port,
+ * path or scheme, a wrong state. Each gets one line on stderr that never quotes the code; the
+ * wait goes on to the good one.
+ */
+static void test_paste_hostile_lines_then_good(void **state)
+{
+	static const char bad[] =
+		"http://127.0.0.1:8080/cb?code=" CODE "&state=" STATE "&code=AQDother\n"
+		"http://127.0.0.1:8080/cb?state=" STATE "&code=" CODE "&state=" STATE "\n"
+		"http://127.0.0.2:8080/cb?code=" CODE "&state=" STATE "\n"
+		"http://127.0.0.1:8081/cb?code=" CODE "&state=" STATE "\n"
+		"http://127.0.0.1:8080/cb/x?code=" CODE "&state=" STATE "\n"
+		"https://127.0.0.1:8080/cb?code=" CODE "&state=" STATE "\n"
+		"http://evil.example/cb?code=" CODE "&state=" STATE "\n"
+		"http://127.0.0.1:8080@evil.example/cb?code=" CODE "&state=" STATE "\n"
+		"http://127.0.0.1:8080/cb?code=" CODE "&state=" OTHER_STATE "\n";
+	static const char good[] = "http://127.0.0.1:8080/cb?code=" CODE "&state=" STATE "\n";
+	struct ps_callback cb;
+	struct capture cap;
+	struct paster p = {.delay_ms = 10};
+	char err[PS_ERR_MAX] = "", *s;
+	int fds[2], lines = 0;
+
+	(void)state;
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	p.fd = fds[1];
+	p.parts[0] = bad;
+	p.parts[1] = good;
+	assert_int_equal(pthread_create(&p.thread, NULL, paster_main, &p), 0);
+	capture_begin(&cap);
+	assert_int_equal(ps_listener_wait(NULL, fds[0], "http://127.0.0.1:8080/cb", STATE, 10, &cb,
+					  err, sizeof(err)),
+			 PS_WAIT_CODE);
+	capture_end(&cap);
+	assert_int_equal(pthread_join(p.thread, NULL), 0);
+	for (s = cap.text; (s = strchr(s, '\n')); s++)
+		lines++;
+	assert_int_equal(lines, 9);
+	assert_non_null(strstr(cap.text, "more than one code"));
+	assert_non_null(strstr(cap.text, "more than one state"));
+	assert_non_null(strstr(cap.text, "not the redirect"));
+	assert_non_null(strstr(cap.text, "does not belong to the login in progress"));
+	assert_null(strstr(cap.text, CODE));
+	assert_null(strstr(cap.text, "AQDother"));
+	assert_string_equal(cb.code, CODE);
+	close(fds[0]);
+	close(fds[1]);
+	ps_callback_clear(&cb);
+}
+
 static void test_paste_eof_without_listener_fails(void **state)
 {
 	struct ps_callback cb;
@@ -941,12 +1104,15 @@ int main(void)
 		cmocka_unit_test(test_start_refuses_header_breaking_location),
 		cmocka_unit_test(test_bad_requests_refused_then_code),
 		cmocka_unit_test(test_oversized_request_refused),
+		cmocka_unit_test(test_hostile_requests_refused_then_code),
+		cmocka_unit_test(test_nul_in_request_refused),
 		cmocka_unit_test(test_silent_client_does_not_block_callback),
 		cmocka_unit_test(test_paste_good_url_paste_only),
 		cmocka_unit_test(test_paste_wins_with_listener_open),
 		cmocka_unit_test(test_paste_wrong_state_then_good),
 		cmocka_unit_test(test_paste_denied_and_last_line_without_newline),
 		cmocka_unit_test(test_paste_too_long_line_then_good),
+		cmocka_unit_test(test_paste_hostile_lines_then_good),
 		cmocka_unit_test(test_paste_eof_without_listener_fails),
 		cmocka_unit_test(test_paste_eof_with_listener_keeps_waiting),
 		cmocka_unit_test(test_silent_client_does_not_block_paste),

@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +40,7 @@
 #define TOKEN2	  "AQCsecondSENTINELrefresh"
 #define MAGIC	  "pam_spotify-refresh 1\n"
 #define OTHER_UID 3999973 /* an unused uid for the wrong-owner cases */
+#define USER_UID  3999974 /* another, to run as a user for whom root's rules do not bend */
 
 struct fixture {
 	char root[64];
@@ -816,6 +819,59 @@ static void test_wrong_owner_refused(void **state)
 	ps_store_close(&s);
 }
 
+/*
+ * As a plain user, a refresh file or lock of another owner cannot even be opened (root could):
+ * the message still names the owner and says what to do, not just "Permission denied".
+ */
+static void test_other_owner_unopenable_as_user(void **state)
+{
+	struct fixture *f = *state;
+	char lock[PATH_MAX];
+	int status;
+	pid_t pid;
+
+	SKIP_UNLESS(geteuid() == 0, "needs root (to become a plain user)");
+	snprintf(lock, sizeof(lock), "%s/" CLIENT ".lock", f->dir);
+	assert_int_equal(mkdir(f->dir, 0700), 0);
+	put_file(f->file, MAGIC "AQDsentinel\n", sizeof(MAGIC) + 11, 0600);
+	put_file(lock, "", 0, 0600);
+	assert_int_equal(chown(f->root, USER_UID, USER_UID), 0);
+	assert_int_equal(chown(f->state, USER_UID, USER_UID), 0);
+	assert_int_equal(chown(f->dir, USER_UID, USER_UID), 0);
+	assert_int_equal(chown(f->file, OTHER_UID, OTHER_UID), 0);
+	assert_int_equal(chown(lock, OTHER_UID, OTHER_UID), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char err[PS_ERR_MAX] = "", *tok = NULL;
+		struct ps_store s;
+		size_t len = 0;
+
+		if (setgroups(0, NULL) < 0 || setresgid(USER_UID, USER_UID, USER_UID) < 0 ||
+		    setresuid(USER_UID, USER_UID, USER_UID) < 0)
+			_exit(10);
+		if (ps_store_open(&s, CLIENT, err, sizeof(err)) != PS_EXIT_OK)
+			_exit(11);
+		if (ps_store_read(&s, &tok, &len, err, sizeof(err)) != PS_EXIT_CONFIG ||
+		    !strstr(err,
+			    CLIENT ".refresh belongs to uid 3999973, not to you (uid 3999974): "
+				   "run spotify-token logout, then spotify-token login"))
+			_exit(12);
+		if (ps_store_lock(&s, 0, err, sizeof(err)) != PS_EXIT_CONFIG ||
+		    !strstr(err, CLIENT ".lock belongs to uid 3999973, not to you (uid 3999974): "
+					"remove it"))
+			_exit(13);
+		/* logout can remove them: the directory is the user's */
+		if (ps_store_remove(&s, err, sizeof(err)) != PS_EXIT_OK)
+			_exit(14);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_false(exists(f->file));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -842,6 +898,7 @@ int main(void)
 		T(test_dir_open_to_others_refused),
 		T(test_bad_client_id_refused),
 		T(test_wrong_owner_refused),
+		T(test_other_owner_unopenable_as_user),
 #undef T
 	};
 
