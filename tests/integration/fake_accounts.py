@@ -33,8 +33,9 @@ POST /__reset          settings, faults and counters back to the start. Issued g
 GET  /__stats          {"token_requests", "by_grant": {grant_type|"none": N}, "errors": {error: N},
                        "faults_served", "authorize_requests", "codes_issued",
                        "refresh_tokens_issued", "last_access_token", "last_refresh_token",
-                       "issued": [access tokens, fault-free path only], "active_refresh_tokens",
-                       "settings"}.
+                       "issued": [access tokens, fault-free path only], "token_times": [[unix
+                       time, fault or null] for each token request, as the server took it],
+                       "active_refresh_tokens", "settings"}.
 POST /__revoke         revoke refresh tokens: {"refresh_token": T} one, empty body all.
 POST /__refresh_token  mint a refresh token without the browser dance:
                        {"client_id": ID, "scope": "...", "public": true} -> {"refresh_token": T}.
@@ -198,6 +199,7 @@ class State:
                 "last_access_token": None,
                 "last_refresh_token": None,
                 "issued": [],
+                "token_times": [],
             }
             if grants:
                 self.codes.clear()
@@ -240,6 +242,7 @@ class State:
         """The fault this token request gets (or None), consuming one from fault_count."""
         with self.lock:
             fault = self.settings["fault"]
+            self.counters["token_times"].append([round(time.time(), 3), fault])
             if fault is None:
                 return None
             count = self.settings["fault_count"]
