@@ -81,6 +81,10 @@ as_user() {
 		keyctl session - "$@"
 }
 
+# PS_TIME_FACTOR: session deadlines a test configures for the helper are multiplied by it: 3 in
+# the valgrind pass, where the helper takes 1 to 3 s more to start and to do TLS; else 1.
+if [ "${PS_VALGRIND:-0}" = 1 ]; then PS_TIME_FACTOR=3; else PS_TIME_FACTOR=1; fi
+
 # ps_valgrind_wrap PROGRAM: in the valgrind pass (PS_VALGRIND=1, see tests/run) make PROGRAM, a
 # copy in $T, run under memcheck with its reports in $PS_REPORT_DIR (tests/valgrind/wrap);
 # otherwise nothing. tests/setup does the same for the installed helper and reader.

@@ -41,7 +41,9 @@ POST /__reset          settings, faults and counters back to the start. Issued g
 GET  /__stats          {"token_requests", "by_grant": {grant_type|"none": N}, "errors": {error: N},
                        "faults_served", "authorize_requests", "codes_issued",
                        "refresh_tokens_issued", "last_access_token", "last_refresh_token",
-                       "issued": [access tokens, fault-free path only], "active_refresh_tokens",
+                       "issued": [access tokens, fault-free path only], "token_times": [[unix
+                       time, fault or null] for each token request, as the server took it],
+                       "active_refresh_tokens",
                        "codes": [authorization codes issued], "refresh_tokens": [refresh tokens
                        issued, minted ones too], "states": [state values received
                        at /authorize], "code_verifiers": [code_verifier values received at the
@@ -223,6 +225,7 @@ class State:
                 "refresh_tokens": [],
                 "states": [],
                 "code_verifiers": [],
+                "token_times": [],
             }
             if grants:
                 self.codes.clear()
@@ -270,6 +273,7 @@ class State:
         """The fault this token request gets (or None), consuming one from fault_count."""
         with self.lock:
             fault = self.settings["fault"]
+            self.counters["token_times"].append([round(time.time(), 3), fault])
             if fault is None:
                 return None
             count = self.settings["fault_count"]

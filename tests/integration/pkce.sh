@@ -33,7 +33,7 @@ conf() { # conf FILE FLOW CLIENT [extra lines...]
 		echo "accounts_url = $acc_URL"
 		echo "ca_file = $CA"
 		echo "scopes = user-read-email playlist-read-private"
-		echo "timeout = 5"
+		echo "timeout = $((5 * PS_TIME_FACTOR))"
 		printf '%s\n' "$@"
 	} >"$f"
 	chmod 644 "$f"
@@ -127,8 +127,8 @@ ps_server_control "$acc_URL" '{"rotate_refresh": false}'
 
 # --- twenty concurrent logins of one user: one refresh, and every session gets the token
 if [ "${PS_VALGRIND:-0}" = 1 ]; then
-	# 20 helpers under valgrind at once need minutes of CPU, far past the 5 s session deadline;
-	# the storm runs in the normal and the sanitizer passes.
+	# 20 helpers under valgrind at once need minutes of CPU, far past the session deadline; the
+	# storm runs in the normal and the sanitizer passes.
 	skip "20 concurrent logins: all 20 read a token" "valgrind pass: too slow for the deadline"
 	skip "20 concurrent logins: one refresh request" "valgrind pass: too slow for the deadline"
 else
