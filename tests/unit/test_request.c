@@ -96,6 +96,12 @@ static const struct bad_req bad_reqs[] = {
 	{"pam_spotify-request 1\nop = open\nwhat = ever\nend\n", "unknown key 'what'"},
 	{"pam_spotify-request 1\nop = open\ninteractive = maybe\nend\n",
 	 "interactive must be yes or no"},
+	/* a carriage return cannot smuggle a second setting into one line */
+	{"pam_spotify-request 1\nop = open\nredirect_uri = http://127.0.0.1/cb\rca_file = "
+	 "/x\nend\n",
+	 "request: the value of 'redirect_uri' holds a control character (0x0d)"},
+	{"pam_spotify-request 1\nop = open\nclient_secret_file = /s\x1b[2J\nend\n",
+	 "request: the value of 'client_secret_file' holds a control character (0x1b)"},
 };
 
 static void test_bad_requests(void **state)
