@@ -101,10 +101,10 @@ session() {
 open_logged() {
 	[ "$(grep -F -- "$1" "$PS_SYSLOG_FILE" | grep -vc ": close: ")" = 1 ]
 }
-# module_logged TEXT: a configuration error, logged by the open and again by the close, each in
-# one line holding TEXT, and nothing else.
+# module_logged TEXT: a configuration error, logged once for the session in one line holding TEXT
+# (the open logs it; the close, meeting the very same error, stays quiet), and nothing else.
 module_logged() {
-	[ "$(wc -l <"$PS_SYSLOG_FILE")" = 2 ] && [ "$(grep -cF -- "$1" "$PS_SYSLOG_FILE")" = 2 ]
+	[ "$(wc -l <"$PS_SYSLOG_FILE")" = 1 ] && [ "$(grep -cF -- "$1" "$PS_SYSLOG_FILE")" = 1 ]
 }
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 requests() { stats 'j["token_requests"]'; }
