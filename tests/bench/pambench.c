@@ -47,24 +47,28 @@
 /* --- syslog interposition (libpam's pam_syslog lands here; fortified builds call __syslog_chk) */
 void __syslog_chk(int pri, int flag, const char *fmt, ...);
 
+/* One write per line: concurrent sessions append to one file (O_APPEND keeps a write whole). */
 static void log_line(int pri, const char *fmt, va_list ap)
 {
 	const char *path = getenv("PS_SYSLOG_FILE");
 	char line[2048];
-	int n, fd;
+	int n, m, fd;
 
 	if (!path)
 		return;
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	if (n < 0)
+	n = snprintf(line, sizeof(line), "<%d> [%d] ", pri, (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(line))
 		return;
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	if (m < 0)
+		return;
+	n += m;
 	if ((size_t)n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return;
-	dprintf(fd, "<%d> [%d] ", pri, (int)getpid());
 	(void)!write(fd, line, (size_t)n);
 	close(fd);
 }
