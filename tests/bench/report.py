@@ -110,7 +110,7 @@ def cmd_perf(path, pairs, prefix):
 
 
 def cmd_table(path):
-    head = ["#", "measure", "figure", "baseline (same run)", "ratio", "target", "result"]
+    head = ["#", "measure", "figure", "baseline (same run; 5: the ideal)", "ratio", "target", "result"]
     body = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
     body = [r + [""] * (len(head) - len(r)) for r in body]
     w = [max(len(r[i]) for r in [head] + body) for i in range(len(head))]
