@@ -1043,6 +1043,9 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # listen backlog: socketserver's default of 5 drops the SYNs of a login storm (100 connects at
+    # once), and the clients' retransmits then cost them 1 s, 3 s, ... that the real service would not
+    request_queue_size = 128
 
     def __init__(self, address, state, tls, silent=False):
         if ":" in address[0]:
