@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helper/app_cache.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
 #include "helper/keeper_loop.h"
@@ -226,6 +227,9 @@ struct keeper {
 	struct ps_request *req;
 	struct ps_store store;
 	int dfd, lockfd;
+	int appfd;		    /* app token mode: the app keeper's directory, else -1 */
+	struct ps_app_token stored; /* app token mode: the token last put in the keyring */
+	bool refused;		    /* app token mode: the cache was refused (logged once) */
 	char who[32];
 	struct ps_loop loop;
 };
@@ -259,15 +263,56 @@ static int keeper_renew(struct ps_loop *l, char *line, size_t linelen)
 	time_t started = time(NULL);
 	int rc;
 
-	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS)
-		return ps_user_token_refresh(cfg, secret, false, cfg->refresh_margin, line,
-					     linelen);
-	rc = ps_grant_client_credentials(cfg, secret, &tok, line, linelen);
-	if (rc == PS_EXIT_OK) {
-		rc = ps_grant_store(cfg, &tok, started, line, linelen);
-		ps_token_response_clear(&tok);
+	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS) {
+		rc = ps_user_token_refresh(cfg, secret, false, cfg->refresh_margin, line, linelen);
+	} else {
+		rc = ps_grant_client_credentials(cfg, secret, &tok, line, linelen);
+		if (rc == PS_EXIT_OK) {
+			rc = ps_grant_store(cfg, &tok, started, line, linelen);
+			ps_token_response_clear(&tok);
+		}
 	}
+	ps_request_redact(k->req, line, linelen);
 	return rc;
+}
+
+/* --- app token mode: the host's app keeper renews; we copy each new token into the keyring */
+
+/* The cache into the keyring when it holds a token we have not stored yet. */
+static int keeper_copy(struct ps_loop *l, char *line, size_t linelen)
+{
+	struct keeper *k = l->ctx;
+	const struct ps_config *cfg = &k->req->cfg;
+	struct ps_app_token t;
+	int rc = ps_app_cache_read(k->appfd, cfg, (uid_t)cfg->app_uid, &t, line, linelen);
+
+	if (rc == PS_EXIT_CONFIG && !k->refused)
+		syslog(LOG_WARNING, "%s: %s", l->who, line);
+	k->refused = rc == PS_EXIT_CONFIG;
+	if (rc != PS_EXIT_OK) {
+		rc = PS_EXIT_OK; /* none (yet), or expired: the next one comes with an event */
+	} else if (!ps_app_token_same(&t, &k->stored)) {
+		rc = ps_app_token_store(cfg, &t, line, linelen);
+		if (rc == PS_EXIT_OK)
+			memcpy(&k->stored, &t, sizeof(t));
+	}
+	ps_app_token_clear(&t);
+	return rc;
+}
+
+/* Look again when the stored token expires (a missed event costs no more than that). */
+static long long keeper_copy_schedule(struct ps_loop *l)
+{
+	struct keeper *k = l->ctx;
+	long long at = k->stored.info.expires_at * 1000;
+
+	return k->stored.token_len && at > ps_loop_now_ms() ? at : PS_LOOP_NEVER;
+}
+
+/* The app keeper's directory changed: a new token, perhaps. */
+static void keeper_copy_changed(struct ps_loop *l)
+{
+	l->next_ms = ps_loop_now_ms();
 }
 
 /* With no session left: under the store lock, check again, remove the keys, and go. */
@@ -295,6 +340,13 @@ static const struct ps_loop_ops keeper_ops = {
 	.try_exit = keeper_try_exit,
 };
 
+static const struct ps_loop_ops keeper_copy_ops = {
+	.renew = keeper_copy,
+	.schedule = keeper_copy_schedule,
+	.changed = keeper_copy_changed,
+	.try_exit = keeper_try_exit,
+};
+
 /* Become the keeper: lock, registry, watches, signals; then "ready" to whoever started us. */
 static int keeper_setup(struct keeper *k)
 {
@@ -310,7 +362,12 @@ static int keeper_setup(struct keeper *k)
 	if (k->dfd < 0)
 		return -1;
 	snprintf(k->who, sizeof(k->who), "user %d", (int)getuid());
-	return ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd);
+	if (!k->req->cfg.app_uid)
+		return ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd);
+	k->appfd = ps_app_dir_open(&k->req->cfg, (uid_t)k->req->cfg.app_uid, err, sizeof(err));
+	if (k->appfd < 0 || ps_loop_init(&k->loop, &keeper_copy_ops, k, k->who, k->dfd) < 0)
+		return -1;
+	return ps_loop_watch(&k->loop, k->appfd);
 }
 
 int ps_keeper_run(struct ps_request *req)
@@ -320,7 +377,7 @@ int ps_keeper_run(struct ps_request *req)
 
 	memset(&k, 0, sizeof(k));
 	k.req = req;
-	k.lockfd = k.dfd = -1;
+	k.lockfd = k.dfd = k.appfd = -1;
 	openlog("pam_spotify_helper[keeper]", LOG_PID, LOG_AUTHPRIV);
 	if (keeper_setup(&k) < 0)
 		return PS_EXIT_CONFIG; /* another keeper won, or the store is unusable */
@@ -328,9 +385,11 @@ int ps_keeper_run(struct ps_request *req)
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	dup2(null, STDIN_FILENO);
 	dup2(null, STDOUT_FILENO);
-	k.loop.next_ms = keeper_schedule(&k.loop);
+	/* app token mode: look at the cache at once (that also remembers what is stored) */
+	k.loop.next_ms = k.appfd >= 0 ? ps_loop_now_ms() : keeper_schedule(&k.loop);
 	ps_loop_run(&k.loop);
 	ps_loop_close(&k.loop);
+	ps_app_token_clear(&k.stored);
 	ps_request_clear(req);
 	return PS_EXIT_OK;
 }
