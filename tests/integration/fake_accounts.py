@@ -34,7 +34,7 @@ GET  /__stats          {"token_requests", "by_grant": {grant_type|"none": N}, "e
                        "faults_served", "authorize_requests", "codes_issued",
                        "refresh_tokens_issued", "last_access_token", "last_refresh_token",
                        "issued": [access tokens, fault-free path only], "active_refresh_tokens",
-                       "settings"}.
+                       "token_request_log": [[unix time received, got a fault], ...], "settings"}.
 POST /__revoke         revoke refresh tokens: {"refresh_token": T} one, empty body all.
 POST /__refresh_token  mint a refresh token without the browser dance:
                        {"client_id": ID, "scope": "...", "public": true} -> {"refresh_token": T}.
@@ -198,6 +198,7 @@ class State:
                 "last_access_token": None,
                 "last_refresh_token": None,
                 "issued": [],
+                "token_request_log": [],
             }
             if grants:
                 self.codes.clear()
@@ -235,6 +236,11 @@ class State:
         with self.lock:
             errors = self.counters["errors"]
             errors[error] = errors.get(error, 0) + 1
+
+    def log_token_request(self, received, fault):
+        """When a token request came (server clock, Unix time) and whether it got a fault."""
+        with self.lock:
+            self.counters["token_request_log"].append([round(received, 3), fault is not None])
 
     def take_fault(self):
         """The fault this token request gets (or None), consuming one from fault_count."""
@@ -752,12 +758,14 @@ class Handler(BaseHTTPRequestHandler):
             return
         state = self.server.state
         content_type = self.headers.get("Content-Type", "")
+        received = time.time()
         self.grant = grant_type_of(body)
         state.count_token_request(self.grant)
         self.settings = state.snapshot()
         if self.settings["delay"] and state.stopping.wait(self.settings["delay"]):
             return
         self.fault = state.take_fault()
+        state.log_token_request(received, self.fault)
         if self.fault is not None:
             FAULTS[self.fault](self)
             return
