@@ -159,14 +159,10 @@ int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char
 	return rc;
 }
 
-int ps_grant_store(const struct ps_config *cfg, const struct ps_token_response *tok, time_t started,
-		   char *line, size_t linelen)
+int ps_grant_info(const struct ps_config *cfg, const struct ps_token_response *tok, time_t started,
+		  char *json, size_t jsonlen, char *line, size_t linelen)
 {
-	unsigned timeout_s =
-		(unsigned)tok->expires_in - ps_keys_skew((unsigned long)tok->expires_in);
 	struct ps_token_info info;
-	char info_json[PS_TOKEN_INFO_MAX];
-	int rc;
 
 	memset(&info, 0, sizeof(info));
 	ps_strlcpy(info.token_type, tok->token_type, sizeof(info.token_type));
@@ -174,14 +170,27 @@ int ps_grant_store(const struct ps_config *cfg, const struct ps_token_response *
 	info.expires_at = (long long)started + tok->expires_in;
 	ps_strlcpy(info.flow, ps_flow_name(cfg->flow), sizeof(info.flow));
 	ps_strlcpy(info.client_id, cfg->client_id, sizeof(info.client_id));
-	if (ps_token_info_format(&info, info_json, sizeof(info_json)) < 0) {
+	if (ps_token_info_format(&info, json, jsonlen) < 0) {
 		snprintf(line, linelen,
 			 "cannot describe the token for %s (scope or client_id too long)",
 			 PS_KEY_INFO);
 		return PS_EXIT_CONFIG;
 	}
-	rc = ps_keys_store(cfg->keyring, tok->access_token, tok->access_token_len, info_json,
-			   timeout_s, line, linelen);
+	return PS_EXIT_OK;
+}
+
+int ps_grant_store(const struct ps_config *cfg, const struct ps_token_response *tok, time_t started,
+		   char *line, size_t linelen)
+{
+	unsigned timeout_s =
+		(unsigned)tok->expires_in - ps_keys_skew((unsigned long)tok->expires_in);
+	char info_json[PS_TOKEN_INFO_MAX];
+	int rc;
+
+	rc = ps_grant_info(cfg, tok, started, info_json, sizeof(info_json), line, linelen);
+	if (rc == PS_EXIT_OK)
+		rc = ps_keys_store(cfg->keyring, tok->access_token, tok->access_token_len,
+				   info_json, timeout_s, line, linelen);
 	if (rc == PS_EXIT_OK)
 		snprintf(line, linelen, "ok expires_in=%ld keyring=%s", tok->expires_in,
 			 ps_keyring_name(cfg->keyring));

@@ -24,6 +24,13 @@ int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char
 long ps_grant_retry_after(void);
 
 /*
+ * The spotify:token_info JSON of a token (keyring/token_info.h). started: when the request was
+ * sent (expires_at = started + expires_in). PS_EXIT_OK, or PS_EXIT_CONFIG with a line.
+ */
+int ps_grant_info(const struct ps_config *cfg, const struct ps_token_response *tok, time_t started,
+		  char *json, size_t jsonlen, char *line, size_t linelen);
+
+/*
  * Put the access token and its info in the configured keyring. started: when the request was
  * sent (expires_at = started + expires_in). On success line is "ok expires_in=N keyring=K".
  */

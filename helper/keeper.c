@@ -5,88 +5,35 @@
  */
 #include <config.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <keyutils.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/inotify.h>
-#include <sys/random.h>
-#include <sys/signalfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "helper/app_cache.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
+#include "helper/keeper_loop.h"
 #include "helper/store.h"
 #include "helper/user_token.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
+#include "pam/registry.h"
 #include "pam/util.h"
 
-#define SESSIONS_MAX  256
-#define BACKOFF_MAX_S 60
 #define READY_WAIT_MS 3000
-#define NEVER	      (-1LL)
 #define STORE_LOCK_S  10
 
-/* --- session files: CLIENT.sessions/PID-START */
-
-/* The start time of pid (field 22 of /proc/PID/stat); 0 when there is no such process. */
-static unsigned long long proc_start(long pid)
-{
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int fd, field;
-
-	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	p = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
-	for (field = 2; p && field < 22; field++) {
-		p = strchr(p + 1, ' ');
-	}
-	return p ? strtoull(p + 1, NULL, 10) : 0;
-}
-
-static int session_name(long pid, char *out, size_t outlen)
-{
-	unsigned long long start = proc_start(pid);
-
-	if (!start)
-		return -1;
-	return snprintf(out, outlen, "%ld-%llu", pid, start) < (int)outlen ? 0 : -1;
-}
-
-/* The pid of a live session file, or 0 when its process is gone (or the name is not ours). */
-static long session_alive(const char *name)
-{
-	unsigned long long start;
-	char *end;
-	long pid = strtol(name, &end, 10);
-
-	if (pid <= 0 || *end != '-')
-		return 0;
-	start = strtoull(end + 1, &end, 10);
-	if (*end || !start || proc_start(pid) != start)
-		return 0;
-	return pid;
-}
+/* --- the user's session registry: CLIENT.sessions/PID-START (pam/registry.h) */
 
 static int sessions_dir_open(struct ps_store *s, char *line, size_t linelen)
 {
@@ -102,37 +49,6 @@ static int sessions_dir_open(struct ps_store *s, char *line, size_t linelen)
 	if (fd < 0)
 		ps_errf(line, linelen, "cannot open %s/%s: %s", s->dir, name, strerror(errno));
 	return fd;
-}
-
-/* Call fn for each live session (stale files are removed); returns the number of them. */
-static int sessions_scan(int dfd, void (*fn)(void *ctx, const char *name, long pid), void *ctx)
-{
-	struct dirent *e;
-	DIR *d;
-	int fd = dup(dfd), n = 0;
-
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	rewinddir(d);
-	while ((e = readdir(d))) {
-		long pid;
-
-		if (e->d_name[0] == '.')
-			continue;
-		pid = session_alive(e->d_name);
-		if (!pid) {
-			unlinkat(dfd, e->d_name, 0);
-			continue;
-		}
-		n++;
-		if (fn)
-			fn(ctx, e->d_name, pid);
-	}
-	closedir(d);
-	return n;
 }
 
 /* --- the keeper's lock file: CLIENT.keeper, flocked by the keeper, holding its pid */
@@ -200,26 +116,6 @@ static int keeper_spawn(const struct ps_request *req, char *line, size_t linelen
 	return -1;
 }
 
-/* Create the session's file. 0, or -1 with a reason (e.g. /proc mounted with hidepid). */
-static int session_register(int dfd, long pid, char *why, size_t whylen)
-{
-	char name[64];
-	int fd;
-
-	if (session_name(pid, name, sizeof(name)) < 0) {
-		ps_errf(why, whylen, "cannot see the session's process %ld in /proc (hidepid?)",
-			pid);
-		return -1;
-	}
-	fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		ps_errf(why, whylen, "cannot register the session: %s", strerror(errno));
-		return -1;
-	}
-	close(fd);
-	return 0;
-}
-
 int ps_keeper_attach(const struct ps_request *req, char *line, size_t linelen)
 {
 	const struct ps_config *cfg = &req->cfg;
@@ -236,7 +132,7 @@ int ps_keeper_attach(const struct ps_request *req, char *line, size_t linelen)
 		goto fail;
 	}
 	dfd = sessions_dir_open(&s, why, sizeof(why));
-	rc = dfd >= 0 ? session_register(dfd, cfg->session_pid, why, sizeof(why)) : -1;
+	rc = dfd >= 0 ? ps_registry_add(dfd, -1, cfg->session_pid, why, sizeof(why)) : -1;
 	/* a keeper without this session would see none and remove the keys: start none then */
 	if (rc == 0)
 		rc = keeper_lock_try(&s, &fd);
@@ -272,7 +168,7 @@ bool ps_keeper_join(const struct ps_config *cfg, unsigned lock_wait_s)
 		if (keeper_lock_try(&s, &fd) == 1) {
 			dfd = sessions_dir_open(&s, why, sizeof(why));
 			joined = dfd >= 0 &&
-				 session_register(dfd, cfg->session_pid, why, sizeof(why)) == 0;
+				 ps_registry_add(dfd, -1, cfg->session_pid, why, sizeof(why)) == 0;
 			if (dfd >= 0)
 				close(dfd);
 		} else if (fd >= 0) {
@@ -282,29 +178,6 @@ bool ps_keeper_join(const struct ps_config *cfg, unsigned lock_wait_s)
 	}
 	ps_store_close(&s);
 	return joined;
-}
-
-static void remove_session(int dfd, long pid)
-{
-	char name[64], prefix[32];
-	struct dirent *e;
-	DIR *d;
-	int fd;
-
-	if (session_name(pid, name, sizeof(name)) == 0 && unlinkat(dfd, name, 0) == 0)
-		return;
-	/* the opener is gone or changed: drop any file of that pid */
-	snprintf(prefix, sizeof(prefix), "%ld-", pid);
-	fd = dup(dfd);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
-		return;
-	}
-	while ((e = readdir(d)))
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
-			unlinkat(dfd, e->d_name, 0);
-	closedir(d);
 }
 
 int ps_keeper_detach(const struct ps_config *cfg, char *line, size_t linelen)
@@ -330,10 +203,10 @@ int ps_keeper_detach(const struct ps_config *cfg, char *line, size_t linelen)
 	}
 	dfd = sessions_dir_open(&s, line, linelen);
 	if (dfd >= 0) {
-		remove_session(dfd, cfg->session_pid);
+		ps_registry_remove(dfd, -1, cfg->session_pid);
 		if (keeper_lock_try(&s, &fd) == 0) {
 			close(fd); /* no keeper: the last session out removes the keys */
-			left = sessions_scan(dfd, NULL, NULL);
+			left = ps_registry_scan(dfd, NULL, NULL);
 		} else {
 			left = -1; /* the keeper sees the change and acts */
 		}
@@ -378,234 +251,161 @@ int ps_keeper_poke(const struct ps_config *cfg)
 
 /* --- the keeper */
 
-struct session {
-	long pid;
-	int pidfd;
-	char name[64];
-};
-
 struct keeper {
 	struct ps_request *req;
 	struct ps_store store;
-	int dfd, ifd, sfd, lockfd;
-	struct session sessions[SESSIONS_MAX];
-	int nsessions;
-	long long next_ms; /* wall clock (ms) of the next renewal; NEVER after invalid_grant */
-	unsigned failures;
-	bool forced; /* asked by SIGUSR1: renew even a token that still lives long */
+	int dfd, lockfd;
+	int appfd;		    /* app token mode: the app keeper's directory, else -1 */
+	struct ps_app_token stored; /* app token mode: the token last put in the keyring */
+	bool refused;		    /* app token mode: the cache was refused (logged once) */
+	char who[32];
+	struct ps_loop loop;
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void keeper_add_session(void *ctx, const char *name, long pid)
-{
-	struct keeper *k = ctx;
-	struct session *s;
-
-	if (k->nsessions >= SESSIONS_MAX)
-		return;
-	s = &k->sessions[k->nsessions];
-	s->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
-	if (s->pidfd < 0)
-		return; /* gone between the scan and now: the next scan drops its file */
-	s->pid = pid;
-	ps_strlcpy(s->name, name, sizeof(s->name));
-	k->nsessions++;
-}
-
-/* Rebuild the table of sessions from the directory (cheap: a handful of files). */
-static void keeper_rescan(struct keeper *k)
-{
-	int i;
-
-	for (i = 0; i < k->nsessions; i++)
-		close(k->sessions[i].pidfd);
-	k->nsessions = 0;
-	sessions_scan(k->dfd, keeper_add_session, k);
-}
-
 /* When to renew: refresh_margin before the stored token expires (half its life at most). */
-static void keeper_schedule(struct keeper *k)
+static long long keeper_schedule(struct ps_loop *l)
 {
+	struct keeper *k = l->ctx;
 	const struct ps_config *cfg = &k->req->cfg;
 	struct ps_keys_found found;
 	struct ps_token_info info;
-	long long now = now_ms(), life, margin;
+	long long next = ps_loop_now_ms();
 	char err[PS_ERR_MAX];
 
 	memset(&found, 0, sizeof(found));
-	k->next_ms = now;
 	if (ps_keys_read(cfg->keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) == 0 &&
 	    found.info && ps_token_info_parse(&info, found.info, found.info_len) == 0 &&
-	    strcmp(info.client_id, cfg->client_id) == 0) {
-		life = info.expires_at * 1000 - now;
-		margin = (long long)cfg->refresh_margin * 1000;
-		if (margin > life / 2)
-			margin = life / 2;
-		if (life - margin > 0)
-			k->next_ms = now + life - margin;
-	}
+	    strcmp(info.client_id, cfg->client_id) == 0)
+		next = ps_loop_renew_at(info.expires_at, cfg->refresh_margin);
 	ps_keys_found_free(&found);
+	return next;
 }
 
 /* Renew by the configured flow. */
-static int keeper_renew_once(struct keeper *k, char *line, size_t linelen)
+static int keeper_renew(struct ps_loop *l, char *line, size_t linelen)
 {
+	struct keeper *k = l->ctx;
 	const struct ps_config *cfg = &k->req->cfg;
 	const char *secret = k->req->secret_len ? k->req->secret : NULL;
 	struct ps_token_response tok;
 	time_t started = time(NULL);
 	int rc;
 
-	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS)
-		return ps_user_token_refresh(cfg, secret, false, cfg->refresh_margin, line,
-					     linelen);
-	rc = ps_grant_client_credentials(cfg, secret, &tok, line, linelen);
-	if (rc == PS_EXIT_OK) {
-		rc = ps_grant_store(cfg, &tok, started, line, linelen);
-		ps_token_response_clear(&tok);
+	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS) {
+		rc = ps_user_token_refresh(cfg, secret, false, cfg->refresh_margin, line, linelen);
+	} else {
+		rc = ps_grant_client_credentials(cfg, secret, &tok, line, linelen);
+		if (rc == PS_EXIT_OK) {
+			rc = ps_grant_store(cfg, &tok, started, line, linelen);
+			ps_token_response_clear(&tok);
+		}
 	}
+	ps_request_redact(k->req, line, linelen);
 	return rc;
 }
 
-/* Capped exponential backoff with +-20% jitter; at least Retry-After after a 429. */
-static long long keeper_backoff_ms(unsigned failures)
-{
-	long long base = 1000LL << (failures > 6 ? 6 : failures - 1);
-	long retry_after = ps_grant_retry_after();
-	unsigned short r = 0;
+/* --- app token mode: the host's app keeper renews; we copy each new token into the keyring */
 
-	if (base > BACKOFF_MAX_S * 1000LL)
-		base = BACKOFF_MAX_S * 1000LL;
-	(void)!getrandom(&r, sizeof(r), 0);
-	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
-	if (retry_after >= 0 && retry_after * 1000LL > base)
-		base = retry_after * 1000LL;
-	return base;
+/* The cache into the keyring when it holds a token we have not stored yet. */
+static int keeper_copy(struct ps_loop *l, char *line, size_t linelen)
+{
+	struct keeper *k = l->ctx;
+	const struct ps_config *cfg = &k->req->cfg;
+	struct ps_app_token t;
+	int rc = ps_app_cache_read(k->appfd, cfg, (uid_t)cfg->app_uid, &t, line, linelen);
+
+	if (rc == PS_EXIT_CONFIG && !k->refused)
+		syslog(LOG_WARNING, "%s: %s", l->who, line);
+	k->refused = rc == PS_EXIT_CONFIG;
+	if (rc != PS_EXIT_OK) {
+		rc = PS_EXIT_OK; /* none (yet), or expired: the next one comes with an event */
+	} else if (!ps_app_token_same(&t, &k->stored)) {
+		rc = ps_app_token_store(cfg, &t, line, linelen);
+		if (rc == PS_EXIT_OK)
+			memcpy(&k->stored, &t, sizeof(t));
+	}
+	ps_app_token_clear(&t);
+	return rc;
 }
 
-static void keeper_renew(struct keeper *k)
+/* Look again when the stored token expires (a missed event costs no more than that). */
+static long long keeper_copy_schedule(struct ps_loop *l)
 {
-	char line[PS_ERR_MAX] = "";
-	int rc = keeper_renew_once(k, line, sizeof(line));
+	struct keeper *k = l->ctx;
+	long long at = k->stored.info.expires_at * 1000;
 
-	k->forced = false;
-	if (rc == PS_EXIT_OK) {
-		k->failures = 0;
-		keeper_schedule(k);
-		return;
-	}
-	syslog(LOG_WARNING, "user %d: renewal failed: %s", (int)getuid(), line);
-	if (rc == PS_EXIT_REAUTH) {
-		k->next_ms = NEVER; /* invalid_grant: the store is marked; the user must log in */
-		return;
-	}
-	k->failures++;
-	k->next_ms = now_ms() + keeper_backoff_ms(k->failures);
+	return k->stored.token_len && at > ps_loop_now_ms() ? at : PS_LOOP_NEVER;
+}
+
+/* The app keeper's directory changed: a new token, perhaps. */
+static void keeper_copy_changed(struct ps_loop *l)
+{
+	l->next_ms = ps_loop_now_ms();
 }
 
 /* With no session left: under the store lock, check again, remove the keys, and go. */
-static bool keeper_try_exit(struct keeper *k)
+static bool keeper_try_exit(struct ps_loop *l)
 {
+	struct keeper *k = l->ctx;
 	char err[PS_ERR_MAX];
 
 	if (ps_store_lock(&k->store, STORE_LOCK_S, err, sizeof(err)) != PS_EXIT_OK)
 		return false;
-	keeper_rescan(k);
-	if (k->nsessions > 0) {
+	if (ps_loop_rescan(l) > 0) {
 		ps_store_unlock(&k->store);
 		return false;
 	}
 	if (k->req->cfg.remove_on_close)
 		ps_keys_remove(k->req->cfg.keyring, err, sizeof(err));
 	close(k->lockfd); /* free before the store lock, which the exit releases */
+	k->lockfd = -1;
 	return true;
 }
 
-/* One wait: inotify, signals, the sessions' pidfds, and the renewal time. false: stop. */
-static bool keeper_wait(struct keeper *k)
-{
-	struct pollfd p[SESSIONS_MAX + 2];
-	struct signalfd_siginfo si;
-	long long timeout = -1;
-	char ev[4096];
-	int i, n = 2;
+static const struct ps_loop_ops keeper_ops = {
+	.renew = keeper_renew,
+	.schedule = keeper_schedule,
+	.try_exit = keeper_try_exit,
+};
 
-	p[0] = (struct pollfd){.fd = k->ifd, .events = POLLIN};
-	p[1] = (struct pollfd){.fd = k->sfd, .events = POLLIN};
-	for (i = 0; i < k->nsessions; i++)
-		p[n++] = (struct pollfd){.fd = k->sessions[i].pidfd, .events = POLLIN};
-	if (k->next_ms != NEVER) {
-		timeout = k->next_ms - now_ms();
-		if (timeout < 0)
-			timeout = 0;
-	}
-	if (poll(p, (nfds_t)n, timeout > 86400000 ? 86400000 : (int)timeout) < 0)
-		return errno == EINTR;
-	if (p[1].revents && read(k->sfd, &si, sizeof(si)) == sizeof(si)) {
-		if (si.ssi_signo != SIGUSR1)
-			return false;
-		k->next_ms = now_ms(); /* spotify-token refresh, --min-valid or login asks */
-		k->forced = true;
-	}
-	for (i = 0; i < k->nsessions; i++)
-		if (p[2 + i].revents) /* the session's process is gone without a close */
-			unlinkat(k->dfd, k->sessions[i].name, 0);
-	if (p[0].revents)
-		while (read(k->ifd, ev, sizeof(ev)) > 0)
-			;
-	keeper_rescan(k);
-	if (k->next_ms != NEVER && now_ms() >= k->next_ms)
-		keeper_renew(k);
-	return true;
-}
+static const struct ps_loop_ops keeper_copy_ops = {
+	.renew = keeper_copy,
+	.schedule = keeper_copy_schedule,
+	.changed = keeper_copy_changed,
+	.try_exit = keeper_try_exit,
+};
 
-/* Become the keeper: lock, watches, signals; then "ready" to whoever started us. */
+/* Become the keeper: lock, registry, watches, signals; then "ready" to whoever started us. */
 static int keeper_setup(struct keeper *k)
 {
-	char path[64], err[PS_ERR_MAX];
-	sigset_t set;
-	long pid = (long)getpid();
+	char err[PS_ERR_MAX];
 
 	keyctl_join_session_keyring(NULL); /* hold no reference to the login's session keyring */
 	if (ps_store_open(&k->store, k->req->cfg.client_id, err, sizeof(err)) != PS_EXIT_OK ||
 	    keeper_lock_try(&k->store, &k->lockfd) != 0)
 		return -1;
-	if (ftruncate(k->lockfd, 0) < 0 || dprintf(k->lockfd, "%ld\n", pid) < 0)
+	if (ftruncate(k->lockfd, 0) < 0 || dprintf(k->lockfd, "%ld\n", (long)getpid()) < 0)
 		return -1;
 	k->dfd = sessions_dir_open(&k->store, err, sizeof(err));
 	if (k->dfd < 0)
 		return -1;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", k->dfd);
-	k->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-	if (k->ifd < 0 ||
-	    inotify_add_watch(k->ifd, path, IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO) <
-		    0)
+	snprintf(k->who, sizeof(k->who), "user %d", (int)getuid());
+	if (!k->req->cfg.app_uid)
+		return ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd);
+	k->appfd = ps_app_dir_open(&k->req->cfg, (uid_t)k->req->cfg.app_uid, err, sizeof(err));
+	if (k->appfd < 0 || ps_loop_init(&k->loop, &keeper_copy_ops, k, k->who, k->dfd) < 0)
 		return -1;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	k->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-	return k->sfd < 0 ? -1 : 0;
+	return ps_loop_watch(&k->loop, k->appfd);
 }
 
 int ps_keeper_run(struct ps_request *req)
 {
 	struct keeper k;
-	int null, rc = 0;
+	int null;
 
 	memset(&k, 0, sizeof(k));
 	k.req = req;
-	k.lockfd = k.dfd = k.ifd = k.sfd = -1;
+	k.lockfd = k.dfd = k.appfd = -1;
 	openlog("pam_spotify_helper[keeper]", LOG_PID, LOG_AUTHPRIV);
 	if (keeper_setup(&k) < 0)
 		return PS_EXIT_CONFIG; /* another keeper won, or the store is unusable */
@@ -613,14 +413,11 @@ int ps_keeper_run(struct ps_request *req)
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	dup2(null, STDIN_FILENO);
 	dup2(null, STDOUT_FILENO);
-	keeper_rescan(&k);
-	keeper_schedule(&k);
-	for (;;) {
-		if (k.nsessions == 0 && keeper_try_exit(&k))
-			break;
-		if (!keeper_wait(&k))
-			break;
-	}
+	/* app token mode: look at the cache at once (that also remembers what is stored) */
+	k.loop.next_ms = k.appfd >= 0 ? ps_loop_now_ms() : keeper_schedule(&k.loop);
+	ps_loop_run(&k.loop);
+	ps_loop_close(&k.loop);
+	ps_app_token_clear(&k.stored);
 	ps_request_clear(req);
-	return rc;
+	return PS_EXIT_OK;
 }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@
 
 #include <curl/curl.h>
 
+#include "helper/app_cache.h"
+#include "helper/app_keeper.h"
 #include "helper/http.h"
 #include "helper/oauth_error.h"
 #include "helper/grant.h"
@@ -67,15 +70,6 @@ static void answer(const char *line)
 	ps_write_all(STDOUT_FILENO, out, n + 1);
 }
 
-/* A server could quote the client secret back in an error text: never pass it on. */
-static void redact_secret(char *line, size_t linelen, const struct ps_request *req)
-{
-	if (req->secret_len && strstr(line, req->secret))
-		snprintf(line, linelen,
-			 "the accounts server's error message quoted the client "
-			 "secret and was withheld; check token_url");
-}
-
 /* Read the request from stdin: until EOF or the "end" line, at most PS_REQUEST_MAX bytes. */
 static int read_request(struct ps_request *req, char *line, size_t linelen)
 {
@@ -115,7 +109,7 @@ static int check_open_request(const struct ps_request *req, char *line, size_t l
 			 "helper come from different versions; reinstall pam_spotify");
 		return PS_EXIT_CONFIG;
 	}
-	if (!req->secret_len && req->cfg.flow != PS_FLOW_PKCE) {
+	if (!req->secret_len && req->cfg.flow != PS_FLOW_PKCE && !req->cfg.app_uid) {
 		snprintf(line, linelen, "request has no client secret: check client_secret_file");
 		return PS_EXIT_CONFIG;
 	}
@@ -162,6 +156,30 @@ static void open_failed_join(const struct ps_config *cfg, long long started_ms, 
 			 "; this session shares the token the user's other session keeps");
 }
 
+/* The time the token may take to arrive: the module's deadline, less a margin for our answer. */
+static unsigned wait_ms(const struct ps_config *cfg)
+{
+	return cfg->timeout > 1 ? cfg->timeout * 1000 - 500 : 500;
+}
+
+/* op open, client_credentials from the host's app keeper: its cache into the keyring. */
+static int op_open_app_token(const struct ps_request *req, char *line, size_t linelen)
+{
+	struct ps_app_token t;
+	int fd, rc;
+
+	fd = ps_app_dir_open(&req->cfg, (uid_t)req->cfg.app_uid, line, linelen);
+	if (fd < 0)
+		return PS_EXIT_CONFIG;
+	rc = ps_app_cache_wait(fd, &req->cfg, (uid_t)req->cfg.app_uid, &t, wait_ms(&req->cfg), line,
+			       linelen);
+	close(fd);
+	if (rc == PS_EXIT_OK)
+		rc = ps_app_token_store(&req->cfg, &t, line, linelen);
+	ps_app_token_clear(&t);
+	return rc;
+}
+
 static int op_open(const struct ps_request *req, char *line, size_t linelen)
 {
 	long long started_ms = monotonic_ms();
@@ -169,7 +187,9 @@ static int op_open(const struct ps_request *req, char *line, size_t linelen)
 
 	if (rc != PS_EXIT_OK)
 		return rc;
-	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
+	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS && req->cfg.app_uid)
+		rc = op_open_app_token(req, line, linelen);
+	else if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
 		rc = op_open_client_credentials(req, line, linelen);
 	else
 		rc = ps_user_token_refresh(&req->cfg, req->secret_len ? req->secret : NULL,
@@ -208,6 +228,36 @@ static int run_keeper(void)
 	return rc;
 }
 
+/* app-keeper: the request (with the secret) on stdin; start the host's app keeper; answer. */
+static int run_app_keeper(void)
+{
+	struct ps_request req;
+	char line[ANSWER_MAX];
+	int rc;
+
+	memset(&req, 0, sizeof(req));
+	rc = read_request(&req, line, sizeof(line));
+	if (rc == PS_EXIT_OK && (req.op != PS_OP_OPEN ||
+				 req.cfg.flow != PS_FLOW_CLIENT_CREDENTIALS || req.cfg.app_uid)) {
+		snprintf(line, sizeof(line),
+			 "app-keeper: the request is not a client credentials open");
+		rc = PS_EXIT_CONFIG;
+	}
+	if (rc == PS_EXIT_OK)
+		rc = check_open_request(&req, line, sizeof(line));
+	if (rc == PS_EXIT_OK && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(line, sizeof(line), "cannot initialise libcurl");
+		rc = PS_EXIT_NETWORK;
+	} else if (rc == PS_EXIT_OK) {
+		rc = ps_app_keeper_start(&req, line, sizeof(line));
+	}
+	if (rc != PS_EXIT_OK)
+		ps_request_redact(&req, line, sizeof(line));
+	ps_request_clear(&req);
+	answer(line);
+	return rc;
+}
+
 /* --pam: one request on stdin, one answer line on stdout. */
 static int run_pam(void)
 {
@@ -226,7 +276,7 @@ static int run_pam(void)
 		curl_global_cleanup();
 	}
 	if (rc != PS_EXIT_OK)
-		redact_secret(line, sizeof(line), &req);
+		ps_request_redact(&req, line, sizeof(line));
 	ps_request_clear(&req);
 	answer(line);
 	return rc;
@@ -235,8 +285,8 @@ static int run_pam(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " PROG
-		" --pam | keeper | login|logout|refresh [--config=PATH] [--timeout=N]\n"
+		"Usage: " PROG " --pam | keeper | app-keeper | login|logout|refresh "
+		"[--config=PATH] [--timeout=N]\n"
 		"       " PROG " --version | --help\n"
 		"\n"
 		"The helper of pam_spotify.so: run by the PAM module as the logging-in user, it\n"
@@ -324,35 +374,100 @@ static bool token_replaced(const struct ps_config *cfg, const char *old, size_t 
 }
 
 /*
+ * The host's app token when this configuration takes it from an app keeper (client_credentials,
+ * app_user exists, a valid cache): PS_EXIT_OK with *t, else not.
+ */
+static int app_token_current(const struct ps_config *cfg, struct ps_app_token *t)
+{
+	char line[ANSWER_MAX];
+	struct passwd *pw = getpwnam(cfg->app_user);
+	int fd, rc = PS_EXIT_NO_TOKEN;
+
+	memset(t, 0, sizeof(*t));
+	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS || !pw || pw->pw_uid == 0)
+		return rc;
+	fd = ps_app_dir_open(cfg, pw->pw_uid, line, sizeof(line));
+	if (fd >= 0) {
+		rc = ps_app_cache_read(fd, cfg, pw->pw_uid, t, line, sizeof(line));
+		close(fd);
+	}
+	return rc;
+}
+
+/* The keyring holds the app token that the cache holds now (it may have been renewed). */
+static bool app_token_copied(const struct ps_config *cfg, struct ps_app_token *app)
+{
+	size_t len = 0;
+	char *now;
+	bool same;
+
+	ps_app_token_clear(app);
+	if (app_token_current(cfg, app) != PS_EXIT_OK)
+		return false;
+	now = token_copy(cfg, &len);
+	same = now && len == app->token_len && memcmp(now, app->token, len) == 0;
+	ps_free_secret(now, len + 1);
+	return same;
+}
+
+/*
+ * Wait up to 15 s for a token other than old (1) or, when the host shares an app token, for
+ * that token in the keyring (2); 0 when neither came.
+ */
+static int token_wait(const struct ps_config *cfg, const char *old, size_t oldlen, bool shared,
+		      struct ps_app_token *app)
+{
+	int i;
+
+	for (i = 0; i < 150; i++) { /* 15 s: a renewal is bounded by the configured timeout */
+		if (token_replaced(cfg, old, oldlen))
+			return 1;
+		if (shared && app_token_copied(cfg, app))
+			return 2;
+		usleep(100000);
+	}
+	return 0;
+}
+
+/*
  * spotify-token refresh: pkce refreshes here (always a network refresh); the other flows need
- * the client secret, which only the keeper holds: ask it, and wait for the new token.
+ * the client secret, which only the keeper holds: ask it, and wait for the new token. A client
+ * credentials token shared by the host's app keeper is renewed for everyone before it expires:
+ * the keeper copies the current one, and we say so.
  */
 static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 {
+	struct ps_app_token app;
 	size_t oldlen;
+	bool shared;
 	char *old;
-	int i, rc = PS_EXIT_NETWORK;
+	int rc = PS_EXIT_NETWORK, got;
 
 	if (cfg->flow == PS_FLOW_PKCE)
 		return ps_user_token_refresh(cfg, NULL, false, UINT_MAX, line, linelen);
+	shared = app_token_current(cfg, &app) == PS_EXIT_OK;
 	old = token_copy(cfg, &oldlen);
 	if (ps_keeper_poke(cfg) < 0) {
-		ps_free_secret(old, oldlen + 1);
 		snprintf(line, linelen,
 			 "no keeper runs for you (no open session with keyring = "
 			 "user or persistent): log in again for a new token");
-		return PS_EXIT_NO_TOKEN;
-	}
-	snprintf(line, linelen, "the keeper did not renew the token within 15 s: see the log");
-	for (i = 0; i < 150; i++) { /* 15 s: a renewal is bounded by the configured timeout */
-		if (token_replaced(cfg, old, oldlen)) {
-			snprintf(line, linelen, "ok renewed by the keeper");
-			rc = PS_EXIT_OK;
-			break;
-		}
-		usleep(100000);
+		rc = PS_EXIT_NO_TOKEN;
+	} else if ((got = token_wait(cfg, old, oldlen, shared, &app)) == 2) {
+		snprintf(line, linelen,
+			 "the client_credentials token is the app's, shared by this host and "
+			 "renewed for every user %u s before it expires: your keyring holds the "
+			 "current one (it lives %lld s more)",
+			 cfg->refresh_margin, app.info.expires_at - (long long)time(NULL));
+		rc = PS_EXIT_OK;
+	} else if (got == 1) {
+		snprintf(line, linelen, "ok renewed by the keeper");
+		rc = PS_EXIT_OK;
+	} else {
+		snprintf(line, linelen,
+			 "the keeper did not renew the token within 15 s: see the log");
 	}
 	ps_free_secret(old, oldlen + 1);
+	ps_app_token_clear(&app);
 	return rc;
 }
 
@@ -391,6 +506,8 @@ static int run_user(int argc, char **argv)
 	}
 	if (rc == PS_EXIT_OK && !strcmp(cmd.name, "login"))
 		fprintf(stderr, "spotify-token: connected to Spotify (%s)\n", line);
+	else if (rc == PS_EXIT_OK && !strcmp(cmd.name, "refresh") && strncmp(line, "ok", 2) != 0)
+		fprintf(stderr, "spotify-token: refresh: %s\n", line); /* a note, not an error */
 	else if (rc != PS_EXIT_OK)
 		fprintf(stderr, "spotify-token: %s: %s\n", cmd.name, line);
 	return rc;
@@ -405,6 +522,7 @@ int main(int argc, char **argv)
 {
 	bool pam_mode = argc == 2 && strcmp(argv[1], "--pam") == 0;
 	bool keeper_mode = argc == 2 && strcmp(argv[1], "keeper") == 0;
+	bool app_mode = argc == 2 && strcmp(argv[1], "app-keeper") == 0;
 	bool user_mode = argc >= 2 && is_user_cmd(argv[1]);
 
 	if (harden() < 0) {
@@ -419,12 +537,12 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return PS_EXIT_OK;
 	}
-	if (!pam_mode && !user_mode && !keeper_mode) {
+	if (!pam_mode && !user_mode && !keeper_mode && !app_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;
 	}
 	if (running_as_root()) {
-		if (pam_mode)
+		if (pam_mode || app_mode)
 			answer(PROG ": refusing to run as root");
 		else
 			fprintf(stderr,
@@ -435,5 +553,7 @@ int main(int argc, char **argv)
 	}
 	if (keeper_mode)
 		return run_keeper();
+	if (app_mode)
+		return run_app_keeper();
 	return pam_mode ? run_pam() : run_user(argc, argv);
 }

@@ -357,6 +357,29 @@ static int parse_bool(bool *dst, const char *v, const char *what, char *err, siz
 	return 0;
 }
 
+/* A system user name: letters, digits, '_', '.', '-' (not first); the app keeper runs as it. */
+static int set_app_user(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *s;
+
+	for (s = v; *s; s++) {
+		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s)) {
+			ps_errf(err, errlen,
+				"app_user must be a user name (letters, digits, _ . -), not '%s'",
+				v);
+			return -1;
+		}
+	}
+	if (v[0] == '-' || !strcmp(v, "root")) {
+		ps_errf(err, errlen,
+			"app_user '%s' is refused: name a dedicated unprivileged system user "
+			"such as %s",
+			v, PS_DEFAULT_APP_USER);
+		return -1;
+	}
+	return set_string(cfg->app_user, sizeof(cfg->app_user), v, "app_user", err, errlen);
+}
+
 static int set_remove_on_close(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
 	return parse_bool(&cfg->remove_on_close, v, "remove_on_close", err, errlen);
@@ -378,6 +401,7 @@ static const struct key_def keys[] = {
 	{"redirect_uri", PS_SET_REDIRECT_URI, set_redirect_uri},
 	{"enroll", PS_SET_ENROLL, set_enroll},
 	{"refresh_margin", PS_SET_REFRESH_MARGIN, set_refresh_margin},
+	{"app_user", PS_SET_APP_USER, set_app_user},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -423,6 +447,7 @@ void ps_config_init(struct ps_config *cfg)
 	cfg->connect_timeout = 5;
 	cfg->remove_on_close = true;
 	cfg->refresh_margin = 300;
+	ps_strlcpy(cfg->app_user, PS_DEFAULT_APP_USER, sizeof(cfg->app_user));
 	ps_strlcpy(cfg->config_path, PS_CONFIG_PATH, sizeof(cfg->config_path));
 }
 

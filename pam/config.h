@@ -16,6 +16,8 @@
 #define PS_ERR_MAX		512
 #define PS_DEFAULT_ACCOUNTS_URL "https://accounts.spotify.com"
 #define PS_DEFAULT_REDIRECT_URI "http://127.0.0.1/callback"
+#define PS_DEFAULT_APP_USER	"_pam_spotify"
+#define PS_USER_NAME_MAX	64
 
 enum ps_flow {
 	PS_FLOW_CLIENT_CREDENTIALS = 0,
@@ -46,6 +48,7 @@ enum ps_key_bit {
 	PS_SET_REDIRECT_URI = 1u << 12,
 	PS_SET_ENROLL = 1u << 13,
 	PS_SET_REFRESH_MARGIN = 1u << 14,
+	PS_SET_APP_USER = 1u << 15,
 };
 
 enum ps_enroll {
@@ -65,8 +68,11 @@ struct ps_config {
 		[PS_URL_MAX]; /* http://127.0.0.1[:port]/path or http://[::1][:port]/path */
 	enum ps_enroll enroll;
 	unsigned refresh_margin; /* renew this many seconds before expiry */
-	bool interactive;        /* request only: the PAM conversation can prompt the user */
-	long session_pid;        /* request only: the PAM application's process, 0 if unknown */
+	bool interactive;	 /* request only: the PAM conversation can prompt the user */
+	long session_pid;	 /* request only: the PAM application's process, 0 if unknown */
+	char app_user[PS_USER_NAME_MAX]; /* client_credentials: the app keeper's system user */
+	long app_uid; /* request only: take the app token from the app keeper's cache, owned by
+			 this uid; 0: request a token of our own */
 	enum ps_keyring keyring;
 	unsigned timeout;	  /* seconds the module waits for the helper; total HTTP time */
 	unsigned connect_timeout; /* seconds for the TCP+TLS connect */

@@ -1,8 +1,9 @@
 /*
  * pam_spotify.c: the PAM session module. At session open it reads the configuration (and the
  * client secret, as root), runs the unprivileged helper as the user to obtain a Spotify access
- * token into the user's keyring, and logs one line. At session close it has the helper remove
- * the keys. It links libpam only: the network, TLS and JSON live in the helper.
+ * token into the user's keyring, and logs one line; a client credentials token comes from the
+ * host's app keeper (app_token.h). At session close it has the helper count the session and
+ * remove the keys. It links libpam only: the network, TLS and JSON live in the helper.
  */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
@@ -17,6 +18,7 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
+#include "pam/app_token.h"
 #include "pam/config.h"
 #include "pam/request.h"
 #include "pam/secret.h"
@@ -130,52 +132,73 @@ static int report(pam_handle_t *pamh, const struct ps_config *cfg, const struct 
 	}
 }
 
-/* Build the request (with the secret when the flow needs it) and run the helper. */
-static int run_helper(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw,
-		      enum ps_op op)
+/*
+ * Run the helper for op. The secret is read (and its file checked) at every open of a flow that
+ * has one; it goes to the helper only when the helper itself asks for the token, and to the app
+ * keeper when a client credentials open starts one (app_token.h). One deadline for it all.
+ */
+static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw,
+		      enum ps_op op, bool detached)
 {
 	const char *what = op == PS_OP_OPEN ? "open" : "close";
+	struct ps_spawn_opts o = {.mode = "--pam", .interactive = cfg->interactive && !detached};
 	char secret[PS_SECRET_MAX] = "", request[PS_REQUEST_MAX], err[PS_ERR_MAX];
 	struct ps_spawn_result res;
-	int len, rc, detached = 0;
+	int len, rc = PAM_SESSION_ERR;
 
+	o.deadline_ms = ps_spawn_deadline(cfg->timeout);
 	if (op == PS_OP_OPEN && cfg->flow != PS_FLOW_PKCE &&
 	    ps_secret_read(cfg->client_secret_file, secret, sizeof(secret), err, sizeof(err)) < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: %s", pw->pw_name, err);
 		return PAM_SESSION_ERR;
 	}
-	len = ps_request_format(cfg, op, secret, request, sizeof(request));
+	if (op == PS_OP_OPEN && cfg->flow == PS_FLOW_CLIENT_CREDENTIALS &&
+	    ps_app_open(pamh, cfg, pw, secret, o.deadline_ms, &res) == PS_APP_FAILED) {
+		explicit_bzero(secret, sizeof(secret));
+		return report(pamh, cfg, pw, what, &res);
+	}
+	len = ps_request_format(cfg, op, cfg->app_uid ? NULL : secret, request, sizeof(request));
 	explicit_bzero(secret, sizeof(secret));
 	if (len < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: request to the helper is too large",
 			   pw->pw_name);
 		return PAM_SESSION_ERR;
 	}
-	if (cfg->nowait && op == PS_OP_OPEN) {
-		detached = ps_spawn_detach();
-		if (detached <= 0) {
-			explicit_bzero(request, sizeof(request));
-			if (detached < 0)
-				pam_syslog(pamh, LOG_ERR, "user %s: cannot fork for nowait",
-					   pw->pw_name);
-			else if (cfg->debug)
-				pam_syslog(pamh, LOG_DEBUG, "user %s: helper started (nowait)",
-					   pw->pw_name);
-			return detached < 0 ? PAM_SESSION_ERR : PAM_IGNORE;
-		}
-	}
-	rc = ps_spawn_helper(pamh, pw, request, (size_t)len, cfg->timeout,
-			     cfg->interactive && !detached, &res);
-	explicit_bzero(request, sizeof(request));
-	if (rc < 0) {
+	if (ps_spawn_helper(pamh, pw, request, (size_t)len, &o, &res) < 0)
 		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s", pw->pw_name, what, res.message);
-		rc = PAM_SESSION_ERR;
-	} else {
+	else
 		rc = report(pamh, cfg, pw, what, &res);
+	explicit_bzero(request, sizeof(request));
+	return rc;
+}
+
+/* Open: with nowait, in a detached process that logs the outcome and ends. */
+static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
+{
+	int detached = 0, rc;
+
+	if (cfg->nowait) {
+		detached = ps_spawn_detach();
+		if (detached < 0)
+			pam_syslog(pamh, LOG_ERR, "user %s: cannot fork for nowait", pw->pw_name);
+		else if (detached == 0 && cfg->debug)
+			pam_syslog(pamh, LOG_DEBUG, "user %s: helper started (nowait)",
+				   pw->pw_name);
+		if (detached <= 0)
+			return detached < 0 ? PAM_SESSION_ERR : PAM_IGNORE;
 	}
+	rc = run_helper(pamh, cfg, pw, PS_OP_OPEN, detached);
 	if (detached)
 		_exit(0); /* the nowait waiter never returns into the application */
 	return rc;
+}
+
+/* Close: leave the host's registry (client credentials), then the helper counts the session. */
+static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
+{
+	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS)
+		ps_app_close(pamh, cfg, pw);
+	return run_helper(pamh, cfg, pw, PS_OP_CLOSE, false);
 }
 
 #define PS_DATA_SESSION "pam_spotify_session_pid"
@@ -216,7 +239,7 @@ static int session_open(pam_handle_t *pamh, int flags, int argc, const char **ar
 	pw = session_user(pamh, &rc);
 	if (!pw)
 		return rc;
-	return run_helper(pamh, &cfg, pw, PS_OP_OPEN);
+	return run_open(pamh, &cfg, pw);
 }
 
 static int session_close(pam_handle_t *pamh, int argc, const char **argv)
@@ -231,7 +254,7 @@ static int session_close(pam_handle_t *pamh, int argc, const char **argv)
 	pw = session_user(pamh, &rc);
 	if (!pw)
 		return rc;
-	return run_helper(pamh, &cfg, pw, PS_OP_CLOSE);
+	return run_close(pamh, &cfg, pw);
 }
 
 PS_EXPORT int pam_sm_open_session(pam_handle_t *pamh, int flags, int argc, const char **argv)

@@ -20,6 +20,8 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *se
 	ps_buf_printf(&o, "op = %s\n", op == PS_OP_OPEN ? "open" : "close");
 	ps_buf_printf(&o, "flow = %s\n", ps_flow_name(cfg->flow));
 	ps_buf_printf(&o, "client_id = %s\n", cfg->client_id);
+	if (cfg->client_secret_file[0]) /* the path (not the secret): it names the app token */
+		ps_buf_printf(&o, "client_secret_file = %s\n", cfg->client_secret_file);
 	if (cfg->scopes[0])
 		ps_buf_printf(&o, "scopes = %s\n", cfg->scopes);
 	ps_buf_printf(&o, "accounts_url = %s\n", cfg->accounts_url);
@@ -31,6 +33,9 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *se
 	ps_buf_printf(&o, "interactive = %s\n", cfg->interactive ? "yes" : "no");
 	if (cfg->session_pid > 0)
 		ps_buf_printf(&o, "session = %ld\n", cfg->session_pid);
+	ps_buf_printf(&o, "app_user = %s\n", cfg->app_user);
+	if (cfg->app_uid > 0)
+		ps_buf_printf(&o, "app_uid = %ld\n", cfg->app_uid);
 	ps_buf_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
 	ps_buf_printf(&o, "timeout = %u\n", cfg->timeout);
 	ps_buf_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
@@ -114,6 +119,17 @@ static int parse_item(struct ps_request *req, char *line, char *err, size_t errl
 		req->cfg.session_pid = (long)pid;
 		return 0;
 	}
+	if (!strcmp(key, "app_uid")) {
+		/* request only: the token comes from the app keeper's cache, owned by this uid */
+		unsigned long uid;
+
+		if (ps_parse_ulong(value, 1, 4294967294UL, &uid) < 0 || req->cfg.app_uid) {
+			snprintf(err, errlen, "request app_uid must be a user ID other than 0");
+			return -1;
+		}
+		req->cfg.app_uid = (long)uid;
+		return 0;
+	}
 	if (!strcmp(key, "secret")) {
 		size_t n = strlen(value);
 		if (n == 0 || n >= sizeof(req->secret) || req->secret_len) {
@@ -193,4 +209,12 @@ void ps_request_clear(struct ps_request *req)
 {
 	explicit_bzero(req->secret, sizeof(req->secret));
 	req->secret_len = 0;
+}
+
+void ps_request_redact(const struct ps_request *req, char *line, size_t linelen)
+{
+	if (req->secret_len && strstr(line, req->secret))
+		snprintf(line, linelen,
+			 "the accounts server's error message quoted the client "
+			 "secret and was withheld; check token_url");
 }

@@ -7,6 +7,7 @@
  *   pam_spotify-request 1
  *   op = open | close
  *   <config key> = <value>     (the same keys and checks as pam_spotify.conf)
+ *   interactive, session, app_uid = <value>  (request only: see struct ps_config)
  *   secret = <client secret>   (optional)
  *   end
  */
@@ -43,6 +44,9 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *se
 
 /* Parse a request. 0, or -1 with a reason in err. */
 int ps_request_parse(struct ps_request *req, const char *buf, size_t len, char *err, size_t errlen);
+
+/* A server could quote the client secret back in an error text: replace such a line. */
+void ps_request_redact(const struct ps_request *req, char *line, size_t linelen);
 
 /* Zero the secret. */
 void ps_request_clear(struct ps_request *req);

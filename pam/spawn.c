@@ -30,8 +30,9 @@ struct child_ctx {
 	const struct passwd *pw;
 	gid_t *groups;
 	int ngroups;
-	int in_fd;  /* becomes the helper's stdin */
-	int out_fd; /* becomes the helper's stdout */
+	int in_fd;	  /* becomes the helper's stdin */
+	int out_fd;	  /* becomes the helper's stdout */
+	const char *mode; /* the helper's argument */
 };
 
 /* The user's supplementary groups, looked up before fork (NSS is not for a forked child). */
@@ -123,7 +124,7 @@ static void child_setup_fds(const struct child_ctx *c)
 static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 {
 	char home[PATH_MAX + 8], user[300], logname[300];
-	char *const argv[] = {(char *)"pam_spotify_helper", (char *)"--pam", NULL};
+	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->mode, NULL};
 	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", home, user, logname, NULL};
 
 	child_reset_signals();
@@ -145,6 +146,18 @@ static long long now_ms(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+long long ps_spawn_deadline(unsigned timeout_s)
+{
+	return now_ms() + (long long)timeout_s * 1000;
+}
+
+long long ps_spawn_left_ms(long long deadline)
+{
+	long long left = deadline - now_ms();
+
+	return left > 0 ? left : 0;
 }
 
 static pid_t waitpid_eintr(pid_t pid, int *status, int options)
@@ -288,7 +301,7 @@ static void wait_helper(pid_t pid, struct waiter *w)
 
 /* Fork and exec the helper; hand over the request; wait. SIGCHLD is default meanwhile. */
 static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqlen,
-			  unsigned timeout_s, bool interactive, struct ps_spawn_result *res)
+			  const struct ps_spawn_opts *o, struct ps_spawn_result *res)
 {
 	struct waiter w = {.pamh = c->pamh, .in_fd = -1, .res = res};
 	int sv[2], out[2];
@@ -317,13 +330,13 @@ static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqle
 	if (send(sv[0], request, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen)
 		ps_strlcpy(res->message, "could not hand the request to the helper",
 			   sizeof(res->message));
-	if (interactive)
+	if (o->interactive)
 		w.in_fd = sv[0]; /* stays open for the answers to the helper's prompts */
 	else
 		shutdown(sv[0], SHUT_WR);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	w.out_fd = out[0];
-	w.deadline = now_ms() + (long long)timeout_s * 1000;
+	w.deadline = o->deadline_ms;
 	wait_helper(pid, &w);
 	close(sv[0]);
 	close(out[0]);
@@ -331,9 +344,9 @@ static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqle
 }
 
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
-		    unsigned timeout_s, bool interactive, struct ps_spawn_result *res)
+		    const struct ps_spawn_opts *o, struct ps_spawn_result *res)
 {
-	struct child_ctx c = {.pamh = pamh, .pw = pw};
+	struct child_ctx c = {.pamh = pamh, .pw = pw, .mode = o->mode};
 	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
 	int rc;
 
@@ -346,7 +359,7 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 	}
 	sigemptyset(&dfl.sa_mask);
 	sigaction(SIGCHLD, &dfl, &old);
-	rc = spawn_and_wait(&c, request, reqlen, timeout_s, interactive, res);
+	rc = spawn_and_wait(&c, request, reqlen, o, res);
 	sigaction(SIGCHLD, &old, NULL);
 	free(c.groups);
 	if (rc < 0)

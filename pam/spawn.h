@@ -22,9 +22,21 @@ struct ps_spawn_result {
 	char message[PS_HELPER_LINE_MAX]; /* the helper's answer line, printable ASCII only */
 };
 
+struct ps_spawn_opts {
+	const char *mode;      /* the helper's one argument: "--pam", or "app-keeper" */
+	long long deadline_ms; /* when to kill it: ps_spawn_deadline() */
+	bool interactive;      /* see ps_spawn_helper */
+};
+
+/* The deadline timeout_s seconds from now, for ps_spawn_opts (a monotonic clock, in ms). */
+long long ps_spawn_deadline(unsigned timeout_s);
+
+/* Milliseconds left until deadline (0 when past). */
+long long ps_spawn_left_ms(long long deadline);
+
 /*
- * Run the helper for pw with request on its stdin, waiting at most timeout_s seconds. When
- * interactive, the helper may ask for the PAM conversation with "conv-info TEXT" and
+ * Run the helper for pw with request on its stdin, killing it at o->deadline_ms. When
+ * o->interactive, the helper may ask for the PAM conversation with "conv-info TEXT" and
  * "conv-prompt TEXT" lines on its stdout; the module shows them (pam_info, pam_prompt with echo
  * on), answers each prompt with "answer TEXT" (or "cancel") on the helper's stdin, and gives the
  * user 300 s from the last such line.
@@ -32,7 +44,7 @@ struct ps_spawn_result {
  * res->message).
  */
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
-		    unsigned timeout_s, bool interactive, struct ps_spawn_result *res);
+		    const struct ps_spawn_opts *o, struct ps_spawn_result *res);
 
 /*
  * For nowait: fork a detached process (double fork, so the caller has no child left to reap).

@@ -72,6 +72,16 @@ ps_ensure_user() {
 	id "$1" >/dev/null 2>&1 || useradd -m -s /bin/sh "$1" >/dev/null 2>&1 || bail "cannot create user $1"
 }
 
+# ps_ensure_app_user: the app keeper's system user (app_user's default, _pam_spotify), as
+# tests/setup creates it, if missing. Sets PS_APP_USER and PS_APP_UID.
+PS_APP_USER=_pam_spotify
+ps_ensure_app_user() {
+	id "$PS_APP_USER" >/dev/null 2>&1 ||
+		useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+			"$PS_APP_USER" >/dev/null 2>&1 || bail "cannot create the app user $PS_APP_USER"
+	PS_APP_UID=$(id -u "$PS_APP_USER")
+}
+
 # as_user NAME COMMAND...: run COMMAND as NAME with a clean environment in a new anonymous
 # session keyring of its own (so it possesses none of root's keys).
 as_user() {
@@ -138,4 +148,137 @@ ps_server_stats() {
 # ps_json EXPR: evaluate a Python expression on the JSON `j` read from stdin and print it.
 ps_json() {
 	"$PYTHON" -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"
+}
+
+# --- PAM sessions, keys and readers (need $T from ps_tmpdir; open_held needs $DRIVER and
+# $T/pam.d)
+
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
+# wait_ms LIMIT CONDITION: poll the shell CONDITION every 0.1 s for at most LIMIT ms; sets WAITED
+# (ms) and succeeds when the condition came true.
+wait_ms() {
+	local start end
+	start=$(now_ms)
+	end=$((start + $1))
+	until eval "$2"; do
+		if [ "$(now_ms)" -ge "$end" ]; then
+			WAITED=$(($(now_ms) - start))
+			return 1
+		fi
+		sleep 0.1
+	done
+	WAITED=$(($(now_ms) - start))
+	return 0
+}
+user_key() { as_user "$1" keyctl search @u user "$2" 2>/dev/null; }
+no_keys() { [ -z "$(user_key "$1" spotify:access_token)" ] && [ -z "$(user_key "$1" spotify:token_info)" ]; }
+clear_keys() {
+	local id k
+	for k in spotify:access_token spotify:token_info; do
+		id=$(user_key "$1" "$k") && [ -n "$id" ] && as_user "$1" keyctl unlink "$id" @u >/dev/null 2>&1
+	done
+	return 0
+}
+# alive PID: the process exists and is not a zombie (PID 1 here may not reap orphans).
+alive() {
+	local st
+	st=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
+# as_user_q USER COMMAND...: as_user without keyctl's "Joined session keyring" line on stderr.
+as_user_q() {
+	local rc
+	as_user "$@" 2>"$T/as_user.err"
+	rc=$?
+	grep -v '^Joined session keyring' "$T/as_user.err" >&2
+	return $rc
+}
+reader() { local u=$1; shift; as_user_q "$u" "$PS_READER" "$@"; }
+
+# Background PAM sessions: the drivers we started (killed at exit if still there).
+DRIVERS=""
+# open_held SERVICE USER NAME: a session held open in the background until close_held (output in
+# $T/held.NAME); returns once its open line is out (at most 15 s). Sets HELD_PID. The hold is
+# ended by SIGUSR1, not a timer, so a slow machine cannot close a session before its checks ran;
+# HOLD_CAP s is only a backstop. The command (true) is there because the driver flushes its
+# output before it runs one: a file is buffered.
+HOLD_CAP=300
+open_held() {
+	PS_HOLD_OPEN=$HOLD_CAP "$DRIVER" "$T/pam.d" "$1" "$2" -- true >"$T/held.$3" 2>&1 &
+	HELD_PID=$!
+	DRIVERS="$DRIVERS $HELD_PID"
+	wait_ms 15000 "grep -q '^open=' '$T/held.$3'"
+}
+# close_held PID...: close held sessions now (pam_close_session runs) and wait for their drivers.
+close_held() {
+	kill -USR1 "$@" 2>/dev/null
+	wait "$@"
+}
+held_open() { sed -n 's/^open=\([0-9]*\) .*/\1/p' "$T/held.$1"; }
+held_close() { sed -n 's/^close=\([0-9]*\) .*/\1/p' "$T/held.$1"; }
+
+# sample USER SECONDS FILE: as USER, in a fresh session keyring (so not possessing the keys, like
+# a systemd service), run spotify-token --json every 0.5 s for SECONDS s. FILE gets one line a
+# sample: "<unix time> <exit code> <stdout>".
+sample() {
+	as_user "$1" sh -c '
+		end=$(($(date +%s) + $1))
+		while [ "$(date +%s)" -lt "$end" ]; do
+			t=$(date +%s.%N)
+			out=$("$2" --json 2>/dev/null)
+			rc=$?
+			echo "$t $rc $out"
+			sleep 0.5
+		done' sh "$2" "$PS_READER" >"$3" 2>/dev/null
+}
+# The samples, summed up as JSON: n; good (exit 0, expires_in > 0); bad (the others);
+# expired_printed (exit 0 with expires_in <= 0, or anything printed on a failure); tokens (the
+# distinct tokens in order); first_expires_at (of the first token); bad_samples (the first 8);
+# series: [time, exit code, token, expires_at, expires_in] for each sample.
+# summary FILE: sum up the samples in FILE; sj EXPR evaluates EXPR on that summary (as j).
+summary() { "$PYTHON" "$top_srcdir/tests/integration/samples.py" "$1" >"$T/summary.json"; }
+sj() { ps_json "$1" <"$T/summary.json"; }
+
+# ps_mem_has PID STRING: the process's writable and anonymous memory, read as root through
+# /proc/PID/mem, holds STRING. Exit 0 yes, 1 no, 2 its memory cannot be read here.
+ps_mem_has() {
+	"$PYTHON" - "$1" "$2" <<'PY'
+import sys
+pid, needle = sys.argv[1], sys.argv[2].encode()
+readable = False
+try:
+    maps = open("/proc/%s/maps" % pid).read().splitlines()
+    mem = open("/proc/%s/mem" % pid, "rb", 0)
+except OSError:
+    sys.exit(2)
+for line in maps:
+    f = line.split()
+    path = f[5] if len(f) > 5 else ""
+    if "r" not in f[1] or path in ("[vvar]", "[vsyscall]", "[vdso]"):
+        continue
+    if path.startswith("/") and "w" not in f[1]:
+        continue  # program text and read-only data
+    start, end = (int(x, 16) for x in f[0].split("-"))
+    try:
+        mem.seek(start)
+        data = mem.read(end - start)
+    except (OSError, ValueError, OverflowError):
+        continue
+    readable = True
+    if needle in data:
+        sys.exit(0)
+sys.exit(1 if readable else 2)
+PY
+}
+
+# ps_app_name CLIENT_ID TOKEN_URL SCOPES SECRET_FILE: the name pam_spotify gives that app token in
+# RUNDIR (pam/rundir.c: the client ID, "-", FNV-1a of the settings that make it, 8 hex digits).
+ps_app_name() {
+	"$PYTHON" - "$@" <<'PY'
+import sys
+h = 2166136261
+for c in "\n".join(sys.argv[1:5]).encode():
+    h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+print("%s-%08x" % (sys.argv[1][:200], h))
+PY
 }

@@ -42,7 +42,7 @@ GET  /__stats          {"token_requests", "by_grant": {grant_type|"none": N}, "e
                        "faults_served", "authorize_requests", "codes_issued",
                        "refresh_tokens_issued", "last_access_token", "last_refresh_token",
                        "issued": [access tokens, fault-free path only], "token_times": [[unix
-                       time, fault or null] for each token request, as the server took it],
+                       time received, fault or null] for each token request],
                        "active_refresh_tokens",
                        "codes": [authorization codes issued], "refresh_tokens": [refresh tokens
                        issued, minted ones too], "states": [state values received
@@ -269,11 +269,12 @@ class State:
             errors = self.counters["errors"]
             errors[error] = errors.get(error, 0) + 1
 
-    def take_fault(self):
-        """The fault this token request gets (or None), consuming one from fault_count."""
+    def take_fault(self, received):
+        """The fault this token request gets (or None), consuming one from fault_count; logs the
+        request's arrival time (server clock, Unix time) and its fault in token_times."""
         with self.lock:
             fault = self.settings["fault"]
-            self.counters["token_times"].append([round(time.time(), 3), fault])
+            self.counters["token_times"].append([round(received, 3), fault])
             if fault is None:
                 return None
             count = self.settings["fault_count"]
@@ -876,6 +877,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         content_type = self.headers.get("Content-Type", "")
         self.request_body = body
+        received = time.time()
         self.grant = grant_type_of(body)
         for verifier in form_values(body, "code_verifier"):
             state.record("code_verifiers", verifier)
@@ -883,7 +885,7 @@ class Handler(BaseHTTPRequestHandler):
         self.settings = state.snapshot()
         if self.settings["delay"] and state.stopping.wait(self.settings["delay"]):
             return
-        self.fault = state.take_fault()
+        self.fault = state.take_fault(received)
         if self.fault is not None:
             FAULTS[self.fault](self)
             return

@@ -33,6 +33,10 @@ static void test_defaults(void **state)
 	assert_true(cfg.remove_on_close);
 	assert_string_equal(cfg.token_url, "https://accounts.spotify.com/api/token");
 	assert_string_equal(cfg.scopes, "");
+	assert_string_equal(cfg.app_user, "_pam_spotify");
+	assert_int_equal(cfg.app_uid, 0);
+	assert_int_equal(parse(&cfg, "app_user = svc-spotify_1.x\n", err), 0);
+	assert_string_equal(cfg.app_user, "svc-spotify_1.x");
 }
 
 static void test_full_file(void **state)
@@ -166,6 +170,10 @@ static const struct bad_case bad_cases[] = {
 	{"scopes = a \"b\"\n", "scopes must be scope names"},
 	{"scopes = a\\b\n", "scopes must be scope names"},
 	{"authorize_url = http://example.com/authorize\n", "only allowed to a loopback"},
+	{"app_user = root\n", "app_user 'root' is refused"},
+	{"app_user = -x\n", "app_user '-x' is refused"},
+	{"app_user = a:b\n", "app_user must be a user name"},
+	{"app_user = a b\n", "app_user must be a user name"},
 };
 
 static void test_bad_files(void **state)

@@ -50,15 +50,40 @@ static void test_round_trip(void **state)
 	assert_string_equal(req.cfg.authorize_url, "https://127.0.0.1:4443/authorize");
 	assert_string_equal(req.cfg.redirect_uri, "http://127.0.0.1/callback");
 	assert_true(req.cfg.interactive);
+	assert_string_equal(req.cfg.client_secret_file, "/s"); /* the path names the app token */
+	assert_string_equal(req.cfg.app_user, "_pam_spotify");
+	assert_int_equal(req.cfg.app_uid, 0);
 	ps_request_clear(&req);
 	assert_int_equal(req.secret[0], 0);
 
 	len = ps_request_format(&cfg, PS_OP_CLOSE, NULL, buf, sizeof(buf));
 	assert_true(len > 0);
-	assert_null(strstr(buf, "secret"));
+	assert_null(strstr(buf, "\nsecret = ")); /* client_secret_file is a path, not the secret */
 	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
 	assert_int_equal(req.op, PS_OP_CLOSE);
 	assert_int_equal(req.secret_len, 0);
+}
+
+/* app_uid: request only, 1 to 2^32-2; the token then comes from the app keeper's cache. */
+static void test_app_uid(void **state)
+{
+	static const char zero[] = "pam_spotify-request 1\nop = open\napp_uid = 0\nend\n";
+	char buf[PS_REQUEST_MAX], err[PS_ERR_MAX];
+	struct ps_config cfg;
+	struct ps_request req;
+	int len;
+
+	(void)state;
+	sample_config(&cfg);
+	cfg.app_uid = 999;
+	len = ps_request_format(&cfg, PS_OP_OPEN, NULL, buf, sizeof(buf));
+	assert_true(len > 0);
+	assert_non_null(strstr(buf, "app_uid = 999\n"));
+	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
+	assert_int_equal(req.cfg.app_uid, 999);
+	assert_int_equal(req.secret_len, 0);
+	assert_int_equal(ps_request_parse(&req, zero, sizeof(zero) - 1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "app_uid must be a user ID other than 0"));
 }
 
 static void test_format_overflow_zeroes(void **state)
@@ -144,6 +169,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_app_uid),
 		cmocka_unit_test(test_format_overflow_zeroes),
 		cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_nul_and_long_line),

@@ -1,0 +1,75 @@
+/*
+ * keeper_loop.h: the event loop that the user's keeper and the host's app keeper share. It
+ * watches a session registry (pam/registry.h) with inotify and each live session's process with
+ * a pidfd, takes SIGUSR1 ("renew now") and SIGTERM/SIGINT/SIGHUP ("stop") through a signalfd,
+ * sleeps until the next renewal, and on a failed renewal retries with capped exponential backoff
+ * and jitter, at least Retry-After after a 429. What a renewal is, when the next one is due and
+ * what to do when the last session is gone are the keeper's own (struct ps_loop_ops).
+ */
+#ifndef PS_KEEPER_LOOP_H
+#define PS_KEEPER_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define PS_LOOP_NEVER (-1LL)
+
+struct ps_loop;
+
+struct ps_loop_ops {
+	/* Renew now. PS_EXIT_OK, or a PS_EXIT_* code with one line in line. */
+	int (*renew)(struct ps_loop *l, char *line, size_t linelen);
+	/* After a renewal that worked: wall-clock ms of the next one, or PS_LOOP_NEVER. */
+	long long (*schedule)(struct ps_loop *l);
+	/* Something changed in a directory added with ps_loop_watch (NULL: nothing to do). */
+	void (*changed)(struct ps_loop *l);
+	/* No live session is left (the registry was just rescanned): true ends the loop. */
+	bool (*try_exit)(struct ps_loop *l);
+};
+
+struct ps_loop_session {
+	long pid;
+	int pidfd;
+	char name[64];
+};
+
+struct ps_loop {
+	const struct ps_loop_ops *ops;
+	void *ctx;	 /* the keeper's own state */
+	const char *who; /* names the keeper in log lines: "user 1000", "app keeper" */
+	int dfd;	 /* the session registry (not owned) */
+	int ifd, sfd;	 /* inotify, signalfd */
+	int registry_wd; /* the registry's inotify watch */
+	struct ps_loop_session *sessions;
+	int nsessions, cap;
+	long long next_ms; /* wall clock (ms) of the next renewal, or PS_LOOP_NEVER */
+	unsigned failures; /* renewals that failed in a row */
+	bool stop;	   /* set by an op: end the loop after this step */
+};
+
+/* Wall-clock milliseconds. */
+long long ps_loop_now_ms(void);
+
+/*
+ * When to renew a token that expires at expires_at (Unix seconds): margin_s before, but no
+ * later than half its remaining life from now; now when it has expired.
+ */
+long long ps_loop_renew_at(long long expires_at, unsigned margin_s);
+
+/* Watch the registry at dfd and block the signals into a signalfd. 0 or -1. */
+int ps_loop_init(struct ps_loop *l, const struct ps_loop_ops *ops, void *ctx, const char *who,
+		 int dfd);
+
+/* Watch one more directory (a change calls ops->changed). 0 or -1. */
+int ps_loop_watch(struct ps_loop *l, int dirfd);
+
+/* Rebuild the table of live sessions from the registry; returns how many there are. */
+int ps_loop_rescan(struct ps_loop *l);
+
+/* Run until try_exit says so, an op sets stop, or a stop signal comes. */
+void ps_loop_run(struct ps_loop *l);
+
+/* Close what ps_loop_init opened. */
+void ps_loop_close(struct ps_loop *l);
+
+#endif

@@ -1,0 +1,135 @@
+/*
+ * rundir.c: the layout of RUNDIR and safe ways into it (see rundir.h).
+ */
+#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pam/rundir.h"
+#include "pam/util.h"
+
+#define CLIENT_PART_MAX 200
+
+/* FNV-1a, 32 bits: a name, not a secret; a collision only lets two configurations share. */
+static uint32_t fnv1a(uint32_t h, const char *s)
+{
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+void ps_app_name(const struct ps_config *cfg, char *out, size_t outlen)
+{
+	uint32_t h = 2166136261u;
+
+	h = fnv1a(h, cfg->client_id);
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, cfg->token_url);
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, cfg->scopes);
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, cfg->client_secret_file);
+	snprintf(out, outlen, "%.*s-%08x", CLIENT_PART_MAX, cfg->client_id, (unsigned)h);
+}
+
+void ps_app_path(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
+{
+	char app[PS_APP_NAME_MAX];
+
+	ps_app_name(cfg, app, sizeof(app));
+	snprintf(out, outlen, "%s/%s%s", PS_RUNDIR, app, suffix);
+}
+
+/* A directory owned by uid and not writable by group or others. 0, or -1 with err. */
+static int dir_check(int fd, const char *path, uid_t uid, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0) {
+		ps_errf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != uid || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		ps_errf(err, errlen,
+			"%s must be owned by uid %u and not writable by group or others "
+			"(it is uid %u, mode %04o): remove it, pam_spotify makes it again",
+			path, (unsigned)uid, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+		return -1;
+	}
+	return 0;
+}
+
+/* Just made: the mode in full (the caller's umask may be 077), then the owner. 0 or -1. */
+static int dir_hand_over(int fd, const char *path, mode_t mode, uid_t uid, gid_t gid, char *err,
+			 size_t errlen)
+{
+	if (fchmod(fd, mode) < 0 || ((uid != 0 || gid != 0) && fchown(fd, uid, gid) < 0)) {
+		ps_errf(err, errlen, "cannot set the mode or owner of %s: %s", path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Open (and, when create, make) the directory name at dirfd; checked as dir_check says. */
+static int dir_open(int dirfd, const char *name, const char *path, bool create, mode_t mode,
+		    uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	bool made = create && mkdirat(dirfd, name, 0700) == 0;
+	int fd;
+
+	if (create && !made && errno != EEXIST) {
+		ps_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		ps_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((made && dir_hand_over(fd, path, mode, uid, gid, err, errlen) < 0) ||
+	    dir_check(fd, path, uid, err, errlen) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The directories above RUNDIR, made (root, 0755) when missing: configure fixed the path. */
+static void make_parents(void)
+{
+	char path[] = PS_RUNDIR, *p;
+
+	for (p = path + 1; (p = strchr(p, '/')); p++) {
+		*p = '\0';
+		if (mkdir(path, 0755) == 0)
+			chmod(path, 0755); /* whatever the umask */
+		*p = '/';
+	}
+}
+
+int ps_rundir_open(bool create, char *err, size_t errlen)
+{
+	if (create && access(PS_RUNDIR, F_OK) < 0)
+		make_parents();
+	return dir_open(AT_FDCWD, PS_RUNDIR, PS_RUNDIR, create, 0755, 0, 0, err, errlen);
+}
+
+int ps_rundir_subdir(int rfd, const struct ps_config *cfg, const char *suffix, bool create,
+		     mode_t mode, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	char name[PS_APP_NAME_MAX + 16], path[PATH_MAX];
+
+	ps_app_name(cfg, name, sizeof(name) - 16);
+	ps_strlcpy(name + strlen(name), suffix, 16);
+	snprintf(path, sizeof(path), "%s/%s", PS_RUNDIR, name);
+	return dir_open(rfd, name, path, create, mode, uid, gid, err, errlen);
+}
