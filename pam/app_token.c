@@ -147,6 +147,9 @@ static enum ps_app_outcome ensure_keeper(struct app_open *a, struct ps_spawn_res
 {
 	if (keeper_running(a))
 		return PS_APP_READY;
+	/* drop the entries of sessions that died unclosed (the app keeper may not: RUNDIR's
+	 * registry is root's); here, not at every login, which would read /proc for each entry */
+	ps_registry_scan(a->sfd, NULL, NULL);
 	if (keeper_start(a, res) < 0)
 		return fallback(a);
 	/* 1: it cannot serve here; 127: it did not start (e.g. the helper is not the app user's) */
@@ -188,7 +191,6 @@ enum ps_app_outcome ps_app_open(pam_handle_t *pamh, struct ps_config *cfg, const
 		app_open_close(&a);
 		return fallback(&a);
 	}
-	ps_registry_scan(a.sfd, NULL, NULL); /* drop the entries of sessions that died unclosed */
 	if (ps_registry_add(a.sfd, (long)pw->pw_uid, cfg->session_pid, a.why, sizeof(a.why)) < 0 ||
 	    (rc = host_lock(&a)) < 0) {
 		app_open_close(&a);

@@ -24,6 +24,7 @@
 #include "pam/secret.h"
 #include "pam/spawn.h"
 #include "pam/util.h"
+#include "pam/warm.h"
 
 #define PS_EXPORT __attribute__((visibility("default")))
 
@@ -132,6 +133,13 @@ static int report(pam_handle_t *pamh, const struct ps_config *cfg, const struct 
 	}
 }
 
+/* The fast path's open (warm.h): one log line, as the helper's answer would give. */
+static int warm_report(pam_handle_t *pamh, const struct passwd *pw, const char *message)
+{
+	pam_syslog(pamh, LOG_INFO, "user %s: open: %s", pw->pw_name, message);
+	return PAM_SUCCESS;
+}
+
 /*
  * Run the helper for op. The secret is read (and its file checked) at every open of a flow that
  * has one; it goes to the helper only when the helper itself asks for the token, and to the app
@@ -157,6 +165,10 @@ static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct pa
 		explicit_bzero(secret, sizeof(secret));
 		return report(pamh, cfg, pw, what, &res);
 	}
+	if (op == PS_OP_OPEN && ps_warm_open(cfg, pw, res.message, sizeof(res.message))) {
+		explicit_bzero(secret, sizeof(secret));
+		return warm_report(pamh, pw, res.message);
+	}
 	len = ps_request_format(cfg, op, cfg->app_uid ? NULL : secret, request, sizeof(request));
 	explicit_bzero(secret, sizeof(secret));
 	if (len < 0) {
@@ -175,8 +187,14 @@ static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct pa
 /* Open: with nowait, in a detached process that logs the outcome and ends. */
 static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
 {
+	char line[PS_ERR_MAX];
 	int detached = 0, rc;
 
+	/* nowait: a token that needs nothing is there at once, without a detached process (for
+	 * client credentials only once the host's app keeper is known to serve: run_helper) */
+	if (cfg->nowait && cfg->flow != PS_FLOW_CLIENT_CREDENTIALS &&
+	    ps_warm_open(cfg, pw, line, sizeof(line)))
+		return warm_report(pamh, pw, line);
 	if (cfg->nowait) {
 		detached = ps_spawn_detach();
 		if (detached < 0)
@@ -193,11 +211,21 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	return rc;
 }
 
-/* Close: leave the host's registry (client credentials), then the helper counts the session. */
+/*
+ * Close: leave the host's registry (client credentials), then leave the user's: at once when the
+ * user's keeper runs (it sees the change and acts), else the helper counts the session.
+ */
 static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
 {
 	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS)
 		ps_app_close(pamh, cfg, pw);
+	if (ps_warm_close(cfg, pw)) {
+		if (cfg->debug)
+			pam_syslog(pamh, LOG_DEBUG,
+				   "user %s: close: left the running keeper's registry",
+				   pw->pw_name);
+		return PAM_SUCCESS;
+	}
 	return run_helper(pamh, cfg, pw, PS_OP_CLOSE, false);
 }
 

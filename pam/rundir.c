@@ -79,18 +79,25 @@ static int dir_hand_over(int fd, const char *path, mode_t mode, uid_t uid, gid_t
 	return 0;
 }
 
-/* Open (and, when create, make) the directory name at dirfd; checked as dir_check says. */
+/*
+ * Open (and, when create, make) the directory name at dirfd; checked as dir_check says. It is
+ * opened first and made only when missing: at most logins it is there, and a login is short.
+ */
 static int dir_open(int dirfd, const char *name, const char *path, bool create, mode_t mode,
 		    uid_t uid, gid_t gid, char *err, size_t errlen)
 {
-	bool made = create && mkdirat(dirfd, name, 0700) == 0;
-	int fd;
+	const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+	bool made = false;
+	int fd = openat(dirfd, name, flags);
 
-	if (create && !made && errno != EEXIST) {
-		ps_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
-		return -1;
+	if (fd < 0 && errno == ENOENT && create) {
+		made = mkdirat(dirfd, name, 0700) == 0;
+		if (!made && errno != EEXIST) {
+			ps_errf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+			return -1;
+		}
+		fd = openat(dirfd, name, flags);
 	}
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		ps_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
@@ -118,8 +125,11 @@ static void make_parents(void)
 
 int ps_rundir_open(bool create, char *err, size_t errlen)
 {
-	if (create && access(PS_RUNDIR, F_OK) < 0)
-		make_parents();
+	int fd = dir_open(AT_FDCWD, PS_RUNDIR, PS_RUNDIR, false, 0755, 0, 0, err, errlen);
+
+	if (fd >= 0 || !create)
+		return fd;
+	make_parents();
 	return dir_open(AT_FDCWD, PS_RUNDIR, PS_RUNDIR, create, 0755, 0, 0, err, errlen);
 }
 

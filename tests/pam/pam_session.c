@@ -22,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -219,6 +221,20 @@ static int run_as_user(const char *user, char **argv)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/*
+ * The peak RSS of the children reaped so far (RUSAGE_CHILDREN): 0 while the module has run no
+ * process (the helper it starts is always reaped; a nowait helper is not our child), so a test
+ * can tell a session that started no helper (with no COMMAND, at close too). PS_SHOW_CHILDREN=1
+ * prints it after the open and after the close, and after the open our uids (real, effective,
+ * saved) and dumpable flag, which a module must leave as they were.
+ */
+static long children_kb(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_CHILDREN, &ru) == 0 ? ru.ru_maxrss : -1;
+}
+
 int main(int argc, char **argv)
 {
 	struct pam_conv c = {conv, NULL};
@@ -241,6 +257,14 @@ int main(int argc, char **argv)
 	t0 = now_ms();
 	rc = pam_open_session(pamh, 0);
 	printf("open=%d ms=%lld (%s)\n", rc, now_ms() - t0, pam_strerror(pamh, rc));
+	if (getenv("PS_SHOW_CHILDREN")) {
+		uid_t r, e, su;
+
+		getresuid(&r, &e, &su);
+		printf("open_children_kb=%ld\n", children_kb());
+		printf("open_uids=%u/%u/%u dumpable=%d\n", (unsigned)r, (unsigned)e, (unsigned)su,
+		       prctl(PR_GET_DUMPABLE));
+	}
 	if (rc == PAM_SUCCESS || rc == PAM_IGNORE || rc == PAM_SESSION_ERR) {
 		if (argc > 5)
 			printf("command=%d\n", run_as_user(argv[3], argv + 5));
@@ -249,6 +273,8 @@ int main(int argc, char **argv)
 			hold_open(strtoul(hold, NULL, 10));
 		rc = pam_close_session(pamh, 0);
 		printf("close=%d (%s)\n", rc, pam_strerror(pamh, rc));
+		if (getenv("PS_SHOW_CHILDREN"))
+			printf("close_children_kb=%ld\n", children_kb());
 	}
 	pam_end(pamh, rc);
 	return 0;
