@@ -13,8 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include <curl/curl.h>
 
+#include "helper/curl_load.h"
 #include "helper/http.h"
 #include "pam/util.h"
 
@@ -434,12 +434,16 @@ int ps_http_post_form(const struct ps_config *cfg, const char *url, const char *
 	struct endpoint ep = {0};
 	struct transfer t = {resp, false};
 	struct curl_slist *headers = NULL, *h;
-	CURLU *u = curl_url();
-	CURL *c = curl_easy_init();
+	CURLU *u;
+	CURL *c;
 	int rc = PS_EXIT_NETWORK;
 
 	memset(resp, 0, sizeof(*resp));
 	resp->retry_after = -1;
+	if (ps_curl_load(err, errlen) < 0)
+		return PS_EXIT_NETWORK;
+	u = curl_url();
+	c = curl_easy_init();
 	snprintf(err, errlen, "cannot set up the HTTP request (out of memory?)");
 	if (!u || !c || body_alloc(resp) < 0)
 		goto out;

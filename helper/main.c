@@ -21,10 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 
 #include "helper/app_cache.h"
 #include "helper/app_keeper.h"
+#include "helper/curl_load.h"
 #include "helper/http.h"
 #include "helper/oauth_error.h"
 #include "helper/grant.h"
@@ -220,10 +220,7 @@ static int run_keeper(void)
 	rc = read_request(&req, line, sizeof(line));
 	if (rc != PS_EXIT_OK)
 		return rc;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		rc = PS_EXIT_NETWORK;
-	else
-		rc = ps_keeper_run(&req);
+	rc = ps_keeper_run(&req);
 	ps_request_clear(&req);
 	return rc;
 }
@@ -245,12 +242,8 @@ static int run_app_keeper(void)
 	}
 	if (rc == PS_EXIT_OK)
 		rc = check_open_request(&req, line, sizeof(line));
-	if (rc == PS_EXIT_OK && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(line, sizeof(line), "cannot initialise libcurl");
-		rc = PS_EXIT_NETWORK;
-	} else if (rc == PS_EXIT_OK) {
+	if (rc == PS_EXIT_OK)
 		rc = ps_app_keeper_start(&req, line, sizeof(line));
-	}
 	if (rc != PS_EXIT_OK)
 		ps_request_redact(&req, line, sizeof(line));
 	ps_request_clear(&req);
@@ -267,13 +260,10 @@ static int run_pam(void)
 
 	memset(&req, 0, sizeof(req));
 	rc = read_request(&req, line, sizeof(line));
-	if (rc == PS_EXIT_OK && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(line, sizeof(line), "cannot initialise libcurl");
-		rc = PS_EXIT_NETWORK;
-	} else if (rc == PS_EXIT_OK) {
+	if (rc == PS_EXIT_OK) {
 		rc = req.op == PS_OP_OPEN ? op_open(&req, line, sizeof(line))
 					  : op_close(&req, line, sizeof(line));
-		curl_global_cleanup();
+		ps_curl_unload();
 	}
 	if (rc != PS_EXIT_OK)
 		ps_request_redact(&req, line, sizeof(line));
@@ -488,10 +478,7 @@ static int run_user(int argc, char **argv)
 	 */
 	unsetenv("XDG_STATE_HOME");
 	rc = user_config(&cmd, &cfg, line, sizeof(line));
-	if (rc == PS_EXIT_OK && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(line, sizeof(line), "cannot initialise libcurl");
-		rc = PS_EXIT_NETWORK;
-	} else if (rc == PS_EXIT_OK) {
+	if (rc == PS_EXIT_OK) {
 		if (!strcmp(cmd.name, "login")) {
 			rc = ps_user_token_enroll(&cfg, NULL, PS_VIA_TERMINAL,
 						  (unsigned)cmd.timeout_s, line, sizeof(line));
@@ -502,7 +489,7 @@ static int run_user(int argc, char **argv)
 			rc = ps_user_token_logout(&cfg, line, sizeof(line));
 		else
 			rc = user_refresh(&cfg, line, sizeof(line));
-		curl_global_cleanup();
+		ps_curl_unload();
 	}
 	if (rc == PS_EXIT_OK && !strcmp(cmd.name, "login"))
 		fprintf(stderr, "spotify-token: connected to Spotify (%s)\n", line);
