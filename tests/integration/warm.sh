@@ -9,7 +9,8 @@
 # driver (tests/pam/pam_session, PS_SHOW_CHILDREN=1) reports the peak RSS of the children it
 # reaped: 0 means the module ran no helper. It also reports its uids and dumpable flag after the
 # open, which the module must leave as they were (it switches only its real uid, as pam_keyinit
-# does). Needs root and an installed build (see session.sh).
+# does). And the user's keeper of the host's app token never maps libcurl, which the helper loads
+# at its first request only. Needs root and an installed build (see session.sh).
 . "$top_srcdir/tests/lib.sh"
 
 need_root
@@ -233,6 +234,13 @@ C1=$HELD_PID
 expect "cc cold open: PAM_SUCCESS, the helper ran" '[ "$(open_rc C1)" = 0 ] && [ "$(open_kids C1)" -gt 0 ]'
 wait_ms 3000 "[ \"\$(nkeepers $U)\" = 1 ]"
 tokc=$(as_user_q $U "$PS_READER")
+# libcurl is loaded at a helper's first request (helper/curl_load.c): the app keeper, which asked
+# for the token, has it mapped; the user's keeper, which only copies the app token, does not
+check "cc: the app keeper has libcurl mapped (it made the request)" \
+	grep -q 'libcurl\.so' "/proc/$(app_pid)/maps"
+ck=$(keepers $U)
+expect "cc: the user's keeper, which copies the app token, never mapped libcurl" \
+	'[ -n "$ck" ] && [ -r "/proc/$ck/maps" ] && ! grep -q "libcurl\.so" "/proc/$ck/maps"'
 hold cc C2
 check "cc warm open: PAM_SUCCESS" [ "$(open_rc C2)" = 0 ]
 check "cc warm open: no process started" [ "$(open_kids C2)" = 0 ]
