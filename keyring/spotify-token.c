@@ -390,15 +390,21 @@ static int output(struct reader *r)
 	if (out_open(&o) < 0)
 		return EXIT_OUTPUT;
 	switch (r->opts.mode) {
+	/* the three modes for programs: plain copies, no printf (see ps_buf_puts) */
 	case PS_MODE_TOKEN:
-		ps_buf_printf(&o, "%s\n", token);
+		ps_buf_puts(&o, token);
+		ps_buf_puts(&o, "\n");
 		break;
 	case PS_MODE_HEADER:
-		ps_buf_printf(&o, "Authorization: Bearer %s\n", token);
+		ps_buf_puts(&o, "Authorization: Bearer ");
+		ps_buf_puts(&o, token);
+		ps_buf_puts(&o, "\n");
 		break;
 	case PS_MODE_ENV:
 		/* b64token holds no quote, so single quotes are enough for a shell */
-		ps_buf_printf(&o, "export SPOTIFY_ACCESS_TOKEN='%s'\n", token);
+		ps_buf_puts(&o, "export SPOTIFY_ACCESS_TOKEN='");
+		ps_buf_puts(&o, token);
+		ps_buf_puts(&o, "'\n");
 		break;
 	case PS_MODE_JSON:
 		out_json(&o, r);

@@ -192,6 +192,21 @@ void ps_buf_printf(struct ps_buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void ps_buf_puts(struct ps_buf *b, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (b->full)
+		return;
+	if (n >= b->cap - b->len) {
+		b->full = true;
+		b->buf[b->len] = '\0';
+		return;
+	}
+	memcpy(b->buf + b->len, s, n + 1);
+	b->len += n;
+}
+
 void ps_buf_json_string(struct ps_buf *b, const char *s)
 {
 	ps_buf_printf(b, "\"");

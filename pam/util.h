@@ -46,6 +46,9 @@ struct ps_buf {
 
 void ps_buf_printf(struct ps_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* s as it is: the reader's common path, without the printf machinery (and its pages). */
+void ps_buf_puts(struct ps_buf *b, const char *s);
+
 /* A JSON string: `"` and `\` escaped, control bytes (and DEL) as \u00XX. */
 void ps_buf_json_string(struct ps_buf *b, const char *s);
 
