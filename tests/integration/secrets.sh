@@ -14,7 +14,9 @@
 #     /proc/PID/mem or environ;
 #   - the helper and the keeper run with the user's real, effective, saved and fs uids and gids,
 #     exactly the user's supplementary groups, no capabilities and no_new_privs: they cannot
-#     regain root.
+#     regain root. Client credentials are looked at without an app user (the user's helper and
+#     keeper hold the secret) and with one: the host's app keeper alone holds the secret, as the
+#     app user, non-dumpable, without core dumps, capabilities or a way back to root.
 # And the transport rules that can be seen from outside: response bodies are capped at 64 KiB
 # (with and without Content-Length), a redirect is not followed, even to a live server, and the
 # low-speed limit and connect_timeout end a stalled transfer before the total timeout.
@@ -95,13 +97,17 @@ conf() { # conf FILE FLOW CLIENT [extra lines...]
 	} >"$f"
 	chmod 644 "$f"
 }
-conf "$T/cc.conf" client_credentials testclient "client_secret_file = $P/secret"
+# cc: a login without the host's app keeper (no such app user), where the user's helper and keeper
+# hold the client secret; ccapp: with it (the app keeper alone holds the secret), section 1b
+conf "$T/cc.conf" client_credentials testclient "client_secret_file = $P/secret" \
+	"app_user = psnosuchuser"
+conf "$T/ccapp.conf" client_credentials testclient "client_secret_file = $P/secret"
 conf "$T/pkce.conf" pkce pkceclient "scopes = user-read-email" "enroll = never"
 conf "$T/code.conf" authorization_code confclient "client_secret_file = $P/secret" \
 	"scopes = user-read-email"
 mkdir -p "$T/pam.d"
 printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-for svc in cc pkce code; do
+for svc in cc ccapp pkce code; do
 	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
 		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
 done
@@ -375,6 +381,40 @@ expect "client_credentials: a login answered by a quoting server fails (PAM_SESS
 	'grep -q "^open=14 " "$T/o.cc-quote" && tail -1 "$PS_SYSLOG_FILE" | grep -q "user $U: open: .*withheld"'
 close_held "$cc_drv"
 expect "client_credentials: the keeper ends with the session" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
+
+# ==== 1b. client_credentials with the host's app keeper: it alone holds the secret, as the app
+# user (never root), non-dumpable, no core, no capabilities, no_new_privs; the user cannot look in
+ps_ensure_app_user
+APP_UID=$(id -u _pam_spotify)
+ctl '{"expires_in": 3600, "delay": 5}'
+open_held ccapp ccapp
+app_drv=$HELD_PID
+app_pid=""
+wait_ms 6000 'app_pid=$(pgrep -u _pam_spotify -f "pam_spotify_helper app-keeper" | head -1); [ -n "$app_pid" ]'
+if [ -z "$app_pid" ]; then
+	not_ok "app keeper: found the process to inspect"
+else
+	snap app-keeper "$app_pid"
+	expect "app keeper (holds the client secret) (pid $app_pid): RLIMIT_CORE is 0, soft and hard ($(core_limit app-keeper))" \
+		'[ "$(core_limit app-keeper)" = "0 0" ] && [ $SAME_PROC = yes ]'
+	expect "app keeper: non-dumpable: /proc/PID/environ belongs to root while it runs as the app user ($(cat "$T/app-keeper.owner"))" \
+		'[ "$(cat "$T/app-keeper.owner")" = "0 0" ]'
+	expect "app keeper: $U cannot ptrace it nor open its /proc/PID/mem or environ ($(probe app-keeper))" \
+		'[ "$(probe app-keeper)" = "$DENIED" ]'
+	expect "app keeper: real, effective, saved and fs uid are the app user's ($(field app-keeper Uid)), never root" \
+		'[ "$(field app-keeper Uid)" = "$APP_UID $APP_UID $APP_UID $APP_UID" ] && no_uid0 app-keeper'
+	expect "app keeper: no capabilities and no_new_privs ($(field app-keeper NoNewPrivs))" \
+		'caps_none app-keeper && [ "$(field app-keeper NoNewPrivs)" = 1 ]'
+fi
+wait_ms 15000 '[ -n "$(held_open ccapp)" ]'
+ctl '{"delay": 0}'
+expect "client_credentials with the app keeper: the held session opened (PAM_SUCCESS)" \
+	'[ "$(held_open ccapp)" = 0 ]'
+close_held "$app_drv"
+expect "client_credentials with the app keeper: it ends with the host's last session (within 3 s)" \
+	'wait_ms 3000 "! pgrep -u _pam_spotify -f \"pam_spotify_helper app-keeper\" >/dev/null"'
+expect "client_credentials with the app keeper: the user's keeper ends too" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
+clear_keys
 
 # ==== 2. pkce with the sentinel refresh token: the helper refreshing at login, the keeper
 printf '{"client_id": "pkceclient", "scope": "user-read-email", "public": true, "refresh_token": "%s"}' \
