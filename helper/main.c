@@ -482,9 +482,6 @@ static int run_user(int argc, char **argv)
 		if (!strcmp(cmd.name, "login")) {
 			rc = ps_user_token_enroll(&cfg, NULL, PS_VIA_TERMINAL,
 						  (unsigned)cmd.timeout_s, line, sizeof(line));
-			if (rc == PS_EXIT_OK)
-				ps_keeper_poke(
-					&cfg); /* a keeper stopped by invalid_grant resumes */
 		} else if (!strcmp(cmd.name, "logout"))
 			rc = ps_user_token_logout(&cfg, line, sizeof(line));
 		else

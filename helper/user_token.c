@@ -18,6 +18,7 @@
 
 #include "helper/authorize.h"
 #include "helper/grant.h"
+#include "helper/keeper.h"
 #include "helper/listener.h"
 #include "helper/pkce.h"
 #include "helper/store.h"
@@ -292,6 +293,9 @@ int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum p
 		if (rc == PS_EXIT_OK)
 			rc = keep_tokens(cfg, &s, &tok, NULL, started, line, linelen);
 		ps_token_response_clear(&tok);
+		/* a keeper stopped by invalid_grant renews again, from the new refresh token */
+		if (rc == PS_EXIT_OK)
+			ps_keeper_poke(cfg);
 	}
 	enrollment_clear(&e);
 	ps_store_close(&s);

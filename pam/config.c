@@ -360,13 +360,14 @@ static int parse_bool(bool *dst, const char *v, const char *what, char *err, siz
 /* A system user name: letters, digits, '_', '.', '-' (not first); the app keeper runs as it. */
 static int set_app_user(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
+	struct shown sh;
 	const char *s;
 
 	for (s = v; *s; s++) {
 		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s)) {
 			ps_errf(err, errlen,
 				"app_user must be a user name (letters, digits, _ . -), not '%s'",
-				v);
+				show(&sh, v));
 			return -1;
 		}
 	}
@@ -374,7 +375,7 @@ static int set_app_user(struct ps_config *cfg, const char *v, char *err, size_t 
 		ps_errf(err, errlen,
 			"app_user '%s' is refused: name a dedicated unprivileged system user "
 			"such as %s",
-			v, PS_DEFAULT_APP_USER);
+			show(&sh, v), PS_DEFAULT_APP_USER);
 		return -1;
 	}
 	return set_string(cfg->app_user, sizeof(cfg->app_user), v, "app_user", err, errlen);

@@ -252,6 +252,63 @@ rc=$?
 expect "spotify-token login with authorization_code says it happens at the login prompt (exit 7)" \
 	'[ $rc = 7 ] && grep -q "connect your account at the login prompt" "$T/e7"'
 
+# --- authorization_code after a refusal: the login that meets it goes on without a token and
+# without a prompt; the next interactive login asks again (enroll = prompt), no logout needed
+curl -s --cacert "$CA" -X POST -d '{}' "$acc_URL/__revoke" >/dev/null
+clear_keys
+: >"$PS_SYSLOG_FILE"
+session code
+expect "authorization_code, refused refresh token: store marked, no prompt, no token, the log says to log in at a console" \
+	'[ "$OPEN" = 0 ] && [ -e "$STORE/confclient.reauth" ] && ! grep -q "^conv prompt" "$T/out" && grep -q "invalid_grant): log in at a console" "$PS_SYSLOG_FILE" && [ -z "$(user_key spotify:access_token)" ]'
+# ... and a keeper stopped by a refusal renews again after that interactive login (6 s tokens,
+# renewed at half their life while a session is held open)
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+old=$(cat "$STORE/confclient.refresh")
+export PS_CONV_ANSWER="url=\$(grep -o 'https://[^ ]*' | head -1); curl -s --cacert $CA -o /dev/null -w '%{redirect_url}' \"\$url\""
+open_held code $U acwake
+drv=$HELD_PID
+expect "authorization_code, marked store: the next interactive login connects again (mark gone, new refresh token)" \
+	'[ "$(held_open acwake)" = 0 ] && [ ! -e "$STORE/confclient.reauth" ] && [ "$(cat "$STORE/confclient.refresh")" != "$old" ]'
+curl -s --cacert "$CA" -X POST -d '{}' "$acc_URL/__revoke" >/dev/null
+expect "authorization_code: the keeper's renewal is refused and marks the store" \
+	'wait_ms $((10000 * PS_TIME_FACTOR)) "[ -e \"$STORE/confclient.reauth\" ]"'
+sleep 4 # a stopped keeper makes no request: no refresh grant from here on without the wake-up
+r0=$(refreshes)
+session code -- "$PS_READER"
+unset PS_CONV_ANSWER
+wait_ms $((10000 * PS_TIME_FACTOR)) "[ \$(refreshes) -ge $((r0 + 2)) ]"
+r1=$(refreshes)
+expect "authorization_code: after connecting again at a login the keeper renews again (refresh grants $r0 -> $r1 in $WAITED ms)" \
+	'[ "$OPEN" = 0 ] && [ ! -e "$STORE/confclient.reauth" ] && [ "$r1" -ge $((r0 + 2)) ]'
+close_held "$drv"
+ps_server_control "$acc_URL" '{"expires_in": 3600}'
+
+# --- a keeper stopped by a refused refresh token renews again after spotify-token login (login
+# wakes it): 6 s tokens, renewed at half their life while a session is held open
+ps_server_control "$acc_URL" '{"expires_in": 6}'
+clear_keys
+login_start --timeout=20
+curl -s -o /dev/null "$(browse "$URL")"
+login_wait
+open_held pkce $U wake
+drv=$HELD_PID
+expect "wake: login and the held session succeed" '[ "$LOGIN_RC" = 0 ] && [ "$(held_open wake)" = 0 ]'
+curl -s --cacert "$CA" -X POST -d '{}' "$acc_URL/__revoke" >/dev/null
+expect "wake: the keeper's renewal is refused and marks the store" \
+	'wait_ms $((10000 * PS_TIME_FACTOR)) "[ -e \"$STORE/pkceclient.reauth\" ]"'
+sleep 4 # a stopped keeper makes no request: no refresh grant from here on without the wake-up
+r0=$(refreshes)
+login_start --timeout=20
+curl -s -o /dev/null "$(browse "$URL")"
+login_wait
+wait_ms $((10000 * PS_TIME_FACTOR)) "[ \$(refreshes) -ge $((r0 + 2)) ]"
+r1=$(refreshes)
+expect "wake: after spotify-token login the keeper renews again (refresh grants $r0 -> $r1 in $WAITED ms)" \
+	'[ "$LOGIN_RC" = 0 ] && [ "$r1" -ge $((r0 + 2)) ]'
+close_held "$drv"
+ps_server_control "$acc_URL" '{"expires_in": 3600}'
+
+
 # --- no secret, code, verifier or refresh token in any log or output
 expect "no client secret or refresh token in the logs or outputs" \
 	'! grep -q -F -e "$SECRET" -e "$(stats "j[\"last_refresh_token\"]")" "$PS_SYSLOG_FILE" "$T"/*.log "$T/out" "$T"/login.* "$T"/storm.*'

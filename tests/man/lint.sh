@@ -1,33 +1,76 @@
 #!/bin/bash
-# lint.sh: the man pages are clean under mandoc -Tlint, and they document what the code accepts:
-# every configuration key, every spotify-token option and every exit code.
+# lint.sh: the man pages are clean under mandoc -Tlint (style messages included) and groff -ww,
+# and they document what the code accepts: every configuration key (also in the example file),
+# every spotify-token and helper option and mode, every exit code, every environment variable the
+# programs read; and each page has the sections a reader looks for.
 . "$top_srcdir/tests/lib.sh"
 
 man="$top_srcdir/man"
+pages="pam_spotify.8 pam_spotify.conf.5 spotify-token.1 pam_spotify_helper.8"
 if command -v mandoc >/dev/null 2>&1; then
-	for page in pam_spotify.8 pam_spotify.conf.5 spotify-token.1 pam_spotify_helper.8; do
-		out=$(mandoc -Tlint -W warning "$man/$page" 2>&1)
+	for page in $pages; do
+		out=$(mandoc -Tlint "$man/$page" 2>&1)
 		expect "mandoc -Tlint: $page is clean${out:+ ($out)}" '[ -z "$out" ]'
 	done
 else
 	skip "mandoc -Tlint" "mandoc is not installed"
 fi
+if command -v groff >/dev/null 2>&1; then
+	for page in $pages; do
+		out=$(groff -ww -z -t -man "$man/$page" 2>&1)
+		expect "groff -ww: $page is clean${out:+ ($out)}" '[ -z "$out" ]'
+	done
+else
+	skip "groff -ww" "groff is not installed"
+fi
 
 # rendered text of a page, without hyphenation or adjustment surprises
 text() { MANWIDTH=200 man -l "$man/$1" 2>/dev/null | col -b; }
 conf5=$(text pam_spotify.conf.5)
+example="$top_srcdir/pam/pam_spotify.conf.example"
 for key in $(sed -n 's/^\t{"\([a-z_]*\)", PS_SET_.*/\1/p' "$top_srcdir/pam/config.c"); do
 	expect "pam_spotify.conf(5) documents the key $key" 'grep -q -- "^ *$key\b" <<<"$conf5"'
+	expect "the example configuration shows the key $key" 'grep -q -E "^#?$key = " "$example"'
 done
 tok1=$(text spotify-token.1)
 for opt in $(grep -o '"--[a-z-]\+' "$top_srcdir/keyring/reader_opts.c" | tr -d '"' | sort -u); do
 	expect "spotify-token(1) documents $opt" 'grep -q -- "$opt" <<<"$tok1"'
 done
-for code in 0 1 2 3 5 7; do
+for cmd in login logout refresh; do
+	expect "spotify-token(1) documents the subcommand $cmd" 'grep -q -E "^ +$cmd\b" <<<"$tok1"'
+done
+for code in 0 1 2 3 4 5 6 7; do
 	expect "spotify-token(1) documents exit code $code" 'grep -q -E "^ +$code\b" <<<"$tok1"'
+done
+helper8=$(text pam_spotify_helper.8)
+# the modes and options the helper's main() compares its arguments with
+helper_opts=$(grep -o -E 'str(n)?cmp\((argv\[[^]]+\]|arg), "[^"]+"' "$top_srcdir/helper/main.c" |
+	sed 's/.*"\(.*\)"/\1/; s/=$//' | sort -u)
+expect "the helper's modes and options are found in its source ($(echo $helper_opts))" \
+	'[ "$(wc -w <<<"$helper_opts")" -ge 10 ]'
+for opt in $helper_opts; do
+	expect "pam_spotify_helper(8) documents $opt" 'grep -q -E -- "^ +([a-z]+, )*$opt\b" <<<"$helper8"'
+done
+for code in 0 1 2 4 5 6 7; do
+	expect "pam_spotify_helper(8) documents exit code $code" 'grep -q -E "^ +$code\b" <<<"$helper8"'
 done
 pam8=$(text pam_spotify.8)
 for arg in config= debug nowait; do
 	expect "pam_spotify(8) documents the module argument $arg" 'grep -q -- "$arg" <<<"$pam8"'
+done
+# every environment variable a program reads is in the ENVIRONMENT section of its user's page
+for var in $(grep -h -o -E '(getenv|unsetenv)\("[A-Z_]+"\)' "$top_srcdir"/helper/*.c "$top_srcdir"/keyring/*.c |
+	sed 's/.*("\(.*\)")/\1/' | sort -u); do
+	expect "spotify-token(1) and pam_spotify_helper(8) document the environment variable $var" \
+		'sed -n "/^ENVIRONMENT/,/^FILES/p" <<<"$tok1" | grep -q -w "$var" && sed -n "/^ENVIRONMENT/,/^FILES/p" <<<"$helper8" | grep -q -w "$var"'
+done
+for page in $pages; do
+	sections=$(grep -E '^\.SH ' "$man/$page")
+	for s in DESCRIPTION FILES EXAMPLES "SEE ALSO"; do
+		expect "$page has a $s section" 'grep -q -x "\.SH \"\?$s\"\?" <<<"$sections"'
+	done
+done
+for page in pam_spotify.8 spotify-token.1 pam_spotify_helper.8; do
+	expect "$page has an ENVIRONMENT section" 'grep -q -x "\.SH ENVIRONMENT" "$man/$page"'
 done
 done_testing

@@ -174,6 +174,13 @@ static const struct bad_case bad_cases[] = {
 	{"app_user = -x\n", "app_user '-x' is refused"},
 	{"app_user = a:b\n", "app_user must be a user name"},
 	{"app_user = a b\n", "app_user must be a user name"},
+	/* quoted as every other bad value: printable ASCII only, at most 64 characters */
+	{"app_user = a\xc3\xa9" "b\n",
+	 "test.conf:1: app_user must be a user name (letters, digits, _ . -), not 'a??b'"},
+	{"app_user = -xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+	 "app_user '-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...' is refused"},
 };
 
 static void test_bad_files(void **state)
@@ -279,8 +286,8 @@ static const struct key_case key_cases[] = {
 	{"refresh_margin", "600", "-1",
 	 "refresh_margin must be a whole number of seconds from 1 to 3600, not '-1'", "", '9',
 	 "refresh_margin must be a whole number of seconds from 1 to 3600, not '@V@'"},
-	{"app_user", "_pam_spotify", "a b",
-	 "app_user must be a user name (letters, digits, _ . -), not 'a b'", "", 'a',
+	{"app_user", "svc_spotify", "a/b",
+	 "app_user must be a user name (letters, digits, _ . -), not 'a/b'", "", 'a',
 	 LONGER("app_user", 63)},
 };
 
