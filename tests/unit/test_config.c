@@ -279,6 +279,9 @@ static const struct key_case key_cases[] = {
 	{"refresh_margin", "600", "-1",
 	 "refresh_margin must be a whole number of seconds from 1 to 3600, not '-1'", "", '9',
 	 "refresh_margin must be a whole number of seconds from 1 to 3600, not '@V@'"},
+	{"app_user", "svc-spotify", "a b",
+	 "app_user must be a user name (letters, digits, _ . -), not 'a b'", "", 'a',
+	 LONGER("app_user", 63)},
 };
 
 #define NCASES (sizeof(key_cases) / sizeof(key_cases[0]))
