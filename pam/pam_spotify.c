@@ -152,7 +152,8 @@ static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct pa
 	struct ps_spawn_opts o = {.mode = "--pam", .interactive = cfg->interactive && !detached};
 	char secret[PS_SECRET_MAX] = "", request[PS_REQUEST_MAX], err[PS_ERR_MAX];
 	struct ps_spawn_result res;
-	int len, rc = PAM_SESSION_ERR;
+	int len, rc = PAM_SESSION_ERR, ulock = -1;
+	bool waited = false;
 
 	o.deadline_ms = ps_spawn_deadline(cfg->timeout);
 	if (op == PS_OP_OPEN && cfg->flow != PS_FLOW_PKCE &&
@@ -169,11 +170,20 @@ static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct pa
 		explicit_bzero(secret, sizeof(secret));
 		return warm_report(pamh, pw, res.message);
 	}
+	/* one helper at a time per user: a login that waited for another may need none */
+	if (op == PS_OP_OPEN && (ulock = ps_warm_login_lock(cfg, pw, &waited)) >= 0 && waited &&
+	    ps_warm_open(cfg, pw, res.message, sizeof(res.message))) {
+		close(ulock);
+		explicit_bzero(secret, sizeof(secret));
+		return warm_report(pamh, pw, res.message);
+	}
 	len = ps_request_format(cfg, op, cfg->app_uid ? NULL : secret, request, sizeof(request));
 	explicit_bzero(secret, sizeof(secret));
 	if (len < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: request to the helper is too large",
 			   pw->pw_name);
+		if (ulock >= 0)
+			close(ulock);
 		return PAM_SESSION_ERR;
 	}
 	if (ps_spawn_helper(pamh, pw, request, (size_t)len, &o, &res) < 0)
@@ -181,6 +191,8 @@ static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct pa
 	else
 		rc = report(pamh, cfg, pw, what, &res);
 	explicit_bzero(request, sizeof(request));
+	if (ulock >= 0)
+		close(ulock); /* the next login of the user goes on */
 	return rc;
 }
 

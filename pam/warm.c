@@ -28,11 +28,13 @@
 
 #include "keyring/token_info.h"
 #include "pam/registry.h"
+#include "pam/rundir.h"
 #include "pam/util.h"
 #include "pam/warm.h"
 
-#define KEY_TOKEN "spotify:access_token"
-#define KEY_INFO  "spotify:token_info"
+#define KEY_TOKEN    "spotify:access_token"
+#define KEY_INFO     "spotify:token_info"
+#define LOCK_POLL_NS (5L * 1000 * 1000)
 /* below the home directory: the helper's store (helper/store.c, without XDG_STATE_HOME) */
 static const char *const store_path[] = {".local", "state", "spotify-token"};
 
@@ -123,18 +125,40 @@ static int open_name(int dfd, const char *prefix, const char *suffix, int flags)
 	return openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 }
 
+/* The lock within wait_ms, polled: 0 taken (*waited: it was busy first), -1 not. */
+static int lock_within(int fd, long wait_ms, bool *waited)
+{
+	const struct timespec nap = {0, LOCK_POLL_NS};
+	struct timespec t0, t;
+
+	*waited = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
+			return -1;
+		*waited = true;
+		nanosleep(&nap, NULL);
+	}
+	return 0;
+}
+
 /*
- * The store as the helper leaves it, its lock taken at once (a busy lock: another login of the
- * user is at work, take the slow path), and the user's keeper running. 0, or -1 (store closed).
+ * The store as the helper leaves it, and its lock, waiting at most wait_ms while another login
+ * of the user holds it (that login is storing a token and starting the keeper: afterwards this
+ * one may find both). 0, or -1 (store closed).
  */
-static int store_join(struct store *s, const struct ps_config *cfg, const struct passwd *pw)
+static int store_lock(struct store *s, const struct ps_config *cfg, const struct passwd *pw,
+		      long wait_ms, bool *waited)
 {
 	int fd, next;
 	size_t i;
-	bool running;
 
 	s->dfd = s->lfd = s->sfd = -1;
 	s->uid = pw->pw_uid;
+	*waited = false;
 	if (!pw->pw_dir || pw->pw_dir[0] != '/')
 		return -1;
 	fd = open(pw->pw_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -147,22 +171,38 @@ static int store_join(struct store *s, const struct ps_config *cfg, const struct
 	if (fd < 0 || !owned(fd, s->uid, S_IFDIR))
 		goto out;
 	s->lfd = open_name(fd, cfg->client_id, ".lock", O_RDWR | O_NONBLOCK);
-	if (s->lfd < 0 || !owned(s->lfd, s->uid, S_IFREG) || flock(s->lfd, LOCK_EX | LOCK_NB) < 0)
-		goto out;
-	/* under the store lock a running keeper cannot be half-way out (helper/keeper.c) */
-	fd = open_name(s->dfd, cfg->client_id, ".keeper", O_RDONLY | O_NONBLOCK);
-	running = fd >= 0 && owned(fd, s->uid, S_IFREG) && flock(fd, LOCK_SH | LOCK_NB) < 0 &&
-		  errno == EWOULDBLOCK;
-	if (fd >= 0)
-		close(fd); /* a probe: a lock taken here is released at once */
-	if (!running)
-		goto out;
-	s->sfd = open_name(s->dfd, cfg->client_id, ".sessions", O_RDONLY | O_DIRECTORY);
-	if (s->sfd >= 0 && owned(s->sfd, s->uid, S_IFDIR))
+	if (s->lfd >= 0 && owned(s->lfd, s->uid, S_IFREG) &&
+	    lock_within(s->lfd, wait_ms, waited) == 0)
 		return 0;
 out:
 	store_close(s);
 	return -1;
+}
+
+/*
+ * Under the store lock: the user's keeper runs (it cannot be half-way out meanwhile, see
+ * helper/keeper.c), and its registry is open in s->sfd. 0 or -1.
+ */
+static int keeper_join(struct store *s, const struct ps_config *cfg)
+{
+	int fd = open_name(s->dfd, cfg->client_id, ".keeper", O_RDONLY | O_NONBLOCK);
+	bool running = fd >= 0 && owned(fd, s->uid, S_IFREG) && flock(fd, LOCK_SH | LOCK_NB) < 0 &&
+		       errno == EWOULDBLOCK;
+
+	if (fd >= 0)
+		close(fd); /* a probe: a lock taken here is released at once */
+	if (!running)
+		return -1;
+	s->sfd = open_name(s->dfd, cfg->client_id, ".sessions", O_RDONLY | O_DIRECTORY);
+	return s->sfd >= 0 && owned(s->sfd, s->uid, S_IFDIR) ? 0 : -1;
+}
+
+/* How long to wait for another login of the user: a quarter of the deadline, 2 s at most. */
+static long lock_wait_ms(const struct ps_config *cfg)
+{
+	long ms = (long)cfg->timeout * 250;
+
+	return ms < 2000 ? ms : 2000;
 }
 
 /* This session's entry, new (O_EXCL) and then the user's, or already there and the user's. */
@@ -199,22 +239,26 @@ static bool applies(const struct ps_config *cfg, const struct passwd *pw)
 int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, char *line, size_t linelen)
 {
 	long long expires_in = 0;
+	bool fresh, lost, waited;
 	struct store s;
-	bool lost;
 	int rc = 0;
 
 	/* client credentials: only the host's app token (cfg->app_uid), which the keeper copies;
 	 * without it every login asks for a token of its own */
 	if (!applies(cfg, pw) || (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS && cfg->app_uid <= 0))
 		return 0;
-	if (!token_fresh(cfg, pw->pw_uid, &expires_in, &lost)) {
+	fresh = token_fresh(cfg, pw->pw_uid, &expires_in, &lost);
+	if (lost)
+		abort(); /* cannot happen with euid 0; never return with the user's real uid */
+	if (store_lock(&s, cfg, pw, lock_wait_ms(cfg), &waited) < 0)
+		return 0;
+	/* no fresh token, but another login held the lock: it may have stored one meanwhile */
+	if (!fresh && waited) {
+		fresh = token_fresh(cfg, pw->pw_uid, &expires_in, &lost);
 		if (lost)
-			abort(); /* cannot happen with euid 0; never return with the user's real uid */
-		return 0;
+			abort();
 	}
-	if (store_join(&s, cfg, pw) < 0)
-		return 0;
-	if (register_session(&s, pw, cfg->session_pid) == 0) {
+	if (fresh && keeper_join(&s, cfg) == 0 && register_session(&s, pw, cfg->session_pid) == 0) {
 		snprintf(line, linelen,
 			 "ok token still valid keyring=%s expires_in=%lld (joined the running "
 			 "keeper; no helper)",
@@ -228,10 +272,36 @@ int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, char *lin
 int ps_warm_close(const struct ps_config *cfg, const struct passwd *pw)
 {
 	struct store s;
+	bool waited;
+	int rc = 0;
 
-	if (!applies(cfg, pw) || store_join(&s, cfg, pw) < 0)
+	if (!applies(cfg, pw) || store_lock(&s, cfg, pw, lock_wait_ms(cfg), &waited) < 0)
 		return 0;
-	ps_registry_remove(s.sfd, -1, cfg->session_pid);
+	if (keeper_join(&s, cfg) == 0) {
+		ps_registry_remove(s.sfd, -1, cfg->session_pid);
+		rc = 1;
+	}
 	store_close(&s);
-	return 1;
+	return rc;
+}
+
+int ps_warm_login_lock(const struct ps_config *cfg, const struct passwd *pw, bool *waited)
+{
+	char name[48], why[PS_ERR_MAX];
+	int rfd, fd;
+
+	*waited = false;
+	if (!applies(cfg, pw))
+		return -1;
+	rfd = ps_rundir_open(true, why, sizeof(why));
+	if (rfd < 0)
+		return -1;
+	snprintf(name, sizeof(name), "login-%lu.lock", (unsigned long)pw->pw_uid);
+	fd = openat(rfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	close(rfd);
+	if (fd >= 0 && (!owned(fd, 0, S_IFREG) || lock_within(fd, lock_wait_ms(cfg), waited) < 0)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
 }

@@ -4,7 +4,8 @@
 # process and makes no request: the module registers it with the keeper itself; a close while
 # the keeper runs only leaves the registry. Every other case takes the helper: a token that
 # lives less than refresh_margin, a token of another client, no keeper, keyring = session, a
-# registry that is a symbolic link. Through real PAM sessions (pam_keyinit + pam_spotify) against
+# registry that is a symbolic link. Concurrent logins of one user with no token run one helper: the
+# others wait for it on the login lock and join. Through real PAM sessions (pam_keyinit + pam_spotify) against
 # the fake accounts server, for pkce, nowait and client credentials (the host's app token). The
 # driver (tests/pam/pam_session, PS_SHOW_CHILDREN=1) reports the peak RSS of the children it
 # reaped: 0 means the module ran no helper. It also reports its uids and dumpable flag after the
@@ -226,6 +227,36 @@ expect "a token of another client: the helper runs and refreshes" \
 	'[ "$(open_kids O)" -gt 0 ] && [ "$(($(requests) - r1))" = 1 ]'
 release "$HELD_PID"
 wait_ms 3000 "[ \"\$(nkeepers $U)\" = 0 ]"
+
+# ==== 2b. concurrent logins of one user with no token: one helper, the others wait for it (the
+# login lock, RUNDIR/login-UID.lock) and join its keeper without a process of their own
+if [ "${PS_VALGRIND:-0}" = 1 ]; then
+	skip "5 concurrent logins: one helper, the others join" "valgrind pass: too slow for the wait"
+else
+	clear_keys $U
+	r1=$(requests)
+	cpids=""
+	for i in 1 2 3 4 5; do
+		PS_SHOW_CHILDREN=1 PS_HOLD_OPEN=300 "$DRIVER" "$T/pam.d" pkce $U >"$T/h.P$i" 2>&1 &
+		cpids="$cpids $!"
+	done
+	DRIVERS="$DRIVERS $cpids"
+	wait_ms 20000 "[ \$(cat $T/h.P[1-5] | grep -c '^open_uids=') = 5 ]"
+	nfast=0 nok=0
+	for i in 1 2 3 4 5; do
+		[ "$(open_rc P$i)" = 0 ] && nok=$((nok + 1))
+		[ "$(open_kids P$i)" = 0 ] && nfast=$((nfast + 1))
+	done
+	check "5 concurrent logins with no token: all PAM_SUCCESS ($nok)" [ $nok = 5 ]
+	check "5 concurrent logins with no token: one refresh request" [ "$(($(requests) - r1))" = 1 ]
+	check "5 concurrent logins with no token: the helper ran for fewer than all of them ($((5 - nfast)) helpers)" \
+		[ $nfast -ge 1 ]
+	check "5 concurrent logins with no token: one keeper" [ "$(nkeepers $U)" = 1 ]
+	check "the login lock is root's, in RUNDIR" \
+		[ "$(stat -c '%U %a' "$PS_RUNDIR/login-$(id -u $U).lock")" = "root 600" ]
+	release $cpids
+	wait_ms 3000 "[ \"\$(nkeepers $U)\" = 0 ]"
+fi
 
 # ==== 3. client credentials: the host's app token
 r1=$(requests)
