@@ -166,13 +166,13 @@ static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct pa
 		explicit_bzero(secret, sizeof(secret));
 		return report(pamh, cfg, pw, what, &res);
 	}
-	if (op == PS_OP_OPEN && ps_warm_open(cfg, pw, res.message, sizeof(res.message))) {
+	if (op == PS_OP_OPEN && ps_warm_open(cfg, pw, true, res.message, sizeof(res.message))) {
 		explicit_bzero(secret, sizeof(secret));
 		return warm_report(pamh, pw, res.message);
 	}
 	/* one helper at a time per user: a login that waited for another may need none */
 	if (op == PS_OP_OPEN && (ulock = ps_warm_login_lock(cfg, pw, &waited)) >= 0 && waited &&
-	    ps_warm_open(cfg, pw, res.message, sizeof(res.message))) {
+	    ps_warm_open(cfg, pw, true, res.message, sizeof(res.message))) {
 		close(ulock);
 		explicit_bzero(secret, sizeof(secret));
 		return warm_report(pamh, pw, res.message);
@@ -203,9 +203,10 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	int detached = 0, rc;
 
 	/* nowait: a token that needs nothing is there at once, without a detached process (for
-	 * client credentials only once the host's app keeper is known to serve: run_helper) */
+	 * client credentials only once the host's app keeper is known to serve: run_helper); this
+	 * check never waits for another login's lock */
 	if (cfg->nowait && cfg->flow != PS_FLOW_CLIENT_CREDENTIALS &&
-	    ps_warm_open(cfg, pw, line, sizeof(line)))
+	    ps_warm_open(cfg, pw, false, line, sizeof(line)))
 		return warm_report(pamh, pw, line);
 	if (cfg->nowait) {
 		detached = ps_spawn_detach();

@@ -236,7 +236,8 @@ static bool applies(const struct ps_config *cfg, const struct passwd *pw)
 	       pw->pw_uid != 0;
 }
 
-int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, char *line, size_t linelen)
+int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, bool may_wait, char *line,
+		 size_t linelen)
 {
 	long long expires_in = 0;
 	bool fresh, lost, waited;
@@ -250,7 +251,7 @@ int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, char *lin
 	fresh = token_fresh(cfg, pw->pw_uid, &expires_in, &lost);
 	if (lost)
 		abort(); /* cannot happen with euid 0; never return with the user's real uid */
-	if (store_lock(&s, cfg, pw, lock_wait_ms(cfg), &waited) < 0)
+	if (store_lock(&s, cfg, pw, may_wait ? lock_wait_ms(cfg) : 0, &waited) < 0)
 		return 0;
 	/* no fresh token, but another login held the lock: it may have stored one meanwhile */
 	if (!fresh && waited) {

@@ -20,9 +20,11 @@
 
 /*
  * At open: 1 when the session is registered with the user's running keeper and the token in
- * the keyring is fresh (line says so, for the log), else 0 and nothing is changed.
+ * the keyring is fresh (line says so, for the log), else 0 and nothing is changed. may_wait:
+ * wait (bounded) for another login of the user that holds the store lock; false for nowait.
  */
-int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, char *line, size_t linelen);
+int ps_warm_open(const struct ps_config *cfg, const struct passwd *pw, bool may_wait, char *line,
+		 size_t linelen);
 
 /* At close: 1 when the session left the registry of the user's running keeper, else 0. */
 int ps_warm_close(const struct ps_config *cfg, const struct passwd *pw);
