@@ -26,14 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keyring/keys.h" /* the key names only: the calls below are raw keyctl */
 #include "keyring/token_info.h"
 #include "pam/registry.h"
 #include "pam/rundir.h"
 #include "pam/util.h"
 #include "pam/warm.h"
 
-#define KEY_TOKEN    "spotify:access_token"
-#define KEY_INFO     "spotify:token_info"
 #define LOCK_POLL_NS (5L * 1000 * 1000)
 /* below the home directory: the helper's store (helper/store.c, without XDG_STATE_HOME) */
 static const char *const store_path[] = {".local", "state", "spotify-token"};
@@ -71,8 +70,8 @@ static bool token_fresh(const struct ps_config *cfg, uid_t uid, long long *expir
 	*lost = false;
 	if (setresuid(uid, (uid_t)-1, (uid_t)-1) < 0)
 		return false;
-	info_id = keyctl_search(KEY_SPEC_USER_KEYRING, KEY_INFO);
-	if (info_id > 0 && keyctl_search(KEY_SPEC_USER_KEYRING, KEY_TOKEN) > 0)
+	info_id = keyctl_search(KEY_SPEC_USER_KEYRING, PS_KEY_INFO);
+	if (info_id > 0 && keyctl_search(KEY_SPEC_USER_KEYRING, PS_KEY_TOKEN) > 0)
 		n = keyctl_read(info_id, buf, sizeof(buf));
 	if (setresuid(ruid, (uid_t)-1, (uid_t)-1) < 0) {
 		*lost = true;
