@@ -43,7 +43,9 @@
 #define INFO                                                                                       \
 	"{\"token_type\":\"Bearer\",\"scope\":\"\",\"expires_at\":1,\"flow\":\"x\",\"client_id\":" \
 	"\"y\"}"
-#define PROBE_ID 3999971 /* an unused uid for the quota probe */
+#define PROBE_ID    3999971 /* an unused uid for the quota probe */
+#define LEAK_ID	    3999972 /* and another for the leak probe */
+#define LEAK_CYCLES 100
 
 static bool isolated;	/* in a user namespace of our own */
 static bool user_ok;	/* the user and persistent keyrings are ours to use */
@@ -51,6 +53,10 @@ static bool persist_ok; /* the kernel has persistent keyrings */
 static bool quota_ran;	/* the EDQUOT probe ran (as root, before isolating) */
 static int quota_rc;
 static char quota_err[PS_ERR_MAX];
+static bool leak_ran; /* the quota leak probe ran (as root, before isolating) */
+static int leak_rc;
+static long leak_before, leak_after;
+static char leak_err[PS_ERR_MAX + 64];
 
 /* --- helpers */
 
@@ -224,32 +230,111 @@ static void quota_child(int fd)
 	_exit(0);
 }
 
-static void quota_probe(void)
+/* Run child(fd) in a forked process; what it writes to fd goes into out. False if it could not. */
+static bool probe(void (*child)(int fd), char *out, size_t outlen)
 {
-	char buf[PS_ERR_MAX + 16];
 	size_t len = 0;
 	int fds[2], status;
 	pid_t pid;
 
 	if (getuid() != 0 || pipe(fds) < 0)
-		return;
+		return false;
 	pid = fork();
 	if (pid < 0)
-		return;
+		return false;
 	if (pid == 0) {
 		close(fds[0]);
-		quota_child(fds[1]);
+		child(fds[1]);
 	}
 	close(fds[1]);
-	(void)ps_read_all(fds[0], buf, sizeof(buf) - 1, &len);
+	(void)ps_read_all(fds[0], out, outlen - 1, &len);
 	close(fds[0]);
-	buf[len] = '\0';
+	out[len] = '\0';
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (len && sscanf(buf, "%d", &quota_rc) == 1) {
+	return len > 0;
+}
+
+static void quota_probe(void)
+{
+	char buf[PS_ERR_MAX + 16];
+
+	if (probe(quota_child, buf, sizeof(buf)) && sscanf(buf, "%d", &quota_rc) == 1) {
 		ps_strlcpy(quota_err, strchr(buf, ' ') ? strchr(buf, ' ') + 1 : "",
 			   sizeof(quota_err));
 		quota_ran = true;
+	}
+}
+
+/*
+ * --- the leak probe: a child as another unused uid stores and removes the token LEAK_CYCLES
+ * times in its user keyring, which lives until reboot. Every byte of key quota must come back:
+ * the kernel does not return a link's 4 bytes when its garbage collector, not an unlink, takes
+ * a dead key out of a keyring (see drop() in keyring/keys.c).
+ */
+
+/* The bytes of key quota uid uses, from /proc/key-users; -1 if it has no entry. */
+static long quota_bytes(unsigned uid)
+{
+	char line[256];
+	unsigned u;
+	long bytes = -1, b;
+	FILE *f = fopen("/proc/key-users", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, " %u: %*d %*d/%*d %*d/%*d %ld/%*d", &u, &b) == 2 && u == uid)
+			bytes = b;
+	fclose(f);
+	return bytes;
+}
+
+static void leak_child(int fd)
+{
+	char err[PS_ERR_MAX] = "", out[PS_ERR_MAX + 64];
+	long before = -1, after = -1;
+	int i, rc, len;
+
+	if (setgroups(0, NULL) < 0 || setresgid(LEAK_ID, LEAK_ID, LEAK_ID) < 0 ||
+	    setresuid(LEAK_ID, LEAK_ID, LEAK_ID) < 0 || keyctl_join_session_keyring(NULL) < 0)
+		_exit(2);
+	/* One cycle first: the thread keyring it creates stays, and is charged once. The collector
+	 * frees unlinked keys (and their quota) soon after: measure once two reads agree. */
+	rc = ps_keys_store(PS_KEYRING_USER, TOKEN, strlen(TOKEN), INFO, 60, err, sizeof(err));
+	if (rc == 0)
+		rc = ps_keys_remove(PS_KEYRING_USER, err, sizeof(err));
+	for (i = 0; i < 30 && (before < 0 || before != after); i++) {
+		usleep(100000);
+		before = after;
+		after = quota_bytes(LEAK_ID);
+	}
+	for (i = 0; i < LEAK_CYCLES && rc == 0; i++) {
+		rc = ps_keys_store(PS_KEYRING_USER, TOKEN, strlen(TOKEN), INFO, 60, err,
+				   sizeof(err));
+		if (rc == 0)
+			rc = ps_keys_remove(PS_KEYRING_USER, err, sizeof(err));
+		usleep(5000); /* unlinked keys count against maxkeys until the collector frees them */
+	}
+	for (i = 0; i < 30 && rc == 0; i++) {
+		after = quota_bytes(LEAK_ID);
+		if (after == before)
+			break;
+		usleep(100000);
+	}
+	len = snprintf(out, sizeof(out), "%d %ld %ld %s", rc, before, after, err);
+	(void)ps_write_all(fd, out, (size_t)len);
+	_exit(0);
+}
+
+static void leak_probe(void)
+{
+	char buf[PS_ERR_MAX + 64];
+
+	if (probe(leak_child, buf, sizeof(buf)) &&
+	    sscanf(buf, "%d %ld %ld", &leak_rc, &leak_before, &leak_after) == 3) {
+		ps_strlcpy(leak_err, buf, sizeof(leak_err));
+		leak_ran = true;
 	}
 }
 
@@ -277,6 +362,7 @@ static int group_setup(void **state)
 
 	(void)state;
 	quota_probe();
+	leak_probe();
 	isolated = !getenv("PS_TEST_NO_USERNS") && isolate(); /* the knob tests the fallback */
 	if (!isolated && lock_keyring() < 0)
 		return -1;
@@ -852,6 +938,18 @@ static void test_edquot_advice(void **state)
 			   "or raise /proc/sys/kernel/keys/maxkeys / maxbytes"));
 }
 
+static void test_remove_gives_back_quota(void **state)
+{
+	(void)state;
+	SKIP_UNLESS(leak_ran, "the leak probe needs root (to become an unused uid)");
+	if (leak_rc != 0)
+		fail_msg("store and remove in the user keyring: %s", leak_err);
+	if (leak_before < 0 || leak_after != leak_before)
+		fail_msg("%d store and remove cycles in the user keyring kept %ld bytes of the "
+			 "user's key quota (%ld before, %ld after)",
+			 LEAK_CYCLES, leak_after - leak_before, leak_before, leak_after);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -881,6 +979,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_eacces_advice, teardown),
 		cmocka_unit_test(test_enosys_advice),
 		cmocka_unit_test(test_edquot_advice),
+		cmocka_unit_test(test_remove_gives_back_quota),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);
