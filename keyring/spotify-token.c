@@ -39,6 +39,17 @@ struct reader {
 	long long now;
 };
 
+/*
+ * The time in seconds, by clock_gettime: time() is an IFUNC, and with BIND_NOW its resolver runs
+ * at start-up, faulting in (and around) one more stretch of libc's text for nothing.
+ */
+static long long now_s(void)
+{
+	struct timespec ts;
+
+	return clock_gettime(CLOCK_REALTIME, &ts) == 0 ? (long long)ts.tv_sec : 0;
+}
+
 /* --- output: built in one buffer, written with one write, zeroed (it may hold the token) */
 
 /* A string from the keyring, made safe for a terminal. */
@@ -88,7 +99,7 @@ static int write_out(struct ps_buf *o)
 	int rc = PS_EXIT_OK;
 
 	if (o->full) {
-		say("internal error: output longer than %d bytes", OUT_MAX);
+		say("internal error: output longer than %zu bytes", o->cap);
 		rc = EXIT_OUTPUT;
 	} else if (ps_write_all(STDOUT_FILENO, o->buf, o->len) < 0) {
 		say("cannot write to standard output: %s", strerror(errno));
@@ -99,10 +110,11 @@ static int write_out(struct ps_buf *o)
 	return rc;
 }
 
-static int out_open(struct ps_buf *o)
+/* cap: what the output needs at most, up to OUT_MAX; the fewer pages, the smaller the reader. */
+static int out_open(struct ps_buf *o, size_t cap)
 {
-	o->buf = malloc(OUT_MAX);
-	o->cap = OUT_MAX;
+	o->cap = cap < OUT_MAX ? cap : OUT_MAX;
+	o->buf = malloc(o->cap);
 	o->len = 0;
 	o->full = false;
 	if (!o->buf) {
@@ -387,7 +399,11 @@ static int output(struct reader *r)
 	const char *token = r->found.token;
 	struct ps_buf o;
 
-	if (out_open(&o) < 0)
+	/* the modes for programs: the token and at most 64 bytes around it */
+	bool plain = r->opts.mode == PS_MODE_TOKEN || r->opts.mode == PS_MODE_HEADER ||
+		     r->opts.mode == PS_MODE_ENV;
+
+	if (out_open(&o, plain ? r->found.token_len + 64 : OUT_MAX) < 0)
 		return EXIT_OUTPUT;
 	switch (r->opts.mode) {
 	/* the three modes for programs: plain copies, no printf (see ps_buf_puts) */
@@ -429,7 +445,7 @@ static int show_token(struct reader *r)
 		return PS_EXIT_NO_TOKEN;
 	}
 	load_info(r);
-	r->now = (long long)time(NULL);
+	r->now = now_s();
 	if (r->opts.mode == PS_MODE_STATUS) {
 		rc = output(r);
 		if (rc == PS_EXIT_OK && info_expired(r))
@@ -458,7 +474,7 @@ static int renew_for_min_valid(struct reader *r)
 	if (!r->opts.min_valid || !ps_keys_token_valid(r->found.token, r->found.token_len))
 		return PS_EXIT_OK;
 	load_info(r);
-	r->now = (long long)time(NULL);
+	r->now = now_s();
 	if (r->have_info && r->info.expires_at - r->now >= (long long)r->opts.min_valid)
 		return PS_EXIT_OK;
 	fflush(stdout);
@@ -473,6 +489,23 @@ static int renew_for_min_valid(struct reader *r)
 	ps_keys_found_free(&r->found);
 	r->have_info = false;
 	return find_token(r);
+}
+
+/*
+ * A configuration named on the command line must exist and be valid, token or not. Not inlined:
+ * struct ps_config is 17 KiB, which in main's frame would put every later frame, and the stack
+ * pages they touch, below it.
+ */
+static __attribute__((noinline)) int check_config(const struct reader *r)
+{
+	struct ps_config cfg;
+	char err[PS_ERR_MAX];
+
+	if (reader_config(r, &cfg, err, sizeof(err)) < 0) {
+		say("%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 int main(int argc, char *argv[])
@@ -492,15 +525,8 @@ int main(int argc, char *argv[])
 		return print_text(PROG " (pam_spotify) " PACKAGE_VERSION "\n");
 	if (ps_reader_cmd_name(r.opts.cmd))
 		return run_helper_command(&r);
-	/* A configuration named on the command line must exist and be valid, token or not. */
-	if (r.opts.config_path) {
-		struct ps_config cfg;
-
-		if (reader_config(&r, &cfg, err, sizeof(err)) < 0) {
-			say("%s", err);
-			return PS_EXIT_CONFIG;
-		}
-	}
+	if (r.opts.config_path && check_config(&r) < 0)
+		return PS_EXIT_CONFIG;
 	rc = find_token(&r);
 	if (rc == PS_EXIT_OK)
 		rc = renew_for_min_valid(&r);
