@@ -38,7 +38,6 @@
 #define TMP_SUFFIX     ".refresh.XXXXXX"
 #define TMP_RANDOM     6
 #define TMP_TRIES      100
-#define LOCK_POLL_NS   (20L * 1000 * 1000)
 #define REAUTH_TEXT    "re-authorization needed: run spotify-token login\n"
 #define RELOGIN	       "run spotify-token logout, then spotify-token login"
 #define STORE_REL_XDG  "spotify-token"
@@ -634,35 +633,6 @@ int ps_store_remove(struct ps_store *s, char *err, size_t errlen)
 
 /* --- the lock */
 
-static int64_t elapsed_ms(const struct timespec *since)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (int64_t)(now.tv_sec - since->tv_sec) * 1000 +
-	       (now.tv_nsec - since->tv_nsec) / 1000000;
-}
-
-/* flock(fd) within timeout_s, polling. 0, or -1 with errno (EWOULDBLOCK: timed out). */
-static int lock_wait(int fd, unsigned timeout_s)
-{
-	const struct timespec nap = {0, LOCK_POLL_NS};
-	struct timespec start;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-			return 0;
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			return -1;
-		if (elapsed_ms(&start) >= (int64_t)timeout_s * 1000) {
-			errno = EWOULDBLOCK;
-			return -1;
-		}
-		nanosleep(&nap, NULL);
-	}
-}
-
 int ps_store_lock(struct ps_store *s, unsigned timeout_s, char *err, size_t errlen)
 {
 	const int flags = O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
@@ -677,7 +647,7 @@ int ps_store_lock(struct ps_store *s, unsigned timeout_s, char *err, size_t errl
 		open_error(s, name, errno, "remove it", err, errlen);
 		return PS_EXIT_CONFIG;
 	}
-	if (lock_wait(fd, timeout_s) < 0) {
+	if (ps_flock_within(fd, (long)timeout_s * 1000, NULL) < 0) {
 		if (errno == EWOULDBLOCK)
 			ps_errf(err, errlen,
 				"another login of this user is refreshing the token and did not "

@@ -23,8 +23,6 @@
 #include "pam/rundir.h"
 #include "pam/util.h"
 
-#define LOCK_POLL_NS (10L * 1000 * 1000)
-
 struct app_open {
 	pam_handle_t *pamh;
 	struct ps_config *cfg;
@@ -85,7 +83,6 @@ static int dirs_open(struct app_open *a)
 /* The host lock RUNDIR/APP.lock, polled until the deadline. 0, or -1 with why. */
 static int host_lock(struct app_open *a)
 {
-	const struct timespec pause = {0, LOCK_POLL_NS};
 	char name[PS_APP_NAME_MAX + 8];
 	struct stat st;
 
@@ -97,17 +94,12 @@ static int host_lock(struct app_open *a)
 			name, a->lfd < 0 ? strerror(errno) : "not root's regular file");
 		return -1;
 	}
-	while (flock(a->lfd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK && errno != EINTR) {
-			ps_errf(a->why, sizeof(a->why), "cannot lock %s/%s: %s", PS_RUNDIR, name,
-				strerror(errno));
-			return -1;
-		}
-		if (ps_spawn_left_ms(a->deadline) == 0)
-			return 1;
-		nanosleep(&pause, NULL);
-	}
-	return 0;
+	if (ps_flock_within(a->lfd, ps_spawn_left_ms(a->deadline), NULL) == 0)
+		return 0;
+	if (errno == EWOULDBLOCK)
+		return 1;
+	ps_errf(a->why, sizeof(a->why), "cannot lock %s/%s: %s", PS_RUNDIR, name, strerror(errno));
+	return -1;
 }
 
 /* An app keeper holds RUNDIR/APP.app/keeper. */

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pam/util.h"
@@ -253,4 +255,33 @@ void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen)
 		out[n++] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
 	}
 	out[n] = '\0';
+}
+
+int ps_flock_within(int fd, long wait_ms, bool *waited)
+{
+	struct timespec t0, t, nap = {0, PS_FLOCK_POLL_FIRST_NS};
+	long left;
+
+	if (waited)
+		*waited = false;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return -1;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		left = wait_ms -
+		       ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0) {
+			errno = EWOULDBLOCK;
+			return -1;
+		}
+		if (waited)
+			*waited = true;
+		if (nap.tv_nsec > left * 1000000)
+			nap.tv_nsec = left * 1000000;
+		nanosleep(&nap, NULL);
+		nap.tv_nsec = nap.tv_nsec * 2 < PS_FLOCK_POLL_MAX_NS ? nap.tv_nsec * 2
+								     : PS_FLOCK_POLL_MAX_NS;
+	}
+	return 0;
 }

@@ -64,6 +64,16 @@ void ps_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
 /* Copy msg into out replacing bytes outside printable ASCII with '?', at most outlen-1 bytes. */
 void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen);
 
+/*
+ * Take an exclusive flock on fd, waiting at most wait_ms while another holds it. flock cannot
+ * time out, so it polls: after 1 ms, then twice as long each time, up to 10 ms. 0; or -1 with
+ * errno EWOULDBLOCK when the time ran out (wait_ms 0: one try), or flock's own error. *waited,
+ * unless NULL, says whether it had to wait.
+ */
+#define PS_FLOCK_POLL_FIRST_NS (1L * 1000 * 1000)
+#define PS_FLOCK_POLL_MAX_NS   (10L * 1000 * 1000)
+int ps_flock_within(int fd, long wait_ms, bool *waited);
+
 /* Exit codes of spotify-token and of the helper (spotify-token(1) documents them). */
 enum ps_exit {
 	PS_EXIT_OK = 0,	      /* success */

@@ -33,7 +33,6 @@
 #include "pam/util.h"
 #include "pam/warm.h"
 
-#define LOCK_POLL_NS (5L * 1000 * 1000)
 /* below the home directory: the helper's store (helper/store.c, without XDG_STATE_HOME) */
 static const char *const store_path[] = {".local", "state", "spotify-token"};
 
@@ -124,26 +123,6 @@ static int open_name(int dfd, const char *prefix, const char *suffix, int flags)
 	return openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 }
 
-/* The lock within wait_ms, polled: 0 taken (*waited: it was busy first), -1 not. */
-static int lock_within(int fd, long wait_ms, bool *waited)
-{
-	const struct timespec nap = {0, LOCK_POLL_NS};
-	struct timespec t0, t;
-
-	*waited = false;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		if (errno != EWOULDBLOCK && errno != EINTR)
-			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 >= wait_ms)
-			return -1;
-		*waited = true;
-		nanosleep(&nap, NULL);
-	}
-	return 0;
-}
-
 /*
  * The store as the helper leaves it, and its lock, waiting at most wait_ms while another login
  * of the user holds it (that login is storing a token and starting the keeper: afterwards this
@@ -171,7 +150,7 @@ static int store_lock(struct store *s, const struct ps_config *cfg, const struct
 		goto out;
 	s->lfd = open_name(fd, cfg->client_id, ".lock", O_RDWR | O_NONBLOCK);
 	if (s->lfd >= 0 && owned(s->lfd, s->uid, S_IFREG) &&
-	    lock_within(s->lfd, wait_ms, waited) == 0)
+	    ps_flock_within(s->lfd, wait_ms, waited) == 0)
 		return 0;
 out:
 	store_close(s);
@@ -299,7 +278,8 @@ int ps_warm_login_lock(const struct ps_config *cfg, const struct passwd *pw, boo
 	snprintf(name, sizeof(name), "login-%lu.lock", (unsigned long)pw->pw_uid);
 	fd = openat(rfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	close(rfd);
-	if (fd >= 0 && (!owned(fd, 0, S_IFREG) || lock_within(fd, lock_wait_ms(cfg), waited) < 0)) {
+	if (fd >= 0 &&
+	    (!owned(fd, 0, S_IFREG) || ps_flock_within(fd, lock_wait_ms(cfg), waited) < 0)) {
 		close(fd);
 		fd = -1;
 	}

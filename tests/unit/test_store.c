@@ -562,6 +562,64 @@ static void test_lock_is_exclusive(void **state)
 	assert_int_equal(a.lockfd, -1);
 }
 
+/* ps_flock_within, which the store, the module's warm path and its host lock share. */
+static void test_flock_within(void **state)
+{
+	struct fixture *f = *state;
+	char path[PATH_MAX];
+	bool waited = true;
+	int a, b, go[2];
+	double t;
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/flock", f->root);
+	a = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	b = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(a >= 0 && b >= 0);
+	/* free: taken at once, no wait */
+	assert_int_equal(ps_flock_within(a, 0, &waited), 0);
+	assert_false(waited);
+	/* held by another open file: EWOULDBLOCK after the wait, and it says it waited */
+	t = now_s();
+	errno = 0;
+	assert_int_equal(ps_flock_within(b, 200, &waited), -1);
+	t = now_s() - t;
+	assert_int_equal(errno, EWOULDBLOCK);
+	assert_true(waited);
+	assert_true(t >= 0.19 && t < 1.0);
+	/* a zero wait tries once and does not wait */
+	assert_int_equal(ps_flock_within(b, 0, &waited), -1);
+	assert_int_equal(errno, EWOULDBLOCK);
+	assert_false(waited);
+	/* released while it waits: taken soon after, long before the wait ends */
+	assert_int_equal(pipe(go), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char c;
+
+		close(go[1]);
+		(void)read(go[0], &c, 1);
+		usleep(150000);
+		_exit(0); /* closes a: the lock goes */
+	}
+	close(go[0]);
+	close(a); /* the child's copy holds it now */
+	close(go[1]);
+	t = now_s();
+	assert_int_equal(ps_flock_within(b, 5000, &waited), 0);
+	t = now_s() - t;
+	print_message("# released after 150 ms: taken after %.0f ms\n", t * 1000);
+	assert_true(waited);
+	assert_true(t >= 0.14 && t < 1.0);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	close(b);
+	/* not a descriptor: flock's own error, at once */
+	assert_int_equal(ps_flock_within(-1, 1000, NULL), -1);
+	assert_int_equal(errno, EBADF);
+	unlink(path);
+}
+
 /* --- hostile and broken stores */
 
 static void test_malformed_files_refused(void **state)
@@ -889,6 +947,7 @@ int main(void)
 		T(test_reauth_mark),
 		T(test_remove),
 		T(test_lock_is_exclusive),
+		T(test_flock_within),
 		T(test_malformed_files_refused),
 		T(test_file_open_to_others_refused),
 		T(test_not_a_regular_file_refused),
