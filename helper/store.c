@@ -41,7 +41,6 @@
 #define REAUTH_TEXT    "re-authorization needed: run spotify-token login\n"
 #define RELOGIN	       "run spotify-token logout, then spotify-token login"
 #define STORE_REL_XDG  "spotify-token"
-#define STORE_REL_HOME ".local/state/spotify-token"
 /* The longest client ID whose temporary file name (CLIENT.refresh.XXXXXX) fits NAME_MAX. */
 #define CLIENT_NAME_MAX (NAME_MAX - (sizeof(TMP_SUFFIX) - 1))
 
@@ -76,7 +75,7 @@ static int store_base(char *base, size_t baselen, const char **rel)
 		*rel = STORE_REL_XDG;
 	} else {
 		b = home_dir();
-		*rel = STORE_REL_HOME;
+		*rel = PS_STORE_REL_HOME;
 	}
 	if (!b || ps_strlcpy(base, b, baselen) >= baselen)
 		return -1;

@@ -18,6 +18,10 @@
 
 #define PS_REFRESH_TOKEN_MAX 4096
 
+/* The store below the home directory, when XDG_STATE_HOME is not set (the module's warm path
+ * walks it too, pam/warm.c); below $XDG_STATE_HOME it is "spotify-token". */
+#define PS_STORE_REL_HOME ".local/state/spotify-token"
+
 struct ps_store {
 	int dirfd;
 	int lockfd;

@@ -110,7 +110,7 @@ static bool keeper_running(struct app_open *a)
 
 	if (fd < 0)
 		return false;
-	held = flock(fd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+	held = ps_flock_busy(fd);
 	close(fd); /* a probe: never keep it (that would stop the app keeper from starting) */
 	return held;
 }

@@ -285,3 +285,8 @@ int ps_flock_within(int fd, long wait_ms, bool *waited)
 	}
 	return 0;
 }
+
+bool ps_flock_busy(int fd)
+{
+	return flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}

@@ -74,6 +74,12 @@ void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen);
 #define PS_FLOCK_POLL_MAX_NS   (10L * 1000 * 1000)
 int ps_flock_within(int fd, long wait_ms, bool *waited);
 
+/*
+ * Whether another process holds an exclusive lock on fd's file (a keeper's lock): a probe with a
+ * shared lock, which the caller releases by closing fd at once (a probe must never keep it).
+ */
+bool ps_flock_busy(int fd);
+
 /* Exit codes of spotify-token and of the helper (spotify-token(1) documents them). */
 enum ps_exit {
 	PS_EXIT_OK = 0,	      /* success */

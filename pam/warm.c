@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/keyctl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,14 +28,12 @@
 #include <unistd.h>
 
 #include "keyring/keys.h" /* the key names only: the calls below are raw keyctl */
+#include "helper/store.h" /* PS_STORE_REL_HOME only: the module does not link the store */
 #include "keyring/token_info.h"
 #include "pam/registry.h"
 #include "pam/rundir.h"
 #include "pam/util.h"
 #include "pam/warm.h"
-
-/* below the home directory: the helper's store (helper/store.c, without XDG_STATE_HOME) */
-static const char *const store_path[] = {".local", "state", "spotify-token"};
 
 static long keyctl_search(long ring, const char *name)
 {
@@ -131,8 +130,9 @@ static int open_name(int dfd, const char *prefix, const char *suffix, int flags)
 static int store_lock(struct store *s, const struct ps_config *cfg, const struct passwd *pw,
 		      long wait_ms, bool *waited)
 {
+	const char *rel = PS_STORE_REL_HOME, *slash;
+	char name[NAME_MAX + 1];
 	int fd, next;
-	size_t i;
 
 	s->dfd = s->lfd = s->sfd = -1;
 	s->uid = pw->pw_uid;
@@ -140,10 +140,14 @@ static int store_lock(struct store *s, const struct ps_config *cfg, const struct
 	if (!pw->pw_dir || pw->pw_dir[0] != '/')
 		return -1;
 	fd = open(pw->pw_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	for (i = 0; fd >= 0 && i < sizeof(store_path) / sizeof(store_path[0]); i++) {
-		next = openat(fd, store_path[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* each component of the store's path, never following a link */
+	while (fd >= 0 && *rel) {
+		slash = strchrnul(rel, '/');
+		snprintf(name, sizeof(name), "%.*s", (int)(slash - rel), rel);
+		next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		close(fd);
 		fd = next;
+		rel = *slash ? slash + 1 : slash;
 	}
 	s->dfd = fd;
 	if (fd < 0 || !owned(fd, s->uid, S_IFDIR))
@@ -164,8 +168,7 @@ out:
 static int keeper_join(struct store *s, const struct ps_config *cfg)
 {
 	int fd = open_name(s->dfd, cfg->client_id, ".keeper", O_RDONLY | O_NONBLOCK);
-	bool running = fd >= 0 && owned(fd, s->uid, S_IFREG) && flock(fd, LOCK_SH | LOCK_NB) < 0 &&
-		       errno == EWOULDBLOCK;
+	bool running = fd >= 0 && owned(fd, s->uid, S_IFREG) && ps_flock_busy(fd);
 
 	if (fd >= 0)
 		close(fd); /* a probe: a lock taken here is released at once */
