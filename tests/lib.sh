@@ -56,10 +56,10 @@ ps_lock_keyring() {
 # ps_raise_key_quota: Linux (6.18 here) never gives back the 4 bytes of key quota a link costs
 # when its garbage collector, not an unlink, takes a dead key (expired, revoked, invalidated) out
 # of a keyring, and a user keyring lives until reboot. pam_spotify unlinks what it removes (see
-# test_keys's leak probe), but the tests let thousands of few-second tokens expire in the test
-# users' keyrings and plant keys that expire: a few runs of the suite on one boot use up a test
-# user's kernel.keys.maxbytes (20000 by default), and every store fails with EDQUOT. The limit is
-# raised while a test holds the keyring lock, and put back at its exit (ps_tmpdir's trap).
+# test_keys's leak probe), and a whole run of the suite leaks next to nothing now; but a test
+# user's keyring keeps what builds before that fix, other software, or keys left to expire leaked
+# on this boot, and at kernel.keys.maxbytes (20000 by default) every store fails with EDQUOT. The
+# limit is raised while a test holds the keyring lock, and put back at its exit (ps_tmpdir's trap).
 ps_raise_key_quota() {
 	local f=/proc/sys/kernel/keys/maxbytes old
 	[ "$(id -u)" -eq 0 ] && [ -w $f ] || return 0
