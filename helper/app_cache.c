@@ -151,18 +151,10 @@ int ps_app_cache_read(int appfd, const struct ps_config *cfg, uid_t owner, struc
 	return rc;
 }
 
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ps_app_cache_wait(int appfd, const struct ps_config *cfg, uid_t owner, struct ps_app_token *t,
 		      unsigned wait_ms, char *line, size_t linelen)
 {
-	long long deadline = mono_ms() + wait_ms;
+	long long deadline = ps_mono_ms() + wait_ms;
 	char path[64], ev[1024];
 	int ifd, rc;
 
@@ -174,7 +166,7 @@ int ps_app_cache_wait(int appfd, const struct ps_config *cfg, uid_t owner, struc
 		ifd = -1;
 	}
 	for (;;) {
-		long long left = deadline - mono_ms();
+		long long left = deadline - ps_mono_ms();
 		struct pollfd p = {.fd = ifd, .events = POLLIN};
 
 		rc = ps_app_cache_read(appfd, cfg, owner, t, line, linelen);

@@ -105,14 +105,6 @@ static const char *const oauth_errors[] = {
 	"invalid_scope", "server_error",    "temporarily_unavailable",
 };
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- redirect_uri ---- */
 
 /* Host literal after "http://": sets r->family and r->host, returns the end of the host or NULL. */
@@ -337,7 +329,7 @@ static void send_all(int fd, const char *buf, size_t len, long long deadline_ms)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			struct pollfd p = {.fd = fd, .events = POLLOUT};
-			long long left = deadline_ms - now_ms();
+			long long left = deadline_ms - ps_mono_ms();
 
 			if (left <= 0 || poll(&p, 1, (int)left) < 0)
 				return;
@@ -601,7 +593,7 @@ static int conn_accept(struct waiter *w)
 		if (w->conns[i].fd < 0) {
 			w->conns[i].fd = fd;
 			w->conns[i].len = 0;
-			w->conns[i].deadline_ms = now_ms() + PS_CONN_TIMEOUT_MS;
+			w->conns[i].deadline_ms = ps_mono_ms() + PS_CONN_TIMEOUT_MS;
 			return 0;
 		}
 	}
@@ -778,7 +770,7 @@ static int poll_timeout(const struct waiter *w, long long now)
 static bool wait_step(struct waiter *w)
 {
 	struct pollfd pfd[2 + PS_CONN_MAX];
-	long long now = now_ms();
+	long long now = ps_mono_ms();
 	int i, n;
 
 	conns_expire(w, now);
@@ -841,7 +833,7 @@ enum ps_wait_result ps_listener_wait(struct ps_listener *l, int paste_fd, const 
 	w.cb = cb;
 	w.err = err;
 	w.errlen = errlen;
-	w.deadline_ms = now_ms() + (long long)timeout_s * 1000;
+	w.deadline_ms = ps_mono_ms() + (long long)timeout_s * 1000;
 	w.paste.fd = paste_fd;
 	for (i = 0; i < PS_CONN_MAX; i++)
 		w.conns[i].fd = -1;

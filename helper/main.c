@@ -21,7 +21,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "helper/app_cache.h"
 #include "helper/app_keeper.h"
 #include "helper/curl_load.h"
@@ -131,14 +130,6 @@ static int op_open_client_credentials(const struct ps_request *req, char *line, 
 	return rc;
 }
 
-static long long monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * The open failed for a network or server reason: when another session's keeper runs, this
  * session shares its token and is counted, or the other session's close would take the token
@@ -148,7 +139,7 @@ static long long monotonic_ms(void)
 static void open_failed_join(const struct ps_config *cfg, long long started_ms, char *line,
 			     size_t linelen)
 {
-	long long left_ms = (long long)cfg->timeout * 1000 - (monotonic_ms() - started_ms) - 500;
+	long long left_ms = (long long)cfg->timeout * 1000 - (ps_mono_ms() - started_ms) - 500;
 	size_t n = strlen(line);
 
 	if (ps_keeper_join(cfg, left_ms >= 1000 ? 1 : 0) && n < linelen)
@@ -182,7 +173,7 @@ static int op_open_app_token(const struct ps_request *req, char *line, size_t li
 
 static int op_open(const struct ps_request *req, char *line, size_t linelen)
 {
-	long long started_ms = monotonic_ms();
+	long long started_ms = ps_mono_ms();
 	int rc = check_open_request(req, line, linelen);
 
 	if (rc != PS_EXIT_OK)

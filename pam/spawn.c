@@ -147,22 +147,14 @@ static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 	child_fail("execute " PS_HELPER_PATH, errno);
 }
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 long long ps_spawn_deadline(unsigned timeout_s)
 {
-	return now_ms() + (long long)timeout_s * 1000;
+	return ps_mono_ms() + (long long)timeout_s * 1000;
 }
 
 long long ps_spawn_left_ms(long long deadline)
 {
-	long long left = deadline - now_ms();
+	long long left = deadline - ps_mono_ms();
 
 	return left > 0 ? left : 0;
 }
@@ -222,10 +214,10 @@ static void on_line(struct waiter *w, const char *line)
 {
 	if (w->in_fd >= 0 && strncmp(line, "conv-info ", 10) == 0) {
 		pam_info(w->pamh, "%s", line + 10);
-		w->deadline = now_ms() + PS_ENROLL_WAIT_S * 1000LL;
+		w->deadline = ps_mono_ms() + PS_ENROLL_WAIT_S * 1000LL;
 	} else if (w->in_fd >= 0 && strncmp(line, "conv-prompt ", 12) == 0) {
 		conv_prompt(w, line + 12);
-		w->deadline = now_ms() + PS_ENROLL_WAIT_S * 1000LL;
+		w->deadline = ps_mono_ms() + PS_ENROLL_WAIT_S * 1000LL;
 	} else if (!w->res->message[0]) {
 		ps_sanitize_text(w->res->message, sizeof(w->res->message), line, strlen(line));
 	}
@@ -276,7 +268,7 @@ static void wait_helper(pid_t pid, struct waiter *w)
 
 	while (!exited) {
 		struct pollfd p[2];
-		long long left = w->deadline - now_ms();
+		long long left = w->deadline - ps_mono_ms();
 		nfds_t n = 0;
 
 		if (left <= 0) {

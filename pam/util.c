@@ -257,20 +257,25 @@ void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen)
 	out[n] = '\0';
 }
 
+long long ps_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int ps_flock_within(int fd, long wait_ms, bool *waited)
 {
-	struct timespec t0, t, nap = {0, PS_FLOCK_POLL_FIRST_NS};
-	long left;
+	struct timespec nap = {0, PS_FLOCK_POLL_FIRST_NS};
+	long long deadline = ps_mono_ms() + wait_ms, left;
 
 	if (waited)
 		*waited = false;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		if (errno != EWOULDBLOCK && errno != EINTR)
 			return -1;
-		clock_gettime(CLOCK_MONOTONIC, &t);
-		left = wait_ms -
-		       ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+		left = deadline - ps_mono_ms();
 		if (left <= 0) {
 			errno = EWOULDBLOCK;
 			return -1;

@@ -64,6 +64,9 @@ void ps_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((form
 /* Copy msg into out replacing bytes outside printable ASCII with '?', at most outlen-1 bytes. */
 void ps_sanitize_text(char *out, size_t outlen, const char *msg, size_t msglen);
 
+/* Milliseconds on the monotonic clock: for deadlines and waits, which a clock change never moves. */
+long long ps_mono_ms(void);
+
 /*
  * Take an exclusive flock on fd, waiting at most wait_ms while another holds it. flock cannot
  * time out, so it polls: after 1 ms, then twice as long each time, up to 10 ms. 0; or -1 with
