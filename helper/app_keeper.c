@@ -183,7 +183,7 @@ static int setup(struct app_keeper *k, char *line, size_t linelen)
 			strerror(errno));
 		return rc;
 	}
-	ps_app_name(cfg, app, sizeof(app));
+	ps_app_name(cfg, "", app, sizeof(app));
 	snprintf(k->who, sizeof(k->who), "app keeper %s", app);
 	if (ps_loop_init(&k->loop, &app_ops, k, k->who, k->dfd) < 0) {
 		ps_errf(line, linelen, "cannot watch the session registry: %s", strerror(errno));

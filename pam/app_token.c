@@ -86,8 +86,7 @@ static int host_lock(struct app_open *a)
 	char name[PS_APP_NAME_MAX + 8];
 	struct stat st;
 
-	ps_app_name(a->cfg, name, sizeof(name) - 8);
-	ps_strlcpy(name + strlen(name), ".lock", 8);
+	ps_app_name(a->cfg, ".lock", name, sizeof(name));
 	a->lfd = openat(a->rfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (a->lfd < 0 || fstat(a->lfd, &st) < 0 || st.st_uid != 0 || !S_ISREG(st.st_mode)) {
 		ps_errf(a->why, sizeof(a->why), "cannot use the host lock %s/%s (%s)", PS_RUNDIR,

@@ -26,7 +26,7 @@ static uint32_t fnv1a(uint32_t h, const char *s)
 	return h;
 }
 
-void ps_app_name(const struct ps_config *cfg, char *out, size_t outlen)
+void ps_app_name(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
 {
 	uint32_t h = 2166136261u;
 
@@ -37,15 +37,15 @@ void ps_app_name(const struct ps_config *cfg, char *out, size_t outlen)
 	h = fnv1a(h, cfg->scopes);
 	h = fnv1a(h, "\n");
 	h = fnv1a(h, cfg->client_secret_file);
-	snprintf(out, outlen, "%.*s-%08x", CLIENT_PART_MAX, cfg->client_id, (unsigned)h);
+	snprintf(out, outlen, "%.*s-%08x%s", CLIENT_PART_MAX, cfg->client_id, (unsigned)h, suffix);
 }
 
 void ps_app_path(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
 {
-	char app[PS_APP_NAME_MAX];
+	char app[PATH_MAX];
 
-	ps_app_name(cfg, app, sizeof(app));
-	snprintf(out, outlen, "%s/%s%s", PS_RUNDIR, app, suffix);
+	ps_app_name(cfg, suffix, app, sizeof(app));
+	snprintf(out, outlen, "%s/%s", PS_RUNDIR, app);
 }
 
 /* A directory owned by uid and not writable by group or others. 0, or -1 with err. */
@@ -138,8 +138,7 @@ int ps_rundir_subdir(int rfd, const struct ps_config *cfg, const char *suffix, b
 {
 	char name[PS_APP_NAME_MAX + 16], path[PATH_MAX];
 
-	ps_app_name(cfg, name, sizeof(name) - 16);
-	ps_strlcpy(name + strlen(name), suffix, 16);
+	ps_app_name(cfg, suffix, name, sizeof(name));
 	snprintf(path, sizeof(path), "%s/%s", PS_RUNDIR, name);
 	return dir_open(rfd, name, path, create, mode, uid, gid, err, errlen);
 }

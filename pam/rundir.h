@@ -27,8 +27,9 @@
 #define PS_APP_TOKEN_FILE "token"
 #define PS_APP_LOCK_FILE  "keeper"
 
-/* APP for cfg: CLIENT_ID (its first 200 characters) "-" 8 hex digits. */
-void ps_app_name(const struct ps_config *cfg, char *out, size_t outlen);
+/* APP for cfg, then suffix ("", ".lock", ...): CLIENT_ID (its first 200 characters) "-" 8 hex
+ * digits. */
+void ps_app_name(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen);
 
 /* RUNDIR/APP + suffix (".lock", ".sessions", ".app") into out, for messages and tests. */
 void ps_app_path(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen);
