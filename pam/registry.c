@@ -66,10 +66,10 @@ static long parse_name(const char *name, unsigned long long *start)
 
 	if (!last || last == name)
 		return 0;
+	/* with a UID first, the pid follows the last dash but one */
 	for (s = name; s < last; s++)
 		if (*s == '-')
-			pid_at = s +
-				 1; /* a UID comes first: the pid follows the last dash but one */
+			pid_at = s + 1;
 	pid = strtol(pid_at, &end, 10);
 	if (pid <= 0 || end != last)
 		return 0;
@@ -85,18 +85,27 @@ long ps_registry_alive(const char *name)
 	return pid && proc_start(pid) == start ? pid : 0;
 }
 
+/* A directory stream of its own on dfd's directory, from its start (dfd stays open); or NULL. */
+static DIR *dir_stream(int dfd)
+{
+	int fd = dup(dfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (!d && fd >= 0)
+		close(fd);
+	if (d)
+		rewinddir(d);
+	return d;
+}
+
 int ps_registry_scan(int dfd, void (*fn)(void *ctx, const char *name, long pid), void *ctx)
 {
 	struct dirent *e;
-	DIR *d;
-	int fd = dup(dfd), n = 0;
+	DIR *d = dir_stream(dfd);
+	int n = 0;
 
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
+	if (!d)
 		return -1;
-	}
-	rewinddir(d);
 	while ((e = readdir(d))) {
 		long pid;
 
@@ -140,7 +149,6 @@ void ps_registry_remove(int dfd, long uid, long pid)
 	size_t plen;
 	struct dirent *e;
 	DIR *d;
-	int fd;
 
 	if (ps_registry_name(uid, pid, name, sizeof(name)) == 0 && unlinkat(dfd, name, 0) == 0)
 		return;
@@ -150,12 +158,9 @@ void ps_registry_remove(int dfd, long uid, long pid)
 	else
 		snprintf(prefix, sizeof(prefix), "%ld-", pid);
 	plen = strlen(prefix);
-	fd = dup(dfd);
-	if (fd < 0 || !(d = fdopendir(fd))) {
-		if (fd >= 0)
-			close(fd);
+	d = dir_stream(dfd);
+	if (!d)
 		return;
-	}
 	while ((e = readdir(d)))
 		if (strncmp(e->d_name, prefix, plen) == 0 && !strchr(e->d_name + plen, '-'))
 			unlinkat(dfd, e->d_name, 0);
