@@ -107,8 +107,8 @@ static void renew(struct ps_loop *l)
 	}
 	syslog(LOG_WARNING, "%s: renewal failed: %s", l->who, line);
 	if (rc == PS_EXIT_REAUTH) {
-		l->next_ms =
-			PS_LOOP_NEVER; /* invalid_grant: the store is marked; the user must log in */
+		/* invalid_grant: the store is marked; the user must log in */
+		l->next_ms = PS_LOOP_NEVER;
 		return;
 	}
 	l->failures++;
