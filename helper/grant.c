@@ -10,6 +10,7 @@
 
 #include "helper/authorize.h"
 #include "helper/grant.h"
+#include "helper/service.h"
 #include "helper/http.h"
 #include "helper/oauth_error.h"
 #include "keyring/keys.h"
@@ -67,17 +68,20 @@ static void withhold_quoted(char *line, size_t linelen, const char *secret,
 }
 
 /*
- * POST the form; a public client names itself in the form, a confidential one with Basic.
+ * POST the form. A public client (pkce) names itself in the form; a confidential one
+ * authenticates with Basic: with the secret when we hold it (the system service), else through
+ * the system service, which adds it (authorization_code: the secret never reaches a user's side).
  * creds: the secret values in the form (NULL-terminated), never to be quoted in line.
  */
 static int post(const struct ps_config *cfg, const char *secret, const char *const *creds,
 		struct ps_buf *form, struct ps_token_response *tok, char *line, size_t linelen)
 {
+	bool via_service = !secret && cfg->flow != PS_FLOW_PKCE;
 	struct ps_http_response resp;
 	int rc;
 
 	memset(tok, 0, sizeof(*tok));
-	if (!secret && form_add(form, "client_id", cfg->client_id) < 0)
+	if (!secret && !via_service && form_add(form, "client_id", cfg->client_id) < 0)
 		rc = -1;
 	else
 		rc = form->full ? -1 : 0;
@@ -85,14 +89,18 @@ static int post(const struct ps_config *cfg, const char *secret, const char *con
 		snprintf(line, linelen, "token request too large (scopes or client_id too long)");
 		return PS_EXIT_CONFIG;
 	}
-	rc = ps_http_post_form(cfg, cfg->token_url, form->buf, secret ? cfg->client_id : NULL,
-			       secret, &resp, line, linelen);
+	if (via_service)
+		rc = ps_service_post(cfg, form->buf, &resp, line, linelen);
+	else
+		rc = ps_http_post_form(cfg, cfg->token_url, form->buf,
+				       secret ? cfg->client_id : NULL, secret, &resp, line,
+				       linelen);
 	last_retry_after = -1;
 	if (rc != PS_EXIT_OK) {
 		withhold_quoted(line, linelen, secret, creds);
 		return rc;
 	}
-	last_retry_after = resp.status == 429 ? resp.retry_after : -1;
+	last_retry_after = resp.status == 429 || resp.status == 503 ? resp.retry_after : -1;
 	if (resp.status != 200)
 		rc = ps_oauth_error_describe(resp.status, resp.content_type, resp.body, resp.len,
 					     resp.retry_after, line, linelen);
@@ -122,9 +130,8 @@ int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,
 	return rc;
 }
 
-int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *code,
-		  const char *redirect_uri, const char *verifier, struct ps_token_response *tok,
-		  char *line, size_t linelen)
+int ps_grant_code(const struct ps_config *cfg, const char *code, const char *redirect_uri,
+		  const char *verifier, struct ps_token_response *tok, char *line, size_t linelen)
 {
 	const char *const creds[] = {code, verifier, NULL};
 	char buf[FORM_MAX];
@@ -137,12 +144,12 @@ int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *c
 	rc |= form_add(&form, "code_verifier", verifier);
 	if (rc)
 		form.full = true;
-	rc = post(cfg, secret, creds, &form, tok, line, linelen);
+	rc = post(cfg, NULL, creds, &form, tok, line, linelen);
 	explicit_bzero(buf, sizeof(buf));
 	return rc;
 }
 
-int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
+int ps_grant_refresh(const struct ps_config *cfg, const char *refresh_token,
 		     struct ps_token_response *tok, char *line, size_t linelen)
 {
 	const char *const creds[] = {refresh_token, NULL};
@@ -154,7 +161,7 @@ int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char
 	rc |= form_add(&form, "refresh_token", refresh_token);
 	if (rc)
 		form.full = true;
-	rc = post(cfg, secret, creds, &form, tok, line, linelen);
+	rc = post(cfg, NULL, creds, &form, tok, line, linelen);
 	explicit_bzero(buf, sizeof(buf));
 	return rc;
 }

@@ -1,7 +1,8 @@
 /*
  * grant.h: requests to the token endpoint (RFC 6749 4.1.3, 4.4, 6) and storing what they bring
- * in the keyring. A confidential client (secret given) authenticates with HTTP Basic; a public
- * one (PKCE) sends client_id in the form.
+ * in the keyring. A public client (pkce) sends client_id in the form; a confidential one
+ * authenticates with HTTP Basic: the system service with its secret (client credentials), a
+ * user's side through the service, which adds it (authorization_code; helper/service.h).
  */
 #ifndef PS_GRANT_H
 #define PS_GRANT_H
@@ -14,13 +15,12 @@
 /* Each returns PS_EXIT_OK with tok filled in, or a PS_EXIT_* code with one line in line. */
 int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,
 				struct ps_token_response *tok, char *line, size_t linelen);
-int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *code,
-		  const char *redirect_uri, const char *verifier, struct ps_token_response *tok,
-		  char *line, size_t linelen);
-int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
+int ps_grant_code(const struct ps_config *cfg, const char *code, const char *redirect_uri,
+		  const char *verifier, struct ps_token_response *tok, char *line, size_t linelen);
+int ps_grant_refresh(const struct ps_config *cfg, const char *refresh_token,
 		     struct ps_token_response *tok, char *line, size_t linelen);
 
-/* Seconds of Retry-After on the last answer when it was a 429, else -1. */
+/* Seconds of Retry-After on the last answer when it was a 429 or a 503, else -1. */
 long ps_grant_retry_after(void);
 
 /*

@@ -19,10 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "helper/app_cache.h"
+#include "helper/app_token.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
 #include "helper/keeper_loop.h"
+#include "helper/service.h"
 #include "helper/store.h"
 #include "helper/user_token.h"
 #include "keyring/keys.h"
@@ -79,8 +80,7 @@ static int keeper_spawn(const struct ps_request *req, char *line, size_t linelen
 	struct pollfd p;
 	pid_t pid;
 
-	len = ps_request_format(&req->cfg, PS_OP_OPEN, req->secret_len ? req->secret : NULL, buf,
-				sizeof(buf));
+	len = ps_request_format(&req->cfg, PS_OP_OPEN, buf, sizeof(buf));
 	if (len < 0 || pipe2(in, O_CLOEXEC) < 0)
 		return -1;
 	if (pipe2(out, O_CLOEXEC) < 0) {
@@ -255,9 +255,7 @@ struct keeper {
 	struct ps_request *req;
 	struct ps_store store;
 	int dfd, lockfd;
-	int appfd;		    /* app token mode: the app keeper's directory, else -1 */
 	struct ps_app_token stored; /* app token mode: the token last put in the keyring */
-	bool refused;		    /* app token mode: the cache was refused (logged once) */
 	char who[32];
 	struct ps_loop loop;
 };
@@ -281,45 +279,27 @@ static long long keeper_schedule(struct ps_loop *l)
 	return next;
 }
 
-/* Renew by the configured flow. */
+/* Renew from the stored refresh token (authorization_code through the system service). */
 static int keeper_renew(struct ps_loop *l, char *line, size_t linelen)
 {
 	struct keeper *k = l->ctx;
-	const struct ps_config *cfg = &k->req->cfg;
-	const char *secret = k->req->secret_len ? k->req->secret : NULL;
-	struct ps_token_response tok;
-	time_t started = time(NULL);
-	int rc;
 
-	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS) {
-		rc = ps_user_token_refresh(cfg, secret, false, cfg->refresh_margin, line, linelen);
-	} else {
-		rc = ps_grant_client_credentials(cfg, secret, &tok, line, linelen);
-		if (rc == PS_EXIT_OK) {
-			rc = ps_grant_store(cfg, &tok, started, line, linelen);
-			ps_token_response_clear(&tok);
-		}
-	}
-	ps_request_redact(k->req, line, linelen);
-	return rc;
+	return ps_user_token_refresh(&k->req->cfg, false, k->req->cfg.refresh_margin, line,
+				     linelen);
 }
 
-/* --- app token mode: the host's app keeper renews; we copy each new token into the keyring */
+/* --- app token mode: the system service renews the host's token; we copy each new one */
 
-/* The cache into the keyring when it holds a token we have not stored yet. */
+/* The service's token into the keyring when it is not the one we stored. */
 static int keeper_copy(struct ps_loop *l, char *line, size_t linelen)
 {
 	struct keeper *k = l->ctx;
 	const struct ps_config *cfg = &k->req->cfg;
+	long long deadline = ps_mono_ms() + (long long)cfg->timeout * 1000 + 2000;
 	struct ps_app_token t;
-	int rc = ps_app_cache_read(k->appfd, cfg, (uid_t)cfg->app_uid, &t, line, linelen);
+	int rc = ps_service_app_token(cfg, deadline, &t, line, linelen);
 
-	if (rc == PS_EXIT_CONFIG && !k->refused)
-		syslog(LOG_WARNING, "%s: %s", l->who, line);
-	k->refused = rc == PS_EXIT_CONFIG;
-	if (rc != PS_EXIT_OK) {
-		rc = PS_EXIT_OK; /* none (yet), or expired: the next one comes with an event */
-	} else if (!ps_app_token_same(&t, &k->stored)) {
+	if (rc == PS_EXIT_OK && !ps_app_token_same(&t, &k->stored)) {
 		rc = ps_app_token_store(cfg, &t, line, linelen);
 		if (rc == PS_EXIT_OK)
 			memcpy(&k->stored, &t, sizeof(t));
@@ -328,19 +308,14 @@ static int keeper_copy(struct ps_loop *l, char *line, size_t linelen)
 	return rc;
 }
 
-/* Look again when the stored token expires (a missed event costs no more than that). */
+/* Ask again when the stored token is due for renewal, as keeper_schedule does for ours. */
 static long long keeper_copy_schedule(struct ps_loop *l)
 {
 	struct keeper *k = l->ctx;
-	long long at = k->stored.info.expires_at * 1000;
 
-	return k->stored.token_len && at > ps_loop_now_ms() ? at : PS_LOOP_NEVER;
-}
-
-/* The app keeper's directory changed: a new token, perhaps. */
-static void keeper_copy_changed(struct ps_loop *l)
-{
-	l->next_ms = ps_loop_now_ms();
+	if (!k->stored.token_len)
+		return ps_loop_now_ms();
+	return ps_loop_renew_at(k->stored.info.expires_at, k->req->cfg.refresh_margin);
 }
 
 /* With no session left: under the store lock, check again, remove the keys, and go. */
@@ -371,7 +346,6 @@ static const struct ps_loop_ops keeper_ops = {
 static const struct ps_loop_ops keeper_copy_ops = {
 	.renew = keeper_copy,
 	.schedule = keeper_copy_schedule,
-	.changed = keeper_copy_changed,
 	.try_exit = keeper_try_exit,
 };
 
@@ -390,12 +364,10 @@ static int keeper_setup(struct keeper *k)
 	if (k->dfd < 0)
 		return -1;
 	snprintf(k->who, sizeof(k->who), "user %d", (int)getuid());
-	if (!k->req->cfg.app_uid)
-		return ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd);
-	k->appfd = ps_app_dir_open(&k->req->cfg, (uid_t)k->req->cfg.app_uid, err, sizeof(err));
-	if (k->appfd < 0 || ps_loop_init(&k->loop, &keeper_copy_ops, k, k->who, k->dfd) < 0)
-		return -1;
-	return ps_loop_watch(&k->loop, k->appfd);
+	return ps_loop_init(&k->loop,
+			    k->req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS ? &keeper_copy_ops
+									   : &keeper_ops,
+			    k, k->who, k->dfd);
 }
 
 int ps_keeper_run(struct ps_request *req)
@@ -405,7 +377,7 @@ int ps_keeper_run(struct ps_request *req)
 
 	memset(&k, 0, sizeof(k));
 	k.req = req;
-	k.lockfd = k.dfd = k.appfd = -1;
+	k.lockfd = k.dfd = -1;
 	openlog("pam_spotify_helper[keeper]", LOG_PID, LOG_AUTHPRIV);
 	if (keeper_setup(&k) < 0)
 		return PS_EXIT_CONFIG; /* another keeper won, or the store is unusable */
@@ -413,11 +385,11 @@ int ps_keeper_run(struct ps_request *req)
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	dup2(null, STDIN_FILENO);
 	dup2(null, STDOUT_FILENO);
-	/* app token mode: look at the cache at once (that also remembers what is stored) */
-	k.loop.next_ms = k.appfd >= 0 ? ps_loop_now_ms() : keeper_schedule(&k.loop);
+	/* app token mode: ask the service at once (that also remembers what is stored) */
+	k.loop.next_ms = k.req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS ? ps_loop_now_ms()
+								       : keeper_schedule(&k.loop);
 	ps_loop_run(&k.loop);
 	ps_loop_close(&k.loop);
 	ps_app_token_clear(&k.stored);
-	ps_request_clear(req);
 	return PS_EXIT_OK;
 }

@@ -1,9 +1,10 @@
 /*
- * main.c: pam_spotify_helper, the unprivileged helper that pam_spotify.so runs as the user.
- * Owns the process (hardening, modes, the one answer line) and the client credentials flow:
- * request on stdin -> token endpoint -> keyring. In --pam mode the answer is exactly one line on
- * stdout (the module logs it) and the exit code is a PS_EXIT_* value; nothing goes to stderr.
- * No secret, token or response body is ever printed.
+ * main.c: pam_spotify_helper. As the user, run by pam_spotify.so (--pam, then keeper) and by
+ * spotify-token (login, logout, refresh); as the system service (service: helper/service.h), the
+ * one process that holds the client secret. Owns the process (hardening, modes, the one answer
+ * line). In --pam mode the answer is exactly one line on stdout (the module logs it) and the exit
+ * code is a PS_EXIT_* value; nothing goes to stderr. No secret, token or response body is ever
+ * printed.
  */
 #include <config.h> /* autoconf; "config.h" could be taken for pam/config.h */
 
@@ -21,18 +22,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "helper/app_cache.h"
-#include "helper/app_keeper.h"
+#include "helper/app_token.h"
 #include "helper/curl_load.h"
 #include "helper/http.h"
 #include "helper/oauth_error.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
+#include "helper/service.h"
 #include "helper/token_response.h"
 #include "helper/user_token.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
 #include "pam/request.h"
+#include "pam/rundir.h"
 #include "pam/util.h"
 
 #define PROG		"pam_spotify_helper"
@@ -108,26 +110,13 @@ static int check_open_request(const struct ps_request *req, char *line, size_t l
 			 "helper come from different versions; reinstall pam_spotify");
 		return PS_EXIT_CONFIG;
 	}
-	if (!req->secret_len && req->cfg.flow != PS_FLOW_PKCE && !req->cfg.app_uid) {
-		snprintf(line, linelen, "request has no client secret: check client_secret_file");
+	if (req->cfg.flow != PS_FLOW_PKCE && (!req->cfg.service[0] || req->cfg.app_uid <= 0)) {
+		snprintf(line, linelen,
+			 "request names no system service: the module and the helper come from "
+			 "different versions; reinstall pam_spotify");
 		return PS_EXIT_CONFIG;
 	}
 	return PS_EXIT_OK;
-}
-
-/* op open, flow client_credentials: POST with Basic auth, parse, store. */
-static int op_open_client_credentials(const struct ps_request *req, char *line, size_t linelen)
-{
-	struct ps_token_response tok;
-	time_t started = time(NULL);
-	int rc;
-
-	rc = ps_grant_client_credentials(&req->cfg, req->secret, &tok, line, linelen);
-	if (rc == PS_EXIT_OK) {
-		rc = ps_grant_store(&req->cfg, &tok, started, line, linelen);
-		ps_token_response_clear(&tok);
-	}
-	return rc;
 }
 
 /*
@@ -153,18 +142,13 @@ static unsigned wait_ms(const struct ps_config *cfg)
 	return cfg->timeout > 1 ? cfg->timeout * 1000 - 500 : 500;
 }
 
-/* op open, client_credentials from the host's app keeper: its cache into the keyring. */
+/* op open, client_credentials: the host's app token from the system service into the keyring. */
 static int op_open_app_token(const struct ps_request *req, char *line, size_t linelen)
 {
 	struct ps_app_token t;
-	int fd, rc;
+	int rc = ps_service_app_token(&req->cfg, ps_mono_ms() + wait_ms(&req->cfg), &t, line,
+				      linelen);
 
-	fd = ps_app_dir_open(&req->cfg, (uid_t)req->cfg.app_uid, line, linelen);
-	if (fd < 0)
-		return PS_EXIT_CONFIG;
-	rc = ps_app_cache_wait(fd, &req->cfg, (uid_t)req->cfg.app_uid, &t, wait_ms(&req->cfg), line,
-			       linelen);
-	close(fd);
 	if (rc == PS_EXIT_OK)
 		rc = ps_app_token_store(&req->cfg, &t, line, linelen);
 	ps_app_token_clear(&t);
@@ -178,15 +162,12 @@ static int op_open(const struct ps_request *req, char *line, size_t linelen)
 
 	if (rc != PS_EXIT_OK)
 		return rc;
-	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS && req->cfg.app_uid)
+	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
 		rc = op_open_app_token(req, line, linelen);
-	else if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
-		rc = op_open_client_credentials(req, line, linelen);
 	else
-		rc = ps_user_token_refresh(&req->cfg, req->secret_len ? req->secret : NULL,
-					   req->cfg.interactive &&
-						   req->cfg.enroll == PS_ENROLL_PROMPT,
-					   req->cfg.refresh_margin, line, linelen);
+		rc = ps_user_token_refresh(
+			&req->cfg, req->cfg.interactive && req->cfg.enroll == PS_ENROLL_PROMPT,
+			req->cfg.refresh_margin, line, linelen);
 	if (rc == PS_EXIT_OK)
 		rc = ps_keeper_attach(req, line, linelen);
 	else if (rc == PS_EXIT_NETWORK)
@@ -211,35 +192,7 @@ static int run_keeper(void)
 	rc = read_request(&req, line, sizeof(line));
 	if (rc != PS_EXIT_OK)
 		return rc;
-	rc = ps_keeper_run(&req);
-	ps_request_clear(&req);
-	return rc;
-}
-
-/* app-keeper: the request (with the secret) on stdin; start the host's app keeper; answer. */
-static int run_app_keeper(void)
-{
-	struct ps_request req;
-	char line[ANSWER_MAX];
-	int rc;
-
-	memset(&req, 0, sizeof(req));
-	rc = read_request(&req, line, sizeof(line));
-	if (rc == PS_EXIT_OK && (req.op != PS_OP_OPEN ||
-				 req.cfg.flow != PS_FLOW_CLIENT_CREDENTIALS || req.cfg.app_uid)) {
-		snprintf(line, sizeof(line),
-			 "app-keeper: the request is not a client credentials open");
-		rc = PS_EXIT_CONFIG;
-	}
-	if (rc == PS_EXIT_OK)
-		rc = check_open_request(&req, line, sizeof(line));
-	if (rc == PS_EXIT_OK)
-		rc = ps_app_keeper_start(&req, line, sizeof(line));
-	if (rc != PS_EXIT_OK)
-		ps_request_redact(&req, line, sizeof(line));
-	ps_request_clear(&req);
-	answer(line);
-	return rc;
+	return ps_keeper_run(&req);
 }
 
 /* --pam: one request on stdin, one answer line on stdout. */
@@ -256,9 +209,6 @@ static int run_pam(void)
 					  : op_close(&req, line, sizeof(line));
 		ps_curl_unload();
 	}
-	if (rc != PS_EXIT_OK)
-		ps_request_redact(&req, line, sizeof(line));
-	ps_request_clear(&req);
 	answer(line);
 	return rc;
 }
@@ -266,14 +216,16 @@ static int run_pam(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: " PROG " --pam | keeper | app-keeper | login|logout|refresh "
+		"Usage: " PROG " --pam | keeper | service | login|logout|refresh "
 		"[--config=PATH] [--timeout=N]\n"
 		"       " PROG " --version | --help\n"
 		"\n"
 		"The helper of pam_spotify.so: run by the PAM module as the logging-in user, it\n"
 		"reads a request on stdin, obtains a Spotify access token and stores it in the\n"
-		"kernel keyring. spotify-token runs it for login, logout and refresh. It is not\n"
-		"meant to be run by hand; see pam_spotify_helper(8).\n");
+		"kernel keyring. spotify-token runs it for login, logout and refresh. As the\n"
+		"system service (systemd's pam_spotify.socket, or started by the module) it holds\n"
+		"the client secret. It is not meant to be run by hand; see "
+		"pam_spotify_helper(8).\n");
 }
 
 struct user_cmd {
@@ -354,28 +306,32 @@ static bool token_replaced(const struct ps_config *cfg, const char *old, size_t 
 	return replaced;
 }
 
-/*
- * The host's app token when this configuration takes it from an app keeper (client_credentials,
- * app_user exists, a valid cache): PS_EXIT_OK with *t, else not.
- */
+/* Where a user's command finds the system service of cfg: its own socket, else systemd's. */
+static void user_service(struct ps_config *cfg)
+{
+	struct passwd *pw = getpwnam(cfg->app_user);
+	struct stat st;
+
+	if (!pw || pw->pw_uid == 0)
+		return;
+	cfg->app_uid = (long)pw->pw_uid;
+	ps_service_path(cfg, ".sock", cfg->service, sizeof(cfg->service));
+	if (stat(cfg->service, &st) < 0)
+		ps_strlcpy(cfg->service, PS_RUNDIR "/" PS_SERVICE_SYSTEMD, sizeof(cfg->service));
+}
+
+/* The host's app token (client_credentials) from the system service: PS_EXIT_OK with *t. */
 static int app_token_current(const struct ps_config *cfg, struct ps_app_token *t)
 {
 	char line[ANSWER_MAX];
-	struct passwd *pw = getpwnam(cfg->app_user);
-	int fd, rc = PS_EXIT_NO_TOKEN;
 
 	memset(t, 0, sizeof(*t));
-	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS || !pw || pw->pw_uid == 0)
-		return rc;
-	fd = ps_app_dir_open(cfg, pw->pw_uid, line, sizeof(line));
-	if (fd >= 0) {
-		rc = ps_app_cache_read(fd, cfg, pw->pw_uid, t, line, sizeof(line));
-		close(fd);
-	}
-	return rc;
+	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS || !cfg->service[0])
+		return PS_EXIT_NO_TOKEN;
+	return ps_service_app_token(cfg, ps_mono_ms() + 2000, t, line, sizeof(line));
 }
 
-/* The keyring holds the app token that the cache holds now (it may have been renewed). */
+/* The keyring holds the app token that the service holds now (it may have been renewed). */
 static bool app_token_copied(const struct ps_config *cfg, struct ps_app_token *app)
 {
 	size_t len = 0;
@@ -411,10 +367,10 @@ static int token_wait(const struct ps_config *cfg, const char *old, size_t oldle
 }
 
 /*
- * spotify-token refresh: pkce refreshes here (always a network refresh); the other flows need
- * the client secret, which only the keeper holds: ask it, and wait for the new token. A client
- * credentials token shared by the host's app keeper is renewed for everyone before it expires:
- * the keeper copies the current one, and we say so.
+ * spotify-token refresh: pkce refreshes here (always a network refresh); the other flows renew
+ * in the keeper (through the system service, which holds the client secret): ask it, and wait
+ * for the new token. The client credentials token is the host's, renewed by the system service
+ * for everyone before it expires: the keeper copies the current one, and we say so.
  */
 static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 {
@@ -425,7 +381,7 @@ static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 	int rc = PS_EXIT_NETWORK, got;
 
 	if (cfg->flow == PS_FLOW_PKCE)
-		return ps_user_token_refresh(cfg, NULL, false, UINT_MAX, line, linelen);
+		return ps_user_token_refresh(cfg, false, UINT_MAX, line, linelen);
 	shared = app_token_current(cfg, &app) == PS_EXIT_OK;
 	old = token_copy(cfg, &oldlen);
 	if (ps_keeper_poke(cfg) < 0) {
@@ -469,10 +425,12 @@ static int run_user(int argc, char **argv)
 	 */
 	unsetenv("XDG_STATE_HOME");
 	rc = user_config(&cmd, &cfg, line, sizeof(line));
+	if (rc == PS_EXIT_OK && cfg.flow != PS_FLOW_PKCE)
+		user_service(&cfg);
 	if (rc == PS_EXIT_OK) {
 		if (!strcmp(cmd.name, "login")) {
-			rc = ps_user_token_enroll(&cfg, NULL, PS_VIA_TERMINAL,
-						  (unsigned)cmd.timeout_s, line, sizeof(line));
+			rc = ps_user_token_enroll(&cfg, PS_VIA_TERMINAL, (unsigned)cmd.timeout_s,
+						  line, sizeof(line));
 		} else if (!strcmp(cmd.name, "logout"))
 			rc = ps_user_token_logout(&cfg, line, sizeof(line));
 		else
@@ -497,7 +455,7 @@ int main(int argc, char **argv)
 {
 	bool pam_mode = argc == 2 && strcmp(argv[1], "--pam") == 0;
 	bool keeper_mode = argc == 2 && strcmp(argv[1], "keeper") == 0;
-	bool app_mode = argc == 2 && strcmp(argv[1], "app-keeper") == 0;
+	bool service_mode = argc == 2 && strcmp(argv[1], "service") == 0;
 	bool user_mode = argc >= 2 && is_user_cmd(argv[1]);
 
 	if (harden() < 0) {
@@ -512,12 +470,14 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return PS_EXIT_OK;
 	}
-	if (!pam_mode && !user_mode && !keeper_mode && !app_mode) {
+	if (service_mode)
+		return ps_service_main(); /* root (then the app user), or systemd's app user */
+	if (!pam_mode && !user_mode && !keeper_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;
 	}
 	if (running_as_root()) {
-		if (pam_mode || app_mode)
+		if (pam_mode)
 			answer(PROG ": refusing to run as root");
 		else
 			fprintf(stderr,
@@ -528,7 +488,5 @@ int main(int argc, char **argv)
 	}
 	if (keeper_mode)
 		return run_keeper();
-	if (app_mode)
-		return run_app_keeper();
 	return pam_mode ? run_pam() : run_user(argc, argv);
 }

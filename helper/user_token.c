@@ -265,8 +265,8 @@ static int keep_tokens(const struct ps_config *cfg, struct ps_store *s,
 	return ps_grant_store(cfg, tok, started, line, linelen);
 }
 
-int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum ps_enroll_via via,
-			 unsigned timeout_s, char *line, size_t linelen)
+int ps_user_token_enroll(const struct ps_config *cfg, enum ps_enroll_via via, unsigned timeout_s,
+			 char *line, size_t linelen)
 {
 	struct ps_token_response tok;
 	struct enrollment e;
@@ -282,8 +282,7 @@ int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum p
 			       : authorize_terminal(cfg, &e, timeout_s, line, linelen);
 	if (rc == PS_EXIT_OK) {
 		started = time(NULL);
-		rc = ps_grant_code(cfg, secret, e.cb.code, e.redirect_uri, e.verifier, &tok, line,
-				   linelen);
+		rc = ps_grant_code(cfg, e.cb.code, e.redirect_uri, e.verifier, &tok, line, linelen);
 		if (rc == PS_EXIT_OK && !tok.refresh_token) {
 			snprintf(line, linelen,
 				 "the token endpoint returned no refresh token: check "
@@ -304,8 +303,9 @@ int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum p
 
 /* --- refresh */
 
-/* What a user does to connect (again): pkce has spotify-token login; the secret of
- * authorization_code is root's, so that flow connects at an interactive login prompt. */
+/* What a user does to connect (again): pkce has spotify-token login; authorization_code connects
+ * at an interactive login prompt (its code exchange goes through the system service, which the
+ * login starts). */
 static const char *connect_hint(const struct ps_config *cfg)
 {
 	return cfg->flow == PS_FLOW_PKCE ? "run spotify-token login"
@@ -334,8 +334,8 @@ static bool fresh_token_present(const struct ps_config *cfg, unsigned min_valid)
 	return fresh;
 }
 
-static int refresh_locked(const struct ps_config *cfg, const char *secret, struct ps_store *s,
-			  bool may_enroll, unsigned min_valid, char *line, size_t linelen)
+static int refresh_locked(const struct ps_config *cfg, struct ps_store *s, bool may_enroll,
+			  unsigned min_valid, char *line, size_t linelen)
 {
 	struct ps_token_response tok;
 	char *refresh = NULL;
@@ -350,7 +350,7 @@ static int refresh_locked(const struct ps_config *cfg, const char *secret, struc
 	}
 	rc = ps_store_read(s, &refresh, &len, line, linelen);
 	if ((rc == PS_EXIT_NO_TOKEN || rc == PS_EXIT_REAUTH) && may_enroll)
-		return ps_user_token_enroll(cfg, secret, PS_VIA_PAM, 300, line, linelen);
+		return ps_user_token_enroll(cfg, PS_VIA_PAM, 300, line, linelen);
 	if (rc == PS_EXIT_NO_TOKEN)
 		snprintf(line, linelen, "not connected to Spotify yet: %s", connect_hint(cfg));
 	else if (rc == PS_EXIT_REAUTH)
@@ -359,7 +359,7 @@ static int refresh_locked(const struct ps_config *cfg, const char *secret, struc
 	if (rc != PS_EXIT_OK)
 		return rc;
 	started = time(NULL);
-	rc = ps_grant_refresh(cfg, secret, refresh, &tok, line, linelen);
+	rc = ps_grant_refresh(cfg, refresh, &tok, line, linelen);
 	if (rc == PS_EXIT_OK) {
 		rc = keep_tokens(cfg, s, &tok, refresh, started, line, linelen);
 		ps_token_response_clear(&tok);
@@ -384,8 +384,8 @@ static unsigned lock_wait(const struct ps_config *cfg)
 	return wait < LOCK_WAIT_MAX_S ? wait : LOCK_WAIT_MAX_S;
 }
 
-int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool may_enroll,
-			  unsigned min_valid, char *line, size_t linelen)
+int ps_user_token_refresh(const struct ps_config *cfg, bool may_enroll, unsigned min_valid,
+			  char *line, size_t linelen)
 {
 	struct ps_store s;
 	int rc = ps_store_open(&s, cfg->client_id, line, linelen);
@@ -394,7 +394,7 @@ int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool 
 		return rc;
 	rc = ps_store_lock(&s, lock_wait(cfg), line, linelen);
 	if (rc == PS_EXIT_OK) {
-		rc = refresh_locked(cfg, secret, &s, may_enroll, min_valid, line, linelen);
+		rc = refresh_locked(cfg, &s, may_enroll, min_valid, line, linelen);
 		ps_store_unlock(&s);
 	}
 	ps_store_close(&s);

@@ -20,14 +20,15 @@ enum ps_enroll_via {
  * token under the per-user lock, unless the keyring already holds a token of this flow and
  * client that lives more than min_valid seconds (another login or the keeper stored it). With no refresh
  * token: enroll through the PAM conversation when allowed, else PS_EXIT_NO_TOKEN with a hint.
- * secret: the client secret for authorization_code, NULL for pkce.
+ * authorization_code's requests go through the system service (cfg->service), which holds the
+ * client secret.
  */
-int ps_user_token_refresh(const struct ps_config *cfg, const char *secret, bool may_enroll,
-			  unsigned min_valid, char *line, size_t linelen);
+int ps_user_token_refresh(const struct ps_config *cfg, bool may_enroll, unsigned min_valid,
+			  char *line, size_t linelen);
 
 /* Enroll: authorize, exchange the code, store the refresh token and the access token. */
-int ps_user_token_enroll(const struct ps_config *cfg, const char *secret, enum ps_enroll_via via,
-			 unsigned timeout_s, char *line, size_t linelen);
+int ps_user_token_enroll(const struct ps_config *cfg, enum ps_enroll_via via, unsigned timeout_s,
+			 char *line, size_t linelen);
 
 /* Forget the refresh token and remove the keys. */
 int ps_user_token_logout(const struct ps_config *cfg, char *line, size_t linelen);

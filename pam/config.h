@@ -18,6 +18,7 @@
 #define PS_DEFAULT_REDIRECT_URI "http://127.0.0.1/callback"
 #define PS_DEFAULT_APP_USER	"_pam_spotify"
 #define PS_USER_NAME_MAX	64
+#define PS_SERVICE_PATH_MAX	108 /* sun_path */
 
 enum ps_flow {
 	PS_FLOW_CLIENT_CREDENTIALS = 0,
@@ -70,9 +71,9 @@ struct ps_config {
 	unsigned refresh_margin; /* renew this many seconds before expiry */
 	bool interactive;	 /* request only: the PAM conversation can prompt the user */
 	long session_pid;	 /* request only: the PAM application's process, 0 if unknown */
-	char app_user[PS_USER_NAME_MAX]; /* client_credentials: the app keeper's system user */
-	long app_uid; /* request only: take the app token from the app keeper's cache, owned by
-			 this uid; 0: request a token of our own */
+	char app_user[PS_USER_NAME_MAX]; /* the system service's user (helper/service.h) */
+	long app_uid; /* request only: the system service's uid (its peer credentials) */
+	char service[PS_SERVICE_PATH_MAX]; /* request only: the system service's socket */
 	enum ps_keyring keyring;
 	unsigned timeout;	  /* seconds the module waits for the helper; total HTTP time */
 	unsigned connect_timeout; /* seconds for the TCP+TLS connect */

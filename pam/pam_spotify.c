@@ -1,9 +1,9 @@
 /*
- * pam_spotify.c: the PAM session module. At session open it reads the configuration (and the
- * client secret, as root), runs the unprivileged helper as the user to obtain a Spotify access
- * token into the user's keyring, and logs one line; a client credentials token comes from the
- * host's app keeper (app_token.h). At session close it has the helper count the session and
- * remove the keys. It links libpam only: the network, TLS and JSON live in the helper.
+ * pam_spotify.c: the PAM session module. At session open it reads the configuration, makes sure
+ * the system service that holds the client secret runs (service.h; not for pkce), runs the
+ * unprivileged helper as the user to obtain a Spotify access token into the user's keyring, and
+ * logs one line. At session close it has the helper count the session and remove the keys. It
+ * links libpam only: the network, TLS and JSON live in the helper; it never reads the secret.
  */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
@@ -18,10 +18,9 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
-#include "pam/app_token.h"
 #include "pam/config.h"
 #include "pam/request.h"
-#include "pam/secret.h"
+#include "pam/service.h"
 #include "pam/spawn.h"
 #include "pam/util.h"
 #include "pam/warm.h"
@@ -140,57 +139,50 @@ static int warm_report(pam_handle_t *pamh, const struct passwd *pw, const char *
 	return PAM_SUCCESS;
 }
 
-/*
- * Run the helper for op. The secret is read (and its file checked) at every open of a flow that
- * has one; it goes to the helper only when the helper itself asks for the token, and to the app
- * keeper when a client credentials open starts one (app_token.h). One deadline for it all.
- */
+/* The flows whose token requests need the client secret go through the system service. */
+static bool needs_service(const struct ps_config *cfg)
+{
+	return cfg->flow != PS_FLOW_PKCE;
+}
+
+/* Run the helper for op, one deadline for it all (and for the system service before it). */
 static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw,
 		      enum ps_op op, bool detached)
 {
 	const char *what = op == PS_OP_OPEN ? "open" : "close";
 	struct ps_spawn_opts o = {.mode = "--pam", .interactive = cfg->interactive && !detached};
-	char secret[PS_SECRET_MAX] = "", request[PS_REQUEST_MAX], err[PS_ERR_MAX];
+	char request[PS_REQUEST_MAX];
 	struct ps_spawn_result res;
-	int len, rc = PAM_SESSION_ERR, ulock = -1;
+	int len, rc, ulock = -1;
 	bool waited = false;
 
 	o.deadline_ms = ps_spawn_deadline(cfg->timeout);
-	if (op == PS_OP_OPEN && cfg->flow != PS_FLOW_PKCE &&
-	    ps_secret_read(cfg->client_secret_file, secret, sizeof(secret), err, sizeof(err)) < 0) {
-		pam_syslog(pamh, LOG_ERR, "user %s: %s", pw->pw_name, err);
-		return PAM_SESSION_ERR;
+	if (op == PS_OP_OPEN && needs_service(cfg)) {
+		memset(&res, 0, sizeof(res));
+		res.exit_code = ps_service_open(pamh, cfg, pw, o.deadline_ms, res.message,
+						sizeof(res.message));
+		if (res.exit_code != PS_EXIT_OK)
+			return report(pamh, cfg, pw, what, &res);
 	}
-	if (op == PS_OP_OPEN && cfg->flow == PS_FLOW_CLIENT_CREDENTIALS &&
-	    ps_app_open(pamh, cfg, pw, secret, o.deadline_ms, &res) == PS_APP_FAILED) {
-		explicit_bzero(secret, sizeof(secret));
-		return report(pamh, cfg, pw, what, &res);
-	}
-	if (op == PS_OP_OPEN && ps_warm_open(cfg, pw, true, res.message, sizeof(res.message))) {
-		explicit_bzero(secret, sizeof(secret));
+	if (op == PS_OP_OPEN && ps_warm_open(cfg, pw, true, res.message, sizeof(res.message)))
 		return warm_report(pamh, pw, res.message);
-	}
 	/* one helper at a time per user: a login that waited for another may need none */
 	if (op == PS_OP_OPEN && (ulock = ps_warm_login_lock(cfg, pw, &waited)) >= 0 && waited &&
 	    ps_warm_open(cfg, pw, true, res.message, sizeof(res.message))) {
 		close(ulock);
-		explicit_bzero(secret, sizeof(secret));
 		return warm_report(pamh, pw, res.message);
 	}
-	len = ps_request_format(cfg, op, cfg->app_uid ? NULL : secret, request, sizeof(request));
-	explicit_bzero(secret, sizeof(secret));
+	len = ps_request_format(cfg, op, request, sizeof(request));
 	if (len < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: request to the helper is too large",
 			   pw->pw_name);
-		if (ulock >= 0)
-			close(ulock);
-		return PAM_SESSION_ERR;
-	}
-	if (ps_spawn_helper(pamh, pw, request, (size_t)len, &o, &res) < 0)
+		rc = PAM_SESSION_ERR;
+	} else if (ps_spawn_helper(pamh, pw, request, (size_t)len, &o, &res) < 0) {
 		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s", pw->pw_name, what, res.message);
-	else
+		rc = PAM_SESSION_ERR;
+	} else {
 		rc = report(pamh, cfg, pw, what, &res);
-	explicit_bzero(request, sizeof(request));
+	}
 	if (ulock >= 0)
 		close(ulock); /* the next login of the user goes on */
 	return rc;
@@ -202,11 +194,10 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	char line[PS_ERR_MAX];
 	int detached = 0, rc;
 
-	/* nowait: a token that needs nothing is there at once, without a detached process (for
-	 * client credentials only once the host's app keeper is known to serve: run_helper); this
-	 * check never waits for another login's lock */
-	if (cfg->nowait && cfg->flow != PS_FLOW_CLIENT_CREDENTIALS &&
-	    ps_warm_open(cfg, pw, false, line, sizeof(line)))
+	/* nowait: a token that needs nothing is there at once, without a detached process (when
+	 * no system service must count the session: run_helper); this check never waits for
+	 * another login's lock */
+	if (cfg->nowait && !needs_service(cfg) && ps_warm_open(cfg, pw, false, line, sizeof(line)))
 		return warm_report(pamh, pw, line);
 	if (cfg->nowait) {
 		detached = ps_spawn_detach();
@@ -225,13 +216,13 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 }
 
 /*
- * Close: leave the host's registry (client credentials), then leave the user's: at once when the
- * user's keeper runs (it sees the change and acts), else the helper counts the session.
+ * Close: the system service forgets the session, then the user's side: at once when the user's
+ * keeper runs (it sees the change and acts), else the helper counts the session.
  */
 static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
 {
-	if (cfg->flow == PS_FLOW_CLIENT_CREDENTIALS)
-		ps_app_close(pamh, cfg, pw);
+	if (needs_service(cfg))
+		ps_service_close(pamh, cfg, pw);
 	if (ps_warm_close(cfg, pw)) {
 		if (cfg->debug)
 			pam_syslog(pamh, LOG_DEBUG,

@@ -11,8 +11,7 @@
 #include "pam/request.h"
 #include "pam/util.h"
 
-int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *secret, char *buf,
-		      size_t buflen)
+int ps_request_format(const struct ps_config *cfg, enum ps_op op, char *buf, size_t buflen)
 {
 	struct ps_buf o = {.buf = buf, .cap = buflen};
 
@@ -36,17 +35,16 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *se
 	ps_buf_printf(&o, "app_user = %s\n", cfg->app_user);
 	if (cfg->app_uid > 0)
 		ps_buf_printf(&o, "app_uid = %ld\n", cfg->app_uid);
+	if (cfg->service[0])
+		ps_buf_printf(&o, "service = %s\n", cfg->service);
 	ps_buf_printf(&o, "keyring = %s\n", ps_keyring_name(cfg->keyring));
 	ps_buf_printf(&o, "timeout = %u\n", cfg->timeout);
 	ps_buf_printf(&o, "connect_timeout = %u\n", cfg->connect_timeout);
 	ps_buf_printf(&o, "remove_on_close = %s\n", cfg->remove_on_close ? "yes" : "no");
 	if (cfg->ca_file[0])
 		ps_buf_printf(&o, "ca_file = %s\n", cfg->ca_file);
-	if (secret && *secret)
-		ps_buf_printf(&o, "secret = %s\n", secret);
 	ps_buf_printf(&o, "end\n");
 	if (o.full) {
-		explicit_bzero(buf, buflen);
 		return -1;
 	}
 	return (int)o.len;
@@ -130,14 +128,16 @@ static int parse_item(struct ps_request *req, char *line, char *err, size_t errl
 		req->cfg.app_uid = (long)uid;
 		return 0;
 	}
-	if (!strcmp(key, "secret")) {
-		size_t n = strlen(value);
-		if (n == 0 || n >= sizeof(req->secret) || req->secret_len) {
-			snprintf(err, errlen, "request secret is empty, too long or repeated");
+	if (!strcmp(key, "service")) {
+		/* request only: the system service's socket, in RUNDIR */
+		if (strncmp(value, PS_RUNDIR "/", sizeof(PS_RUNDIR)) != 0 || strstr(value, "/..") ||
+		    ps_strlcpy(req->cfg.service, value, sizeof(req->cfg.service)) >=
+			    sizeof(req->cfg.service) ||
+		    req->cfg.service[sizeof(PS_RUNDIR)] == '\0') {
+			snprintf(err, errlen, "request service must be a socket in %s", PS_RUNDIR);
+			req->cfg.service[0] = '\0';
 			return -1;
 		}
-		memcpy(req->secret, value, n + 1);
-		req->secret_len = n;
 		return 0;
 	}
 	if (ps_config_set(&req->cfg, key, value, why, sizeof(why)) < 0) {
@@ -200,21 +200,5 @@ int ps_request_parse(struct ps_request *req, const char *buf, size_t len, char *
 	rc = 0;
 out:
 	explicit_bzero(line, sizeof(line));
-	if (rc < 0)
-		ps_request_clear(req);
 	return rc;
-}
-
-void ps_request_clear(struct ps_request *req)
-{
-	explicit_bzero(req->secret, sizeof(req->secret));
-	req->secret_len = 0;
-}
-
-void ps_request_redact(const struct ps_request *req, char *line, size_t linelen)
-{
-	if (req->secret_len && strstr(line, req->secret))
-		snprintf(line, linelen,
-			 "the accounts server's error message quoted the client "
-			 "secret and was withheld; check token_url");
 }

@@ -1,14 +1,13 @@
 /*
- * request.h: the versioned request that the module writes on the helper's stdin. It carries the
- * resolved configuration and, when the flow needs one, the client secret: never argv or
- * environment.
+ * request.h: the versioned request that the module writes on the helper's stdin (and on the
+ * system service's, when it starts one). It carries the resolved configuration and never a secret:
+ * the client secret lives only in the system service (helper/service.h).
  *
  * Format (text, one item a line, no line longer than PS_REQUEST_LINE_MAX):
  *   pam_spotify-request 1
  *   op = open | close
  *   <config key> = <value>     (the same keys and checks as pam_spotify.conf)
- *   interactive, session, app_uid = <value>  (request only: see struct ps_config)
- *   secret = <client secret>   (optional)
+ *   interactive, session, app_uid, service = <value>  (request only: see struct ps_config)
  *   end
  */
 #ifndef PS_REQUEST_H
@@ -21,7 +20,6 @@
 #define PS_REQUEST_VERSION 1
 #define PS_REQUEST_MAGIC   "pam_spotify-request"
 #define PS_REQUEST_MAX	   16384
-#define PS_SECRET_MAX	   512
 
 enum ps_op {
 	PS_OP_OPEN = 0,	 /* obtain a token and store it */
@@ -31,24 +29,12 @@ enum ps_op {
 struct ps_request {
 	enum ps_op op;
 	struct ps_config cfg;
-	char secret[PS_SECRET_MAX]; /* empty when none; zeroed by ps_request_clear */
-	size_t secret_len;
 };
 
-/*
- * Format a request into buf. Returns the length, or -1 when it does not fit. The caller zeroes
- * buf after use: it holds the secret.
- */
-int ps_request_format(const struct ps_config *cfg, enum ps_op op, const char *secret, char *buf,
-		      size_t buflen);
+/* Format a request into buf. Returns the length, or -1 when it does not fit. */
+int ps_request_format(const struct ps_config *cfg, enum ps_op op, char *buf, size_t buflen);
 
 /* Parse a request. 0, or -1 with a reason in err. */
 int ps_request_parse(struct ps_request *req, const char *buf, size_t len, char *err, size_t errlen);
-
-/* A server could quote the client secret back in an error text: replace such a line. */
-void ps_request_redact(const struct ps_request *req, char *line, size_t linelen);
-
-/* Zero the secret. */
-void ps_request_clear(struct ps_request *req);
 
 #endif

@@ -14,8 +14,6 @@
 #include "pam/rundir.h"
 #include "pam/util.h"
 
-#define CLIENT_PART_MAX 200
-
 /* FNV-1a, 32 bits: a name, not a secret; a collision only lets two configurations share. */
 static uint32_t fnv1a(uint32_t h, const char *s)
 {
@@ -26,7 +24,7 @@ static uint32_t fnv1a(uint32_t h, const char *s)
 	return h;
 }
 
-void ps_app_name(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
+void ps_service_name(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
 {
 	uint32_t h = 2166136261u;
 
@@ -37,15 +35,15 @@ void ps_app_name(const struct ps_config *cfg, const char *suffix, char *out, siz
 	h = fnv1a(h, cfg->scopes);
 	h = fnv1a(h, "\n");
 	h = fnv1a(h, cfg->client_secret_file);
-	snprintf(out, outlen, "%.*s-%08x%s", CLIENT_PART_MAX, cfg->client_id, (unsigned)h, suffix);
+	snprintf(out, outlen, "service-%08x%s", (unsigned)h, suffix);
 }
 
-void ps_app_path(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
+void ps_service_path(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
 {
-	char app[PATH_MAX];
+	char name[PS_SERVICE_NAME_MAX + 16];
 
-	ps_app_name(cfg, suffix, app, sizeof(app));
-	snprintf(out, outlen, "%s/%s", PS_RUNDIR, app);
+	ps_service_name(cfg, suffix, name, sizeof(name));
+	snprintf(out, outlen, "%s/%s", PS_RUNDIR, name);
 }
 
 /* A directory owned by uid and not writable by group or others. 0, or -1 with err. */
@@ -131,14 +129,4 @@ int ps_rundir_open(bool create, char *err, size_t errlen)
 		return fd;
 	make_parents();
 	return dir_open(AT_FDCWD, PS_RUNDIR, PS_RUNDIR, create, 0755, 0, 0, err, errlen);
-}
-
-int ps_rundir_subdir(int rfd, const struct ps_config *cfg, const char *suffix, bool create,
-		     mode_t mode, uid_t uid, gid_t gid, char *err, size_t errlen)
-{
-	char name[PS_APP_NAME_MAX + 16], path[PATH_MAX];
-
-	ps_app_name(cfg, suffix, name, sizeof(name));
-	snprintf(path, sizeof(path), "%s/%s", PS_RUNDIR, name);
-	return dir_open(rfd, name, path, create, mode, uid, gid, err, errlen);
 }

@@ -1,4 +1,4 @@
-/* secret.c: the client secret file. Read as root, checked before a byte of it is used. */
+/* secret.c: the client secret file. Read by the system service, checked before a byte is used. */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
 #include <errno.h>
@@ -11,8 +11,8 @@
 #include "pam/secret.h"
 #include "pam/util.h"
 
-/* Refuse a file that anyone but root could have written or could read. */
-static int secret_stat_check(int fd, const char *path, char *err, size_t errlen)
+/* Refuse a file that anyone but its owner (root) could have written or could read. */
+static int secret_stat_check(int fd, const char *path, uid_t owner, char *err, size_t errlen)
 {
 	struct stat st;
 
@@ -28,7 +28,12 @@ static int secret_stat_check(int fd, const char *path, char *err, size_t errlen)
 			 path);
 		return -1;
 	}
-	if (st.st_uid != 0) {
+	if (st.st_uid != owner && owner != 0) {
+		snprintf(err, errlen, "client secret file %s is not owned by uid %u", path,
+			 (unsigned)owner);
+		return -1;
+	}
+	if (st.st_uid != owner) {
 		snprintf(err, errlen,
 			 "client secret file %s is not owned by root; "
 			 "run: chown root:root %s && chmod 600 %s",
@@ -72,7 +77,7 @@ static int secret_text_check(char *buf, size_t *len, const char *path, char *err
 	return 0;
 }
 
-int ps_secret_read(const char *path, char *buf, size_t cap, char *err, size_t errlen)
+int ps_secret_read(const char *path, uid_t owner, char *buf, size_t cap, char *err, size_t errlen)
 {
 	size_t len = 0;
 	int fd, rc;
@@ -89,7 +94,7 @@ int ps_secret_read(const char *path, char *buf, size_t cap, char *err, size_t er
 				 strerror(errno));
 		return -1;
 	}
-	rc = secret_stat_check(fd, path, err, errlen);
+	rc = secret_stat_check(fd, path, owner, err, errlen);
 	if (rc == 0) {
 		rc = ps_read_all(fd, buf, cap - 1, &len);
 		if (rc != 0)

@@ -17,6 +17,6 @@ void ps_fuzz_check_config(const struct ps_config *cfg, bool finished);
  * Abort unless a finished cfg formats into a request of at most PS_REQUEST_MAX bytes that
  * parses back to the same settings, op and secret (secret may be NULL).
  */
-void ps_fuzz_request_round_trip(const struct ps_config *cfg, enum ps_op op, const char *secret);
+void ps_fuzz_request_round_trip(const struct ps_config *cfg, enum ps_op op);
 
 #endif

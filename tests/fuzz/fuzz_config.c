@@ -30,7 +30,7 @@ static void finish(struct ps_config *cfg)
 		return;
 	}
 	ps_fuzz_check_config(cfg, true);
-	ps_fuzz_request_round_trip(cfg, PS_OP_OPEN, NULL);
+	ps_fuzz_request_round_trip(cfg, PS_OP_OPEN);
 }
 
 static void as_file(const uint8_t *data, size_t size)

@@ -2,9 +2,9 @@
  * fuzz_request.c: libFuzzer target for the module->helper request parser (ps_request_parse),
  * what the helper reads on its standard input.
  *
- * Contract: on failure, one non-empty line of text and the secret zeroed; on success, an op,
- * a secret that fits its buffer with secret_len its length, settings within their buffers and
- * ranges, and, once finished, a request that formats and parses back to the same.
+ * Contract: on failure, one non-empty line of text; on success, an op, settings within their
+ * buffers and ranges, a service path within RUNDIR, and, once finished, a request that formats
+ * and parses back to the same. A request carries no secret.
  */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
@@ -21,9 +21,9 @@ static void check_accepted(struct ps_request *req)
 
 	if (req->op != PS_OP_OPEN && req->op != PS_OP_CLOSE)
 		ps_fuzz_fail("request accepted without an op");
-	ps_fuzz_check_cstr(req->secret, sizeof(req->secret), "secret unterminated");
-	if (strlen(req->secret) != req->secret_len)
-		ps_fuzz_fail("secret_len is not the secret's length");
+	ps_fuzz_check_cstr(req->cfg.service, sizeof(req->cfg.service), "service unterminated");
+	if (req->cfg.service[0] && strncmp(req->cfg.service, PS_RUNDIR "/", sizeof(PS_RUNDIR)))
+		ps_fuzz_fail("service outside RUNDIR");
 	ps_fuzz_check_config(&req->cfg, false);
 	/* the module formats a finished configuration: so does the round trip */
 	if (ps_config_finish(&req->cfg, err, sizeof(err)) < 0) {
@@ -31,7 +31,7 @@ static void check_accepted(struct ps_request *req)
 		return;
 	}
 	ps_fuzz_check_config(&req->cfg, true);
-	ps_fuzz_request_round_trip(&req->cfg, req->op, req->secret);
+	ps_fuzz_request_round_trip(&req->cfg, req->op);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -45,10 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_accepted(req);
 	} else {
 		ps_fuzz_check_err(err, sizeof(err));
-		if (req->secret_len || !ps_fuzz_zeroed(req->secret, sizeof(req->secret)))
-			ps_fuzz_fail("a refused request left its secret behind");
 	}
-	ps_request_clear(req);
 	ps_fuzz_free(buf, size);
 	free(req);
 	return 0;

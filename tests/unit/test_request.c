@@ -35,12 +35,10 @@ static void test_round_trip(void **state)
 
 	(void)state;
 	sample_config(&cfg);
-	len = ps_request_format(&cfg, PS_OP_OPEN, "s3cr3t=+/", buf, sizeof(buf));
+	len = ps_request_format(&cfg, PS_OP_OPEN, buf, sizeof(buf));
 	assert_true(len > 0);
 	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
 	assert_int_equal(req.op, PS_OP_OPEN);
-	assert_string_equal(req.secret, "s3cr3t=+/");
-	assert_int_equal(req.secret_len, 9);
 	assert_string_equal(req.cfg.client_id, "cid123");
 	assert_string_equal(req.cfg.scopes, "a b");
 	assert_string_equal(req.cfg.token_url, "https://127.0.0.1:4443/api/token");
@@ -53,18 +51,16 @@ static void test_round_trip(void **state)
 	assert_string_equal(req.cfg.client_secret_file, "/s"); /* the path names the app token */
 	assert_string_equal(req.cfg.app_user, "_pam_spotify");
 	assert_int_equal(req.cfg.app_uid, 0);
-	ps_request_clear(&req);
-	assert_int_equal(req.secret[0], 0);
+	assert_string_equal(req.cfg.service, "");
 
-	len = ps_request_format(&cfg, PS_OP_CLOSE, NULL, buf, sizeof(buf));
+	len = ps_request_format(&cfg, PS_OP_CLOSE, buf, sizeof(buf));
 	assert_true(len > 0);
-	assert_null(strstr(buf, "\nsecret = ")); /* client_secret_file is a path, not the secret */
+	assert_null(strstr(buf, "\nsecret")); /* a request never carries the secret */
 	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
 	assert_int_equal(req.op, PS_OP_CLOSE);
-	assert_int_equal(req.secret_len, 0);
 }
 
-/* app_uid: request only, 1 to 2^32-2; the token then comes from the app keeper's cache. */
+/* app_uid and service: request only; the system service's uid (1 to 2^32-2) and its socket. */
 static void test_app_uid(void **state)
 {
 	static const char zero[] = "pam_spotify-request 1\nop = open\napp_uid = 0\nend\n";
@@ -76,27 +72,25 @@ static void test_app_uid(void **state)
 	(void)state;
 	sample_config(&cfg);
 	cfg.app_uid = 999;
-	len = ps_request_format(&cfg, PS_OP_OPEN, NULL, buf, sizeof(buf));
+	snprintf(cfg.service, sizeof(cfg.service), "%s/service-0123abcd.sock", PS_RUNDIR);
+	len = ps_request_format(&cfg, PS_OP_OPEN, buf, sizeof(buf));
 	assert_true(len > 0);
 	assert_non_null(strstr(buf, "app_uid = 999\n"));
 	assert_int_equal(ps_request_parse(&req, buf, (size_t)len, err, sizeof(err)), 0);
 	assert_int_equal(req.cfg.app_uid, 999);
-	assert_int_equal(req.secret_len, 0);
+	assert_string_equal(req.cfg.service, cfg.service);
 	assert_int_equal(ps_request_parse(&req, zero, sizeof(zero) - 1, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "app_uid must be a user ID other than 0"));
 }
 
-static void test_format_overflow_zeroes(void **state)
+static void test_format_overflow(void **state)
 {
 	char buf[64];
 	struct ps_config cfg;
-	size_t i;
 
 	(void)state;
 	sample_config(&cfg);
-	assert_int_equal(ps_request_format(&cfg, PS_OP_OPEN, "secret", buf, sizeof(buf)), -1);
-	for (i = 0; i < sizeof(buf); i++)
-		assert_int_equal(buf[i], 0);
+	assert_int_equal(ps_request_format(&cfg, PS_OP_OPEN, buf, sizeof(buf)), -1);
 }
 
 struct bad_req {
@@ -117,7 +111,12 @@ static const struct bad_req bad_reqs[] = {
 	{"pam_spotify-request 1\nop = open\ntimeout=3\nend\n", "not 'key = value'"},
 	{"pam_spotify-request 1\nop = open\ntimeout = 3\ntimeout = 4\nend\n", "duplicate key"},
 	{"pam_spotify-request 1\nop = open\nflow = implicit\nend\n", "implicit"},
-	{"pam_spotify-request 1\nop = open\nsecret = a\nsecret = b\nend\n", "repeated"},
+	/* an old module's secret is refused, not taken */
+	{"pam_spotify-request 1\nop = open\nsecret = a\nend\n", "unknown key 'secret'"},
+	{"pam_spotify-request 1\nop = open\nservice = /tmp/x.sock\nend\n",
+	 "service must be a socket in"},
+	{"pam_spotify-request 1\nop = open\nservice = " PS_RUNDIR "/../x\nend\n",
+	 "service must be a socket in"},
 	{"pam_spotify-request 1\nop = open\nwhat = ever\nend\n", "unknown key 'what'"},
 	{"pam_spotify-request 1\nop = open\ninteractive = maybe\nend\n",
 	 "interactive must be yes or no"},
@@ -144,7 +143,6 @@ static void test_bad_requests(void **state)
 		if (!strstr(err, bad_reqs[i].expect))
 			fail_msg("for %s: got '%s', want '%s'", bad_reqs[i].text, err,
 				 bad_reqs[i].expect);
-		assert_int_equal(req.secret_len, 0);
 	}
 }
 
@@ -168,10 +166,8 @@ static void test_nul_and_long_line(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_app_uid),
-		cmocka_unit_test(test_format_overflow_zeroes),
-		cmocka_unit_test(test_bad_requests),
+		cmocka_unit_test(test_round_trip),	  cmocka_unit_test(test_app_uid),
+		cmocka_unit_test(test_format_overflow),	  cmocka_unit_test(test_bad_requests),
 		cmocka_unit_test(test_nul_and_long_line),
 	};
 

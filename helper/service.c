@@ -1,0 +1,946 @@
+/*
+ * service.c: the system service (see service.h): start-up in either way, the privilege drop, and
+ * one poll(2) loop over the socket, the connections and the sessions' pidfds. Token requests run
+ * one at a time, each bounded by the configured timeout; other peers wait in the backlog.
+ */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <keyutils.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helper/grant.h"
+#include "helper/service.h"
+#include "helper/token_response.h"
+#include "pam/frame.h"
+#include "pam/request.h"
+#include "pam/rundir.h"
+#include "pam/secret.h"
+#include "pam/util.h"
+
+#define MAX_CONNS	 64
+#define MAX_SESSIONS	 4096
+#define MAX_UID_SESSIONS 512
+#define MAX_UIDS	 256
+#define CONN_WAIT_MS	 5000 /* a peer has this long to send its request */
+#define IDLE_EXIT_MS	 2000 /* nothing counted, nothing under way: end after this */
+#define BACKOFF_MAX_S	 300
+#define UID_BURST	 10   /* token requests a uid may make at once... */
+#define UID_REFILL_MS	 6000 /* ...and one more each this long */
+#define REQ_MAX		 (16 * 1024)
+
+struct conn {
+	int fd;
+	uid_t uid;
+	long long deadline;
+	char *buf; /* REQ_MAX + 1; zeroed when done (a form holds a code or refresh token) */
+	size_t have;
+	int passfd;
+};
+
+struct session {
+	int pidfd; /* -1 when none came with it: then only its close ends it */
+	uid_t uid;
+	long pid;
+};
+
+struct uid_budget {
+	uid_t uid;
+	unsigned tokens;
+	long long refilled_ms;
+};
+
+struct service {
+	struct ps_config cfg;
+	char name[PS_SERVICE_NAME_MAX]; /* ps_service_name(cfg): which configuration we serve */
+	char secret[PS_SECRET_MAX];
+	int lfd, lockfd, sigfd;
+	struct conn conns[MAX_CONNS];
+	int nconns;
+	struct session *sessions;
+	int nsessions;
+	struct uid_budget budgets[MAX_UIDS];
+	int nbudgets;
+	struct ps_app_token app; /* the host's app token (client_credentials) */
+	long app_lifetime;	 /* its expires_in */
+	long long not_before_ms; /* no token request before this: Retry-After or backoff */
+	unsigned failures;
+	long long idle_since_ms;
+	bool stop;
+};
+
+/* --- answers */
+
+static void reply(int fd, struct ps_buf *b)
+{
+	ps_frame_send(fd, b->buf, b->len, -1, ps_mono_ms() + 2000);
+}
+
+/* "status CODE" and "message TEXT". */
+static void reply_error(int fd, int code, const char *text)
+{
+	char buf[PS_ERR_MAX + 64], num[8], clean[PS_ERR_MAX];
+	struct ps_buf b = {.buf = buf, .cap = sizeof(buf)};
+
+	snprintf(num, sizeof(num), "%d", code);
+	ps_sanitize_text(clean, sizeof(clean), text, strlen(text));
+	ps_msg_add(&b, "status", num);
+	ps_msg_add(&b, "message", clean);
+	ps_msg_end(&b);
+	reply(fd, &b);
+}
+
+/* --- the request window: Retry-After and backoff hold everybody's requests back */
+
+static long long window_left_s(const struct service *s)
+{
+	long long left = s->not_before_ms - ps_mono_ms();
+
+	return left > 0 ? (left + 999) / 1000 : 0;
+}
+
+/* After a failed request: capped exponential backoff with jitter, at least Retry-After. */
+static void window_after_failure(struct service *s, long retry_after)
+{
+	long long base = 1000LL << (s->failures > 8 ? 8 : s->failures);
+	unsigned short r = 0;
+
+	s->failures++;
+	if (base > BACKOFF_MAX_S * 1000LL)
+		base = BACKOFF_MAX_S * 1000LL;
+	(void)!getrandom(&r, sizeof(r), 0);
+	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
+	if (retry_after >= 0 && retry_after * 1000LL > base)
+		base = retry_after * 1000LL;
+	s->not_before_ms = ps_mono_ms() + base;
+}
+
+/* 0 when a request may go out now; else -1 with the reason in line. */
+static int window_check(const struct service *s, char *line, size_t linelen)
+{
+	long long left = window_left_s(s);
+
+	if (!left)
+		return 0;
+	ps_errf(line, linelen,
+		"the system service holds token requests back for %lld s more (the accounts "
+		"server's Retry-After, or backoff after a failure): try again then",
+		left);
+	return -1;
+}
+
+/* A uid's budget of token requests (a token bucket). 0 when it may make one now. */
+static int budget_take(struct service *s, uid_t uid, char *line, size_t linelen)
+{
+	long long now = ps_mono_ms();
+	struct uid_budget *b = NULL;
+	int i;
+
+	for (i = 0; i < s->nbudgets && !b; i++)
+		if (s->budgets[i].uid == uid)
+			b = &s->budgets[i];
+	if (!b) {
+		i = s->nbudgets < MAX_UIDS ? s->nbudgets++ : (int)(now % MAX_UIDS);
+		b = &s->budgets[i];
+		*b = (struct uid_budget){.uid = uid, .tokens = UID_BURST, .refilled_ms = now};
+	}
+	while (b->tokens < UID_BURST && now - b->refilled_ms >= UID_REFILL_MS) {
+		b->tokens++;
+		b->refilled_ms += UID_REFILL_MS;
+	}
+	if (b->tokens == UID_BURST)
+		b->refilled_ms = now;
+	if (b->tokens == 0) {
+		ps_errf(line, linelen,
+			"too many token requests from uid %u: the system service takes one every "
+			"%d s; try again later",
+			(unsigned)uid, UID_REFILL_MS / 1000);
+		return -1;
+	}
+	b->tokens--;
+	return 0;
+}
+
+/* --- the app token */
+
+/* Fresh: more of its life is left than the margin (half its life at most), as a keeper renews. */
+static bool app_fresh(const struct service *s)
+{
+	unsigned margin = s->cfg.refresh_margin;
+
+	if ((long)margin > s->app_lifetime / 2)
+		margin = (unsigned)(s->app_lifetime / 2);
+	return ps_app_token_fresh(&s->app, margin);
+}
+
+static int app_fetch(struct service *s, char *line, size_t linelen)
+{
+	struct ps_token_response tok;
+	char info[PS_TOKEN_INFO_MAX];
+	time_t started = time(NULL);
+	int rc;
+
+	rc = ps_grant_client_credentials(&s->cfg, s->secret, &tok, line, linelen);
+	if (rc != PS_EXIT_OK) {
+		window_after_failure(s, ps_grant_retry_after());
+		syslog(LOG_WARNING, "app token request failed: %s", line);
+		return rc;
+	}
+	rc = ps_grant_info(&s->cfg, &tok, started, info, sizeof(info), line, linelen);
+	if (rc == PS_EXIT_OK && ps_app_token_parse(&s->app, &s->cfg, info, tok.access_token,
+						   tok.access_token_len) < 0) {
+		ps_errf(line, linelen, "the accounts server's token is not a usable bearer token");
+		rc = PS_EXIT_NETWORK;
+	}
+	if (rc == PS_EXIT_OK) {
+		s->app_lifetime = tok.expires_in;
+		s->failures = 0;
+		syslog(LOG_INFO, "app token obtained: expires_in=%ld", tok.expires_in);
+	}
+	ps_token_response_clear(&tok);
+	return rc;
+}
+
+static void op_token(struct service *s, struct conn *c)
+{
+	char line[PS_ERR_MAX], buf[PS_TOKEN_INFO_MAX + PS_TOKEN_MAX + 64];
+	struct ps_buf b = {.buf = buf, .cap = sizeof(buf)};
+	int rc = PS_EXIT_OK;
+
+	if (s->cfg.flow != PS_FLOW_CLIENT_CREDENTIALS) {
+		reply_error(c->fd, PS_EXIT_CONFIG, "this service's flow has no app token");
+		return;
+	}
+	if (!app_fresh(s)) {
+		rc = window_check(s, line, sizeof(line)) < 0 ? PS_EXIT_NETWORK
+							     : app_fetch(s, line, sizeof(line));
+		/* a failed renewal still serves the token it has while that lives */
+		if (rc != PS_EXIT_OK && ps_app_token_fresh(&s->app, 0))
+			rc = PS_EXIT_OK;
+	}
+	if (rc != PS_EXIT_OK) {
+		reply_error(c->fd, rc, line);
+		return;
+	}
+	ps_msg_add(&b, "status", "0");
+	ps_msg_add(&b, "info", s->app.info_json);
+	ps_msg_end(&b);
+	if (b.len + s->app.token_len <= b.cap) {
+		memcpy(buf + b.len, s->app.token, s->app.token_len);
+		b.len += s->app.token_len;
+	}
+	reply(c->fd, &b);
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/* --- token requests on behalf of users */
+
+static bool form_value_ok(const char *v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		char ch = v[i];
+
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || strchr("%-._~+", ch)))
+			return false;
+	}
+	return n > 0;
+}
+
+/*
+ * Only a code exchange or a refresh, with only their own fields, each once and urlencoded: the
+ * service adds client authentication to nothing else (no scope, no client_id, no other grant).
+ */
+static bool form_allowed(const char *form, size_t len)
+{
+	static const char *const code_keys[] = {"grant_type", "code", "redirect_uri",
+						"code_verifier", NULL};
+	static const char *const refresh_keys[] = {"grant_type", "refresh_token", NULL};
+	const char *const *keys;
+	unsigned seen = 0;
+	size_t pos = 0;
+
+	if (!strncmp(form, "grant_type=authorization_code&", 30))
+		keys = code_keys;
+	else if (!strncmp(form, "grant_type=refresh_token&", 25))
+		keys = refresh_keys;
+	else
+		return false;
+	while (pos < len) {
+		const char *pair = form + pos, *amp = memchr(pair, '&', len - pos);
+		size_t plen = amp ? (size_t)(amp - pair) : len - pos;
+		const char *eq = memchr(pair, '=', plen);
+		size_t klen = eq ? (size_t)(eq - pair) : 0;
+		int i, hit = -1;
+
+		for (i = 0; eq && keys[i]; i++)
+			if (strlen(keys[i]) == klen && !memcmp(pair, keys[i], klen))
+				hit = i;
+		if (hit < 0 || (seen & (1u << hit)) || !form_value_ok(eq + 1, plen - klen - 1))
+			return false;
+		seen |= 1u << hit;
+		pos += plen + (amp ? 1 : 0);
+		if (amp && pos == len)
+			return false; /* a trailing '&' */
+	}
+	return keys == code_keys ? (seen & 0x7) == 0x7 : seen == 0x3;
+}
+
+/* The server's answer quoted the secret back: never pass that on. */
+static void withhold_secret(const struct service *s, struct ps_http_response *resp)
+{
+	static const char withheld[] =
+		"{\"error\":\"server_error\",\"error_description\":\"the accounts server's answer "
+		"quoted the client secret and was withheld by the system service\"}";
+	size_t n = strlen(s->secret);
+
+	if (!resp->body || !n || !memmem(resp->body, resp->len, s->secret, n))
+		return;
+	explicit_bzero(resp->body, resp->len);
+	resp->len = sizeof(withheld) - 1 < resp->len ? sizeof(withheld) - 1 : resp->len;
+	memcpy(resp->body, withheld, resp->len);
+	resp->body[resp->len] = '\0';
+	ps_strlcpy(resp->content_type, "application/json", sizeof(resp->content_type));
+}
+
+static void op_grant(struct service *s, struct conn *c, const char *form, size_t len)
+{
+	char line[PS_ERR_MAX], head[512], num[32], *out;
+	struct ps_buf b = {.buf = head, .cap = sizeof(head)};
+	struct ps_http_response resp;
+	int rc;
+
+	if (s->cfg.flow != PS_FLOW_AUTHORIZATION_CODE) {
+		reply_error(c->fd, PS_EXIT_CONFIG,
+			    "this service's flow does not take token requests from users");
+		return;
+	}
+	if (!form_allowed(form, len)) {
+		reply_error(c->fd, PS_EXIT_CONFIG,
+			    "the system service refuses this token request (only a code exchange "
+			    "or a refresh, with their own fields)");
+		return;
+	}
+	if (window_check(s, line, sizeof(line)) < 0 ||
+	    budget_take(s, c->uid, line, sizeof(line)) < 0) {
+		reply_error(c->fd, PS_EXIT_NETWORK, line);
+		return;
+	}
+	rc = ps_http_post_form(&s->cfg, s->cfg.token_url, form, s->cfg.client_id, s->secret, &resp,
+			       line, sizeof(line));
+	if (rc != PS_EXIT_OK) {
+		reply_error(c->fd, rc, line);
+		return;
+	}
+	if ((resp.status == 429 || resp.status == 503) && resp.retry_after >= 0)
+		window_after_failure(s, resp.retry_after);
+	withhold_secret(s, &resp);
+	ps_msg_add(&b, "status", "0");
+	snprintf(num, sizeof(num), "%ld", resp.status);
+	ps_msg_add(&b, "http", num);
+	ps_msg_add(&b, "content_type", resp.content_type);
+	snprintf(num, sizeof(num), "%ld", resp.retry_after);
+	ps_msg_add(&b, "retry_after", num);
+	ps_msg_end(&b);
+	out = b.full ? NULL : malloc(b.len + resp.len);
+	if (out) {
+		memcpy(out, head, b.len);
+		memcpy(out + b.len, resp.body, resp.len);
+		ps_frame_send(c->fd, out, b.len + resp.len, -1, ps_mono_ms() + 2000);
+		ps_free_secret(out, b.len + resp.len);
+	} else {
+		reply_error(c->fd, PS_EXIT_NETWORK, "the system service is out of memory");
+	}
+	ps_http_response_clear(&resp);
+}
+
+/* --- sessions (from the module, as root) */
+
+static void session_drop(struct service *s, int i)
+{
+	if (s->sessions[i].pidfd >= 0)
+		close(s->sessions[i].pidfd);
+	s->sessions[i] = s->sessions[--s->nsessions];
+}
+
+static void op_session(struct service *s, struct conn *c, bool open, const char *msg, size_t len)
+{
+	char num[32];
+	unsigned long uid, pid;
+	int i, per_uid = 0;
+
+	if (c->uid != 0) {
+		reply_error(c->fd, PS_EXIT_CONFIG, "only the PAM module (root) opens sessions");
+		return;
+	}
+	if (ps_msg_get(msg, len, "uid", num, sizeof(num)) < 0 ||
+	    ps_parse_ulong(num, 0, 4294967294UL, &uid) < 0 ||
+	    ps_msg_get(msg, len, "pid", num, sizeof(num)) < 0 ||
+	    ps_parse_ulong(num, 0, 4194304, &pid) < 0) {
+		reply_error(c->fd, PS_EXIT_CONFIG, "a session needs uid and pid");
+		return;
+	}
+	for (i = 0; i < s->nsessions; i++) {
+		if (s->sessions[i].uid == (uid_t)uid && s->sessions[i].pid == (long)pid && !open) {
+			session_drop(s, i);
+			break;
+		}
+		per_uid += s->sessions[i].uid == (uid_t)uid;
+	}
+	if (open && s->nsessions < MAX_SESSIONS && per_uid < MAX_UID_SESSIONS) {
+		s->sessions[s->nsessions++] =
+			(struct session){.pidfd = c->passfd, .uid = (uid_t)uid, .pid = (long)pid};
+		c->passfd = -1;
+	}
+	reply_error(c->fd, PS_EXIT_OK, "ok");
+}
+
+/* --- connections */
+
+static void conn_close(struct service *s, int i)
+{
+	struct conn *c = &s->conns[i];
+
+	close(c->fd);
+	if (c->passfd >= 0)
+		close(c->passfd);
+	ps_free_secret(c->buf, REQ_MAX + 1);
+	s->conns[i] = s->conns[--s->nconns];
+}
+
+static void handle(struct service *s, struct conn *c, const char *msg, size_t len)
+{
+	char op[16], name[PS_SERVICE_NAME_MAX];
+	size_t blen = 0;
+	const char *body = ps_msg_body(msg, len, &blen);
+
+	if (!body || ps_msg_get(msg, len, "op", op, sizeof(op)) < 0) {
+		reply_error(c->fd, PS_EXIT_CONFIG, "malformed message");
+		return;
+	}
+	if (ps_msg_get(msg, len, "service", name, sizeof(name)) < 0 || strcmp(name, s->name)) {
+		reply_error(c->fd, PS_EXIT_CONFIG,
+			    "this system service serves another configuration (client_id, "
+			    "token_url, scopes or client_secret_file differ): restart it "
+			    "(systemctl restart pam_spotify.service)");
+		return;
+	}
+	if (!strcmp(op, "token"))
+		op_token(s, c);
+	else if (!strcmp(op, "grant"))
+		op_grant(s, c, body, blen);
+	else if (!strcmp(op, "open") || !strcmp(op, "close"))
+		op_session(s, c, op[0] == 'o', msg, len);
+	else
+		reply_error(c->fd, PS_EXIT_CONFIG, "unknown op");
+}
+
+/* Read what the peer sent; a whole frame is handled. true when the connection is done. */
+static bool conn_read(struct service *s, struct conn *c)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = c->buf + c->have, .iov_len = REQ_MAX + 4 - c->have};
+	struct msghdr m = {.msg_iov = &iov,
+			   .msg_iovlen = 1,
+			   .msg_control = u.buf,
+			   .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	size_t need;
+
+	if (n < 0)
+		return errno != EAGAIN && errno != EINTR;
+	if (n == 0)
+		return true;
+	for (cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
+		size_t i, nfd = cm->cmsg_type == SCM_RIGHTS
+					? (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)
+					: 0;
+
+		for (i = 0; i < nfd; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (c->passfd < 0)
+				c->passfd = fd;
+			else
+				close(fd);
+		}
+	}
+	c->have += (size_t)n;
+	if (c->have < 4)
+		return false;
+	need = (size_t)(unsigned char)c->buf[0] << 24 | (size_t)(unsigned char)c->buf[1] << 16 |
+	       (size_t)(unsigned char)c->buf[2] << 8 | (unsigned char)c->buf[3];
+	if (need > REQ_MAX)
+		return true;
+	if (c->have < 4 + need)
+		return false;
+	c->buf[4 + need] = '\0';
+	handle(s, c, c->buf + 4, need);
+	return true;
+}
+
+static void conn_accept(struct service *s)
+{
+	struct conn *c;
+	pid_t pid;
+	int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	c = &s->conns[s->nconns];
+	*c = (struct conn){.fd = fd, .passfd = -1, .deadline = ps_mono_ms() + CONN_WAIT_MS};
+	c->buf = malloc(REQ_MAX + 5);
+	if (!c->buf || ps_frame_peer_uid(fd, &c->uid, &pid) < 0) {
+		free(c->buf);
+		close(fd);
+		return;
+	}
+	s->nconns++;
+}
+
+/* --- the loop */
+
+static bool may_end(const struct service *s)
+{
+	return s->nsessions == 0 && s->nconns == 0 && !window_left_s(s) &&
+	       ps_mono_ms() - s->idle_since_ms >= IDLE_EXIT_MS;
+}
+
+static int loop_timeout(const struct service *s)
+{
+	long long now = ps_mono_ms(), t = 60000;
+	int i;
+
+	for (i = 0; i < s->nconns; i++)
+		if (s->conns[i].deadline - now < t)
+			t = s->conns[i].deadline - now;
+	if (s->nsessions == 0 && s->nconns == 0) {
+		long long idle = s->idle_since_ms + IDLE_EXIT_MS - now;
+		long long win = s->not_before_ms - now;
+
+		t = idle > win ? idle : win;
+	}
+	return t < 0 ? 0 : t > 60000 ? 60000 : (int)t;
+}
+
+static void loop(struct service *s)
+{
+	struct pollfd *p = calloc(2 + MAX_CONNS + MAX_SESSIONS, sizeof(*p));
+	int i, n;
+
+	if (!p) {
+		syslog(LOG_ERR, "out of memory");
+		return;
+	}
+	s->idle_since_ms = ps_mono_ms();
+	while (!s->stop && !may_end(s)) {
+		n = 0;
+		p[n++] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
+		p[n++] = (struct pollfd){.fd = s->nconns < MAX_CONNS ? s->lfd : -1,
+					 .events = POLLIN};
+		for (i = 0; i < s->nconns; i++)
+			p[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
+		for (i = 0; i < s->nsessions; i++)
+			p[n++] = (struct pollfd){.fd = s->sessions[i].pidfd, .events = POLLIN};
+		if (poll(p, (nfds_t)n, loop_timeout(s)) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
+			s->stop = true;
+		/* sessions first (from the end: dropping moves the last into the hole) */
+		for (i = s->nsessions - 1; i >= 0; i--)
+			if (p[2 + s->nconns + i].revents)
+				session_drop(s, i);
+		for (i = s->nconns - 1; i >= 0; i--)
+			if (p[2 + i].revents ? conn_read(s, &s->conns[i])
+					     : ps_mono_ms() >= s->conns[i].deadline)
+				conn_close(s, i);
+		if (p[1].revents & POLLIN)
+			conn_accept(s);
+		if (s->nconns || s->nsessions)
+			s->idle_since_ms = ps_mono_ms();
+	}
+	free(p);
+}
+
+/* --- start-up */
+
+/* Drop to the app user for good and prove that root cannot come back. 0 or -1. */
+static int drop_privileges(const struct passwd *pw, char *line, size_t linelen)
+{
+	uid_t ru, eu, su;
+	gid_t g = pw->pw_gid;
+
+	if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0 || setuid(0) != -1 ||
+	    getresuid(&ru, &eu, &su) < 0 || ru != pw->pw_uid || eu != pw->pw_uid ||
+	    su != pw->pw_uid || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		ps_errf(line, linelen, "cannot drop to app_user %s", pw->pw_name);
+		return -1;
+	}
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* a uid change may have reset it */
+	return 0;
+}
+
+/*
+ * Bind RUNDIR/SERVICE.sock (a dead service's is replaced: we hold the lock). fd or -1. It listens
+ * only after the privilege drop: peers see the credentials of listen() in SO_PEERCRED.
+ */
+static int bind_socket(const struct service *s, char *line, size_t linelen)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	int fd;
+
+	ps_service_path(&s->cfg, ".sock", a.sun_path, sizeof(a.sun_path));
+	unlink(a.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    chmod(a.sun_path, 0666) < 0) {
+		ps_errf(line, linelen, "cannot listen on %s: %s", a.sun_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Take RUNDIR/SERVICE.lock for good. 0; 1 when another service holds it; -1 with line. */
+static int take_lock(struct service *s, char *line, size_t linelen)
+{
+	char path[PATH_MAX];
+	int rfd = ps_rundir_open(true, line, linelen);
+
+	if (rfd < 0)
+		return -1;
+	close(rfd);
+	ps_service_path(&s->cfg, ".lock", path, sizeof(path));
+	s->lockfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (s->lockfd < 0) {
+		ps_errf(line, linelen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* a service that is ending still holds it for a moment */
+	if (ps_flock_within(s->lockfd, 2000, NULL) == 0)
+		return 0;
+	return errno == EWOULDBLOCK ? 1 : -1;
+}
+
+/* Started by the module as root: the configuration on stdin, the status line on stdout. */
+static int start_as_root(struct service *s, char *line, size_t linelen)
+{
+	char buf[PS_REQUEST_MAX + 1];
+	struct ps_request req;
+	struct passwd *pw;
+	size_t len = 0;
+	int rc;
+
+	if (ps_read_all(STDIN_FILENO, buf, sizeof(buf) - 1, &len) != 0 ||
+	    ps_request_parse(&req, buf, len, line, linelen) < 0)
+		return PS_EXIT_CONFIG;
+	s->cfg = req.cfg;
+	pw = getpwnam(s->cfg.app_user);
+	if (!pw || pw->pw_uid == 0) {
+		ps_errf(line, linelen, "app_user %s does not exist or is root", s->cfg.app_user);
+		return PS_EXIT_CONFIG;
+	}
+	rc = take_lock(s, line, linelen);
+	if (rc != 0)
+		return rc > 0 ? -1 : PS_EXIT_CONFIG;
+	if (s->cfg.flow != PS_FLOW_PKCE && ps_secret_read(s->cfg.client_secret_file, 0, s->secret,
+							  sizeof(s->secret), line, linelen) < 0)
+		return PS_EXIT_CONFIG;
+	s->lfd = bind_socket(s, line, linelen);
+	if (s->lfd < 0 || drop_privileges(pw, line, linelen) < 0)
+		return PS_EXIT_CONFIG;
+	if (listen(s->lfd, 128) < 0) {
+		ps_errf(line, linelen, "cannot listen: %s", strerror(errno));
+		return PS_EXIT_CONFIG;
+	}
+	return PS_EXIT_OK;
+}
+
+/* Started by systemd: the socket is fd 3; the default configuration; the secret a credential. */
+static int start_by_systemd(struct service *s, char *line, size_t linelen)
+{
+	const char *dir = getenv("CREDENTIALS_DIRECTORY");
+	char path[PATH_MAX];
+
+	ps_config_init(&s->cfg);
+	if (ps_config_load(&s->cfg, PS_CONFIG_PATH, line, linelen) < 0 ||
+	    ps_config_finish(&s->cfg, line, linelen) < 0)
+		return PS_EXIT_CONFIG;
+	if (dir)
+		snprintf(path, sizeof(path), "%s/client_secret", dir);
+	if (s->cfg.flow != PS_FLOW_PKCE &&
+	    ps_secret_read(dir ? path : s->cfg.client_secret_file, dir ? getuid() : 0, s->secret,
+			   sizeof(s->secret), line, linelen) < 0)
+		return PS_EXIT_CONFIG;
+	s->lfd = 3;
+	fcntl(s->lfd, F_SETFD, FD_CLOEXEC);
+	fcntl(s->lfd, F_SETFL, O_NONBLOCK);
+	return PS_EXIT_OK;
+}
+
+static bool socket_activated(void)
+{
+	const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+	unsigned long p, n;
+
+	return pid && fds && ps_parse_ulong(pid, 1, 4194304, &p) == 0 && (pid_t)p == getpid() &&
+	       ps_parse_ulong(fds, 1, 1, &n) == 0;
+}
+
+static int signals_open(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+/* Tell the module how the start went, then stdout is /dev/null. */
+static void announce(const char *what)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	ps_write_all(STDOUT_FILENO, what, strlen(what));
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		close(null);
+	}
+}
+
+int ps_service_main(void)
+{
+	struct service s = {.lfd = -1, .lockfd = -1, .sigfd = -1};
+	char line[PS_ERR_MAX] = "", status[PS_ERR_MAX + 16];
+	bool systemd = socket_activated();
+	int rc, i;
+
+	openlog("pam_spotify_helper[service]", LOG_PID, LOG_AUTHPRIV);
+	if (!systemd && geteuid() != 0) {
+		fprintf(stderr, "pam_spotify_helper: service: run by pam_spotify.so as root, or by "
+				"systemd (pam_spotify.socket)\n");
+		return PS_EXIT_USAGE;
+	}
+	rc = systemd ? start_by_systemd(&s, line, sizeof(line))
+		     : start_as_root(&s, line, sizeof(line));
+	if (rc < 0) { /* another service holds the lock: it serves */
+		announce("busy\n");
+		return PS_EXIT_OK;
+	}
+	if (rc == PS_EXIT_OK) {
+		ps_service_name(&s.cfg, "", s.name, sizeof(s.name));
+		keyctl_join_session_keyring(NULL); /* no reference to a login's session keyring */
+		s.sigfd = signals_open();
+		s.sessions = calloc(MAX_SESSIONS, sizeof(*s.sessions));
+		if (s.sigfd < 0 || !s.sessions) {
+			ps_errf(line, sizeof(line), "cannot set up: %s", strerror(errno));
+			rc = PS_EXIT_CONFIG;
+		}
+	}
+	if (rc != PS_EXIT_OK) {
+		syslog(LOG_ERR, "cannot start: %s", line);
+		snprintf(status, sizeof(status), "fail %d %s\n", rc, line);
+		announce(status);
+		explicit_bzero(s.secret, sizeof(s.secret));
+		return rc;
+	}
+	syslog(LOG_INFO, "serving %s for client %s (%s)", s.name, s.cfg.client_id,
+	       ps_flow_name(s.cfg.flow));
+	announce("ready\n");
+	loop(&s);
+	syslog(LOG_INFO, "ending: no session left");
+	close(s.lfd); /* first: a login that connects now starts a new service... */
+	for (i = s.nconns - 1; i >= 0; i--)
+		conn_close(&s, i);
+	for (i = s.nsessions - 1; i >= 0; i--)
+		session_drop(&s, i);
+	free(s.sessions);
+	ps_app_token_clear(&s.app);
+	explicit_bzero(s.secret, sizeof(s.secret));
+	if (s.lockfd >= 0)
+		close(s.lockfd); /* ...which takes the lock once we let it go */
+	return PS_EXIT_OK;
+}
+
+/* --- a user's side */
+
+/* Connect to cfg's service and check it is the app user's. The fd, or -1 with line. */
+static int client_connect(const struct ps_config *cfg, char *line, size_t linelen)
+{
+	uid_t uid;
+	int fd;
+
+	if (!cfg->service[0] || cfg->app_uid <= 0) {
+		ps_errf(line, linelen,
+			"the request names no system service: the module and the helper come from "
+			"different versions; reinstall pam_spotify");
+		return -1;
+	}
+	fd = ps_frame_connect(cfg->service);
+	if (fd < 0) {
+		ps_errf(line, linelen,
+			"the system service at %s does not answer (%s): log in again, or start "
+			"pam_spotify.socket",
+			cfg->service, strerror(errno));
+		return -1;
+	}
+	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || uid != (uid_t)cfg->app_uid) {
+		ps_errf(line, linelen, "refusing %s: it is not the system service (uid %u)",
+			cfg->service, (unsigned)uid);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Send msg (head, then body), receive the answer into *ans (malloc'd, freed by the caller). */
+static int client_exchange(const struct ps_config *cfg, const char *head, size_t hlen,
+			   const char *body, size_t blen, long long deadline, char **ans,
+			   size_t *anslen, char *line, size_t linelen)
+{
+	char code[8], *out = malloc(hlen + blen);
+	unsigned long rc;
+	int fd = -1;
+
+	*ans = malloc(PS_FRAME_MAX + 1);
+	if (!out || !*ans) {
+		free(out);
+		ps_errf(line, linelen, "out of memory");
+		return PS_EXIT_NETWORK;
+	}
+	memcpy(out, head, hlen);
+	if (blen)
+		memcpy(out + hlen, body, blen);
+	fd = client_connect(cfg, line, linelen);
+	if (fd < 0) {
+		ps_free_secret(out, hlen + blen);
+		return PS_EXIT_NETWORK;
+	}
+	if (ps_frame_send(fd, out, hlen + blen, -1, deadline) < 0 ||
+	    ps_frame_recv(fd, *ans, PS_FRAME_MAX, anslen, NULL, deadline) < 0) {
+		ps_errf(line, linelen, "the system service at %s did not answer: %s", cfg->service,
+			errno == ETIMEDOUT ? "timed out" : strerror(errno));
+		rc = PS_EXIT_NETWORK;
+	} else if (ps_msg_get(*ans, *anslen, "status", code, sizeof(code)) < 0 ||
+		   ps_parse_ulong(code, 0, 7, &rc) < 0) {
+		ps_errf(line, linelen, "the system service's answer is malformed");
+		rc = PS_EXIT_NETWORK;
+	} else if (rc != PS_EXIT_OK && ps_msg_get(*ans, *anslen, "message", line, linelen) < 0) {
+		ps_errf(line, linelen, "the system service refused (code %lu)", rc);
+	}
+	close(fd);
+	ps_free_secret(out, hlen + blen);
+	return (int)rc;
+}
+
+/* The header every request of a user's side starts with. */
+static void client_head(const struct ps_config *cfg, const char *op, struct ps_buf *b)
+{
+	char name[PS_SERVICE_NAME_MAX];
+
+	ps_service_name(cfg, "", name, sizeof(name));
+	ps_msg_add(b, "op", op);
+	ps_msg_add(b, "service", name);
+	ps_msg_end(b);
+}
+
+int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct ps_app_token *t,
+			 char *line, size_t linelen)
+{
+	char head[256], info[PS_TOKEN_INFO_MAX + 1], *ans = NULL;
+	struct ps_buf b = {.buf = head, .cap = sizeof(head)};
+	const char *token;
+	size_t len = 0, tlen = 0;
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	client_head(cfg, "token", &b);
+	rc = client_exchange(cfg, head, b.len, NULL, 0, deadline, &ans, &len, line, linelen);
+	if (rc == PS_EXIT_OK) {
+		token = ps_msg_body(ans, len, &tlen);
+		if (ps_msg_get(ans, len, "info", info, sizeof(info)) < 0 || !token ||
+		    ps_app_token_parse(t, cfg, info, token, tlen) < 0) {
+			ps_errf(line, linelen,
+				"refusing the system service's app token: malformed "
+				"or another client's");
+			rc = PS_EXIT_NETWORK;
+		} else if (!ps_app_token_fresh(t, 0)) {
+			ps_errf(line, linelen, "the system service's app token has expired");
+			ps_app_token_clear(t);
+			rc = PS_EXIT_NETWORK;
+		}
+	}
+	if (ans)
+		ps_free_secret(ans, PS_FRAME_MAX + 1);
+	return rc;
+}
+
+int ps_service_post(const struct ps_config *cfg, const char *form, struct ps_http_response *resp,
+		    char *line, size_t linelen)
+{
+	/* the service's own request is bounded by its timeout: wait for it, and a little more */
+	long long deadline = ps_mono_ms() + (long long)cfg->timeout * 1000 + 2000;
+	char head[256], num[32], *ans = NULL;
+	struct ps_buf b = {.buf = head, .cap = sizeof(head)};
+	unsigned long status;
+	const char *body;
+	size_t len = 0, blen = 0;
+	int rc;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->retry_after = -1;
+	client_head(cfg, "grant", &b);
+	rc = client_exchange(cfg, head, b.len, form, strlen(form), deadline, &ans, &len, line,
+			     linelen);
+	if (rc == PS_EXIT_OK) {
+		body = ps_msg_body(ans, len, &blen);
+		if (!body || ps_msg_get(ans, len, "http", num, sizeof(num)) < 0 ||
+		    ps_parse_ulong(num, 100, 599, &status) < 0 ||
+		    ps_msg_get(ans, len, "content_type", resp->content_type,
+			       sizeof(resp->content_type)) < 0 ||
+		    ps_msg_get(ans, len, "retry_after", num, sizeof(num)) < 0 ||
+		    !(resp->body = malloc(blen + 1))) {
+			ps_errf(line, linelen, "the system service's answer is malformed");
+			rc = PS_EXIT_NETWORK;
+		} else {
+			resp->status = (long)status;
+			resp->retry_after = strcmp(num, "-1") ? strtol(num, NULL, 10) : -1;
+			memcpy(resp->body, body, blen);
+			resp->body[blen] = '\0';
+			resp->len = blen;
+		}
+	}
+	if (ans)
+		ps_free_secret(ans, PS_FRAME_MAX + 1);
+	return rc;
+}

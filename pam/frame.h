@@ -1,0 +1,52 @@
+/*
+ * frame.h: the framed messages of the service socket (helper/service.h), shared by the module,
+ * the service and the users' helpers and keepers. libc only.
+ *
+ * A frame is a 4-byte length (network order) and that many bytes, at most PS_FRAME_MAX. A
+ * message is header lines "key value\n" (a value has no control bytes), an empty line, and an
+ * optional body of any bytes. One descriptor (a pidfd) may travel with a frame (SCM_RIGHTS).
+ * Every send and receive ends by its deadline (a monotonic time in ms, ps_mono_ms).
+ */
+#ifndef PS_FRAME_H
+#define PS_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "pam/util.h"
+
+#define PS_FRAME_MAX (80 * 1024) /* a 64 KiB response body and its header */
+
+/* Send one frame of len bytes, with passfd (or -1). 0, or -1 with errno (ETIMEDOUT). */
+int ps_frame_send(int fd, const char *buf, size_t len, int passfd, long long deadline);
+
+/*
+ * Receive one frame into buf (cap bytes; one more for the NUL it always adds). *len gets its
+ * length, *passfd (unless NULL) a descriptor that came with it or -1 (one that comes when passfd
+ * is NULL is closed). 0, or -1 with errno (ETIMEDOUT, EMSGSIZE, ECONNRESET at EOF).
+ */
+int ps_frame_recv(int fd, char *buf, size_t cap, size_t *len, int *passfd, long long deadline);
+
+/* Append "key value\n" to b; a value with a control byte makes b full (refused). */
+void ps_msg_add(struct ps_buf *b, const char *key, const char *value);
+
+/* The end of the header: the empty line; what follows is the body. */
+void ps_msg_end(struct ps_buf *b);
+
+/*
+ * The value of key in the header of msg (len bytes, NUL-terminated), copied into out; 0, or -1
+ * when absent or longer than outlen - 1.
+ */
+int ps_msg_get(const char *msg, size_t len, const char *key, char *out, size_t outlen);
+
+/* The body of msg: a pointer into it and *bodylen, or NULL when the message has no header end. */
+const char *ps_msg_body(const char *msg, size_t len, size_t *bodylen);
+
+/* Connect to the Unix socket at path (non-blocking). The fd, or -1 with errno. */
+int ps_frame_connect(const char *path);
+
+/* The uid of the process at the other end of the socket fd: 0, or -1 with errno. */
+int ps_frame_peer_uid(int fd, uid_t *uid, pid_t *pid);
+
+#endif

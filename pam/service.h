@@ -1,0 +1,36 @@
+/*
+ * service.h: the module's side of the system service (helper/service.h), which alone holds the
+ * client secret. For a flow that needs the secret (client_credentials, authorization_code) the
+ * module, as root, makes sure the service for its configuration runs and tells it about the
+ * session (its pidfd travels with the message), and tells the user's helper where the service
+ * listens (cfg->service, cfg->app_uid). The module never reads the secret.
+ *
+ * The service of a configuration is reached at RUNDIR/SERVICE.sock (pam/rundir.h), or, under
+ * systemd, at RUNDIR/service.sock when that one serves the same configuration. Without systemd
+ * the module starts it itself, in a clean context: a fresh session, the real uid root (so that a
+ * su or sudo caller can no longer signal it), every resource limit as init has it, nice 0, every
+ * CPU, oom_score_adj 0, no inherited descriptor, umask 022, an empty environment. What it cannot
+ * reset is the cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no
+ * lock while it starts one: the service takes its own lock, and a service that finds another
+ * running ends.
+ */
+#ifndef PS_SERVICE_H
+#define PS_SERVICE_H
+
+#include <pwd.h>
+#include <security/pam_modules.h>
+
+#include "pam/config.h"
+
+/*
+ * At an open of pw's session (cfg->session_pid), before deadline (ms, ps_mono_ms): the service
+ * runs and counts the session; cfg->service and cfg->app_uid are set. PS_EXIT_OK, or an exit code
+ * with a one-line reason in line.
+ */
+int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw,
+		    long long deadline, char *line, size_t linelen);
+
+/* At its close: the service forgets the session (it also sees the session's process end). */
+void ps_service_close(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw);
+
+#endif
