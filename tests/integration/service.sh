@@ -1,0 +1,230 @@
+#!/bin/bash
+# service.sh: the system service that alone holds the client secret (helper/service.h), attacked
+# as a second local user would: pstest2 logs in through a su-like program (the PAM driver, setuid
+# root, so its real uid is the attacker's: they may signal it and set its limits), stops their own
+# login at any point, sets low limits on it, and talks to the service's socket directly. pstest1 is
+# the victim whose logins must go on. Needs root and an installed build.
+. "$top_srcdir/tests/lib.sh"
+
+need_root
+[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] ||
+	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+
+ps_tmpdir
+ps_lock_keyring
+ps_ensure_user pstest1
+ps_ensure_user pstest2
+ps_ensure_app_user
+SECRET="SENTINEL-SERVICE-SECRET-$$-c41d"
+printf 'svcclient:%s\n' "$SECRET" >"$T/clients"
+ps_start_server acc --client-file "$T/clients"
+printf '%s\n' "$SECRET" >"$T/secret"
+chmod 600 "$T/secret"
+DRIVER="$top_builddir/tests/pam/pam_session"
+export PS_SYSLOG_FILE="$T/syslog"
+: >"$PS_SYSLOG_FILE"
+chmod 666 "$PS_SYSLOG_FILE"
+# su-like: the driver setuid root, run by the attacker (real uid pstest2, effective uid root)
+SU="$T/su-like"
+cp "$DRIVER" "$SU" && chown root:root "$SU" && chmod 4755 "$SU" || bail "cannot make $SU"
+
+conf() { # conf FILE FLOW [extra lines...]
+	local f=$1 flow=$2
+	shift 2
+	{
+		echo "flow = $flow"
+		echo "client_id = svcclient"
+		echo "client_secret_file = $T/secret"
+		echo "accounts_url = $acc_URL"
+		echo "ca_file = $T/tls/ca.pem"
+		echo "timeout = 3"
+		echo "connect_timeout = 2"
+		printf '%s\n' "$@"
+	} >"$f"
+	chmod 644 "$f"
+}
+conf "$T/cc.conf" client_credentials
+conf "$T/ac.conf" authorization_code "scopes = user-read-email"
+mkdir -p "$T/pam.d"
+printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
+for s in cc ac; do
+	printf 'session optional pam_keyinit.so force revoke\nsession optional %s config=%s\n' \
+		"$PS_SECUREDIR/pam_spotify.so" "$T/$s.conf" >"$T/pam.d/$s"
+done
+
+session() { # session SERVICE USER: one open/close as root; sets OPEN, MS
+	"$DRIVER" "$T/pam.d" "$1" "$2" -- true >"$T/out" 2>"$T/err"
+	OPEN=$(sed -n 's/^open=\([0-9]*\) .*/\1/p' "$T/out")
+	MS=$(sed -n 's/^open=[0-9]* ms=\([0-9]*\).*/\1/p' "$T/out")
+}
+stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
+requests() { stats "j['token_requests']"; }
+# the services of this install: pam_spotify_helper service processes running our helper
+services() {
+	local p
+	for p in $(pgrep -f '^pam_spotify_helper service$'); do
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$PS_HELPER" ] && echo "$p"
+	done
+}
+stop_services() {
+	local p
+	for p in $(services); do kill "$p"; done
+	wait_ms 5000 '[ -z "$(services)" ]'
+}
+field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status" | tr -s ' \t' '  '; }
+limit() { awk -v n="$2" 'index($0, n) == 1 { sub(n, ""); print $1, $2 }' "/proc/$1/limits"; }
+stat_field() { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f"$2"; }
+ps_on_exit stop_services
+
+# ==== 1. who holds the secret, and where it listens
+stop_services
+session cc pstest1
+expect "client_credentials login opens (PAM_SUCCESS) through the service" '[ "$OPEN" = 0 ]'
+svc=$(services)
+expect "exactly one service runs ($(echo $svc))" '[ "$(echo "$svc" | wc -w)" = 1 ]'
+expect "the service runs as the app user, all four uids ($(field "$svc" Uid))" \
+	'[ "$(field "$svc" Uid)" = "$PS_APP_UID $PS_APP_UID $PS_APP_UID $PS_APP_UID" ]'
+expect "the service has no capabilities and no_new_privs" \
+	'[ "$(field "$svc" CapEff)" = 0000000000000000 ] && [ "$(field "$svc" NoNewPrivs)" = 1 ]'
+expect "the service is not dumpable: /proc/PID/environ stays root's" \
+	'[ "$(stat -c %u "/proc/$svc/environ")" = 0 ]'
+sock=$(ls "$PS_RUNDIR"/service-*.sock 2>/dev/null | head -1)
+expect "its socket is root's, mode 0666, in a root-owned 0755 RUNDIR ($(stat -c '%U %a' "$sock" "$PS_RUNDIR" | tr '\n' ' '))" \
+	'[ "$(stat -c "%U %a" "$sock")" = "root 666" ] && [ "$(stat -c "%U %a" "$PS_RUNDIR")" = "root 755" ]'
+expect "the service holds the client secret" 'ps_mem_has "$svc" "$SECRET"'
+found=""
+for p in $(pgrep -u pstest1) $(pgrep -u pstest2); do
+	ps_mem_has "$p" "$SECRET" && found="$found $p"
+done
+expect "no process of pstest1 or pstest2 holds the client secret (found:${found:- none})" '[ -z "$found" ]'
+expect "the service ends once no session is left" 'wait_ms 6000 "[ -z \"\$(services)\" ]"'
+
+# ==== 2. the attacker's limits, nice and CPUs do not follow the service they start
+stop_services
+setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
+	prlimit --nofile=16:16 --core=0:0 -- nice -n 19 taskset -c 0 \
+	"$SU" "$T/pam.d" cc pstest2 -- true >"$T/att.out" 2>&1
+svc=$(services)
+expect "the attacker's su-like login (nofile 16, nice 19, CPU 0) started the service" '[ -n "$svc" ]'
+if [ -n "$svc" ]; then
+	expect "its open files limit is init's ($(limit "$svc" 'Max open files') vs $(limit 1 'Max open files'))" \
+		'[ "$(limit "$svc" "Max open files")" = "$(limit 1 "Max open files")" ]'
+	expect "its nice is 0 ($(stat_field "$svc" 17))" '[ "$(stat_field "$svc" 17)" = 0 ]'
+	expect "it may run on every CPU ($(field "$svc" Cpus_allowed_list) vs $(field 1 Cpus_allowed_list))" \
+		'[ "$(field "$svc" Cpus_allowed_list)" = "$(field 1 Cpus_allowed_list)" ]'
+	expect "it is in a session of its own, not the attacker's" \
+		'[ "$(stat_field "$svc" 4)" != "$(stat_field $$ 4)" ]'
+	expect "the attacker cannot signal it" \
+		'! setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- kill -0 "$svc" 2>/dev/null'
+	r0=$(requests)
+	session cc pstest1
+	expect "the victim's login after it succeeds (the service is not starved of descriptors)" \
+		'[ "$OPEN" = 0 ]'
+fi
+
+# ==== 3. a stopped su-like login blocks nobody else, at any point of its start
+worst=0
+stops_failed=""
+for d in 0 1 2 5 10 20 40 80; do
+	stop_services
+	setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
+		"$SU" "$T/pam.d" cc pstest2 -- sleep 30 >"$T/att.$d" 2>&1 &
+	att=$!
+	[ "$d" = 0 ] || sleep "0.$(printf '%03d' "$d")"
+	setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- kill -STOP "$att"
+	session cc pstest1
+	[ "${MS:-99999}" -gt "$worst" ] && worst=${MS:-99999}
+	[ "$OPEN" = 0 ] && [ "${MS:-99999}" -lt 3000 ] || stops_failed="$stops_failed $d:$OPEN/${MS}ms"
+	kill -KILL "$att" 2>/dev/null
+	wait "$att" 2>/dev/null
+done
+expect "the victim's logins succeed within timeout while the attacker's login is stopped at 0 to 80 ms (worst ${worst} ms;${stops_failed:- none failed})" \
+	'[ -z "$stops_failed" ]'
+
+# ==== 4. the service's socket, spoken to directly by the attacker
+# frame OP [KEY VALUE]... [-- BODY]: one message to the service as pstest2; prints the answer
+cat >"$T/frame.py" <<'PY'
+import socket, struct, sys
+path, args = sys.argv[1], sys.argv[2:]
+body = b""
+if "--" in args:
+    i = args.index("--"); body = args[i + 1].encode(); args = args[:i]
+head = "".join("%s %s\n" % (args[i], args[i + 1]) for i in range(0, len(args), 2)) + "\n"
+msg = head.encode() + body
+s = socket.socket(socket.AF_UNIX); s.settimeout(10); s.connect(path)
+s.sendall(struct.pack(">I", len(msg)) + msg)
+data = b""
+while True:
+    c = s.recv(65536)
+    if not c: break
+    data += c
+    if len(data) >= 4 and len(data) >= 4 + struct.unpack(">I", data[:4])[0]: break
+print(data[4:].decode("utf-8", "replace"))
+PY
+chmod 644 "$T/frame.py"
+frame() { setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- /usr/bin/python3 "$T/frame.py" "$@"; }
+svcname() { basename "$1" .sock; }
+
+stop_services
+open_held_cc() { PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" cc pstest1 -- true >"$T/held.cc" 2>&1 & HELD=$!; wait_ms 15000 "grep -q '^open=' '$T/held.cc'"; }
+open_held_cc
+sock=$(ls "$PS_RUNDIR"/service-*.sock | head -1)
+name=$(svcname "$sock")
+frame "$sock" op open service "$name" uid 1001 pid 1 >"$T/f1"
+expect "a user cannot count sessions at the service: $(head -2 "$T/f1" | tr '\n' ' ')" \
+	'grep -q "only the PAM module" "$T/f1"'
+frame "$sock" op grant service "$name" -- "grant_type=client_credentials" >"$T/f2"
+expect "a client_credentials service adds its secret to no user's request" \
+	'grep -q "^status 7" "$T/f2"'
+frame "$sock" op token service service-00000000 >"$T/f3"
+expect "a request for another configuration is refused" 'grep -q "serves another configuration" "$T/f3"'
+frame "$sock" op token service "$name" >"$T/f4"
+expect "any local user may read the host's app token (the app's, not a user's)" \
+	'grep -q "^status 0" "$T/f4" && grep -q "^info " "$T/f4"'
+! grep -q -- "$SECRET" "$T/f1" "$T/f2" "$T/f3" "$T/f4"
+expect "no answer carries the secret" '[ $? = 0 ]'
+kill -USR1 "$HELD" 2>/dev/null
+wait "$HELD" 2>/dev/null
+
+# authorization_code: the service posts only code exchanges and refreshes, and rations each uid
+stop_services
+PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" ac pstest1 -- true >"$T/held.ac" 2>&1 &
+HELD=$!
+wait_ms 15000 "grep -q '^open=' '$T/held.ac'"
+sock=$(ls -t "$PS_RUNDIR"/service-*.sock | head -1)
+name=$(svcname "$sock")
+frame "$sock" op grant service "$name" -- "grant_type=client_credentials&scope=x" >"$T/g1"
+expect "an authorization_code service refuses a client_credentials grant from a user" \
+	'grep -q "refuses this token request" "$T/g1"'
+frame "$sock" op grant service "$name" -- "grant_type=refresh_token&refresh_token=abc&client_id=other" >"$T/g2"
+expect "it refuses fields beyond the grant's own (client_id)" 'grep -q "refuses this token request" "$T/g2"'
+r0=$(requests)
+n_ok=0 n_limited=0
+for i in $(seq 1 14); do
+	frame "$sock" op grant service "$name" -- "grant_type=refresh_token&refresh_token=bogus$i" >"$T/g3"
+	grep -q "^http 400" "$T/g3" && n_ok=$((n_ok + 1))
+	grep -q "too many token requests" "$T/g3" && n_limited=$((n_limited + 1))
+done
+r1=$(requests)
+expect "14 refresh requests from one uid: 10 reach the server, 4 are held back ($n_ok passed, $n_limited limited, server saw $((r1 - r0)))" \
+	'[ "$n_ok" = 10 ] && [ "$n_limited" = 4 ] && [ $((r1 - r0)) = 10 ]'
+kill -USR1 "$HELD" 2>/dev/null
+wait "$HELD" 2>/dev/null
+
+# ==== 5. Retry-After holds everybody back: one user's 429 is no reason for another's request
+stop_services
+clear_keys pstest1
+clear_keys pstest2
+ps_server_control "$acc_URL" '{"fault": "rate_limit", "fault_count": 1, "retry_after": 60}'
+r0=$(requests)
+session cc pstest1
+expect "the first login meets the 429 (session error)" '[ "$OPEN" != 0 ]'
+: >"$PS_SYSLOG_FILE"
+session cc pstest2
+r1=$(requests)
+expect "inside the Retry-After window the next user's login makes no request ($((r1 - r0)) in all)" \
+	'[ "$OPEN" != 0 ] && [ $((r1 - r0)) = 1 ]'
+expect "and says why: the service holds requests back" 'grep -q "holds token requests back" "$PS_SYSLOG_FILE"'
+ps_server_control "$acc_URL" '{"fault": null, "fault_count": null}'
+
+done_testing
