@@ -176,14 +176,15 @@ static int scheme_check(const char *url, const struct endpoint *ep, char *err, s
 }
 
 /*
- * The module kills the helper `timeout` s after it started it: end the transfer half a second
- * earlier, so the helper's own, clearer message reaches the log instead of a kill.
+ * The module kills the helper `timeout` s after it started it, and the helper waits for the system
+ * service's answer half a second less: end the transfer a second earlier (half a second for a
+ * timeout of 1 s), so the clearer message of its own reaches the log instead of a kill.
  */
 static long total_ms(const struct ps_config *cfg)
 {
 	long timeout = (long)cfg->timeout;
 
-	return timeout * 1000 > 1000 ? timeout * 1000 - 500 : 500;
+	return timeout > 1 ? timeout * 1000 - 1000 : 500;
 }
 
 /* The connect phase (TCP and the TLS handshake): connect_timeout, within the total. */

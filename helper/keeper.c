@@ -290,6 +290,8 @@ static int keeper_renew(struct ps_loop *l, char *line, size_t linelen)
 
 /* --- app token mode: the system service renews the host's token; we copy each new one */
 
+static long long keeper_copy_schedule(struct ps_loop *l);
+
 /* The service's token into the keyring when it is not the one we stored. */
 static int keeper_copy(struct ps_loop *l, char *line, size_t linelen)
 {
@@ -303,6 +305,14 @@ static int keeper_copy(struct ps_loop *l, char *line, size_t linelen)
 		rc = ps_app_token_store(cfg, &t, line, linelen);
 		if (rc == PS_EXIT_OK)
 			memcpy(&k->stored, &t, sizeof(t));
+	} else if (rc == PS_EXIT_OK && keeper_copy_schedule(l) <= ps_loop_now_ms()) {
+		/* the service's renewal failed and it serves the old token: back off, ask again */
+		char why[PS_ERR_MAX];
+
+		ps_strlcpy(why, line, sizeof(why));
+		ps_errf(line, linelen, "the system service has no newer token yet%s%s",
+			why[0] ? ": " : "", why);
+		rc = PS_EXIT_NETWORK;
 	}
 	ps_app_token_clear(&t);
 	return rc;

@@ -1,7 +1,10 @@
 /*
  * service.c: the system service (see service.h): start-up in either way, the privilege drop, and
- * one poll(2) loop over the socket, the connections and the sessions' pidfds. Token requests run
- * one at a time, each bounded by the configured timeout; other peers wait in the backlog.
+ * one poll(2) loop over the socket, the connections, the sessions' pidfds and the jobs. The loop
+ * never waits on the network: each token request runs in a child of its own (a job), bounded by
+ * the configured timeout, which reports back on a pipe; a slow accounts server delays nobody's
+ * session count and no other user's request. One app token request at a time: the peers that
+ * ask meanwhile wait for its answer.
  */
 #include <config.h>
 
@@ -41,10 +44,13 @@
 #define MAX_UIDS	 256
 #define CONN_WAIT_MS	 5000 /* a peer has this long to send its request */
 #define IDLE_EXIT_MS	 2000 /* nothing counted, nothing under way: end after this */
+#define FIRST_WAIT_MS	 10000 /* ...but wait this long for the login that started us */
 #define BACKOFF_MAX_S	 300
 #define UID_BURST	 10   /* token requests a uid may make at once... */
 #define UID_REFILL_MS	 6000 /* ...and one more each this long */
 #define REQ_MAX		 (16 * 1024)
+#define MAX_JOBS	 16
+#define REPORT_MAX	 (PS_TOKEN_INFO_MAX + PS_TOKEN_MAX + PS_ERR_MAX + 64)
 
 struct conn {
 	int fd;
@@ -53,6 +59,16 @@ struct conn {
 	char *buf; /* REQ_MAX + 1; zeroed when done (a form holds a code or refresh token) */
 	size_t have;
 	int passfd;
+	bool waiting; /* for the app token request under way */
+};
+
+/* A token request in a child: a fetch of the app token, or a user's grant. */
+struct job {
+	pid_t pid;
+	int fd; /* the child's report */
+	bool fetch;
+	char *buf; /* REPORT_MAX + 1, zeroed when done (it may hold the token) */
+	size_t have;
 };
 
 struct session {
@@ -78,6 +94,9 @@ struct service {
 	int nsessions;
 	struct uid_budget budgets[MAX_UIDS];
 	int nbudgets;
+	struct job jobs[MAX_JOBS];
+	int njobs;
+	bool fetching;		 /* an app token job is under way */
 	struct ps_app_token app; /* the host's app token (client_credentials) */
 	long app_lifetime;	 /* its expires_in */
 	long long not_before_ms; /* no token request before this: Retry-After or backoff */
@@ -190,57 +209,101 @@ static bool app_fresh(const struct service *s)
 	return ps_app_token_fresh(&s->app, margin);
 }
 
-static int app_fetch(struct service *s, char *line, size_t linelen)
+/*
+ * Run fn in a child that reports on a pipe (a job). The child keeps what it needs (the secret,
+ * the peer's socket) and ends when fn returns. 0, or -1 with line.
+ */
+static int job_start(struct service *s, bool fetch, void (*fn)(struct service *, void *, int),
+		     void *arg, int keep_fd, char *line, size_t linelen)
+{
+	struct job *j;
+	int p[2], i;
+	pid_t pid;
+
+	if (s->njobs == MAX_JOBS) {
+		ps_errf(line, linelen,
+			"the system service has %d token requests under way: try again shortly",
+			MAX_JOBS);
+		return -1;
+	}
+	if (pipe2(p, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+		ps_errf(line, linelen, "the system service cannot start a request: %s",
+			strerror(errno));
+		return -1;
+	}
+	if (pid == 0) { /* the child needs only its peer's socket, if any, and the pipe */
+		close(p[0]);
+		close(s->lfd);
+		close(s->sigfd);
+		for (i = 0; i < s->nconns; i++)
+			if (s->conns[i].fd != keep_fd)
+				close(s->conns[i].fd);
+		for (i = 0; i < s->nsessions; i++)
+			if (s->sessions[i].pidfd >= 0)
+				close(s->sessions[i].pidfd);
+		for (i = 0; i < s->njobs; i++)
+			close(s->jobs[i].fd);
+		fn(s, arg, p[1]);
+		_exit(0);
+	}
+	close(p[1]);
+	j = &s->jobs[s->njobs];
+	*j = (struct job){.pid = pid, .fd = p[0], .fetch = fetch, .buf = malloc(REPORT_MAX + 1)};
+	if (!j->buf) {
+		close(p[0]);
+		ps_errf(line, linelen, "the system service is out of memory");
+		return -1; /* the child ends by itself; SIGCHLD is ignored: no zombie */
+	}
+	s->njobs++;
+	return 0;
+}
+
+/* In the child: the app token request; "ok EXPIRES_IN\nINFO\nTOKEN" or "fail CODE RETRY\nTEXT". */
+static void fetch_child(struct service *s, void *arg, int out)
 {
 	struct ps_token_response tok;
-	char info[PS_TOKEN_INFO_MAX];
+	char line[PS_ERR_MAX], info[PS_TOKEN_INFO_MAX], *buf = malloc(REPORT_MAX);
+	struct ps_buf b = {.buf = buf, .cap = REPORT_MAX};
 	time_t started = time(NULL);
 	int rc;
 
-	rc = ps_grant_client_credentials(&s->cfg, s->secret, &tok, line, linelen);
-	if (rc != PS_EXIT_OK) {
-		window_after_failure(s, ps_grant_retry_after());
-		syslog(LOG_WARNING, "app token request failed: %s", line);
-		return rc;
-	}
-	rc = ps_grant_info(&s->cfg, &tok, started, info, sizeof(info), line, linelen);
-	if (rc == PS_EXIT_OK && ps_app_token_parse(&s->app, &s->cfg, info, tok.access_token,
-						   tok.access_token_len) < 0) {
-		ps_errf(line, linelen, "the accounts server's token is not a usable bearer token");
-		rc = PS_EXIT_NETWORK;
-	}
+	(void)arg;
+	if (!buf)
+		return;
+	rc = ps_grant_client_credentials(&s->cfg, s->secret, &tok, line, sizeof(line));
 	if (rc == PS_EXIT_OK) {
-		s->app_lifetime = tok.expires_in;
-		s->failures = 0;
-		syslog(LOG_INFO, "app token obtained: expires_in=%ld", tok.expires_in);
+		rc = ps_grant_info(&s->cfg, &tok, started, info, sizeof(info), line, sizeof(line));
+		if (rc == PS_EXIT_OK)
+			ps_buf_printf(&b, "ok %ld\n%s\n%.*s", tok.expires_in, info,
+				      (int)tok.access_token_len, tok.access_token);
+		ps_token_response_clear(&tok);
 	}
-	ps_token_response_clear(&tok);
-	return rc;
+	if (rc != PS_EXIT_OK)
+		ps_buf_printf(&b, "fail %d %ld\n%s", rc, ps_grant_retry_after(), line);
+	ps_write_all(out, buf, b.len);
+	ps_free_secret(buf, REPORT_MAX);
 }
 
-static void op_token(struct service *s, struct conn *c)
+/* The answer to a peer that asked for the app token: the token, or why there is none. */
+static void token_answer(struct service *s, struct conn *c, int rc, const char *why)
 {
-	char line[PS_ERR_MAX], buf[PS_TOKEN_INFO_MAX + PS_TOKEN_MAX + 64];
+	char buf[PS_TOKEN_INFO_MAX + PS_TOKEN_MAX + 64];
 	struct ps_buf b = {.buf = buf, .cap = sizeof(buf)};
-	int rc = PS_EXIT_OK;
 
-	if (s->cfg.flow != PS_FLOW_CLIENT_CREDENTIALS) {
-		reply_error(c->fd, PS_EXIT_CONFIG, "this service's flow has no app token");
-		return;
-	}
-	if (!app_fresh(s)) {
-		rc = window_check(s, line, sizeof(line)) < 0 ? PS_EXIT_NETWORK
-							     : app_fetch(s, line, sizeof(line));
-		/* a failed renewal still serves the token it has while that lives */
-		if (rc != PS_EXIT_OK && ps_app_token_fresh(&s->app, 0))
-			rc = PS_EXIT_OK;
-	}
-	if (rc != PS_EXIT_OK) {
-		reply_error(c->fd, rc, line);
+	/* a failed renewal still serves the token it has while that lives */
+	if (rc != PS_EXIT_OK && !ps_app_token_fresh(&s->app, 0)) {
+		reply_error(c->fd, rc, why);
 		return;
 	}
 	ps_msg_add(&b, "status", "0");
 	ps_msg_add(&b, "info", s->app.info_json);
+	if (rc !=
+	    PS_EXIT_OK) { /* why there is no newer one: a keeper that asked to renew logs it */
+		char clean[PS_ERR_MAX];
+
+		ps_sanitize_text(clean, sizeof(clean), why, strlen(why));
+		ps_msg_add(&b, "note", clean);
+	}
 	ps_msg_end(&b);
 	if (b.len + s->app.token_len <= b.cap) {
 		memcpy(buf + b.len, s->app.token, s->app.token_len);
@@ -248,6 +311,79 @@ static void op_token(struct service *s, struct conn *c)
 	}
 	reply(c->fd, &b);
 	explicit_bzero(buf, sizeof(buf));
+}
+
+static void conn_close(struct service *s, int i);
+
+/* The app token job ended: keep its token (or its window), answer every peer that waits. */
+static void fetch_done(struct service *s, struct job *j)
+{
+	char line[PS_ERR_MAX] = "the app token request ended without an answer: see the log";
+	char *nl, *nl2;
+	long retry = -1, n;
+	int rc = PS_EXIT_NETWORK, i;
+
+	s->fetching = false;
+	j->buf[j->have] = '\0';
+	nl = strchr(j->buf, '\n');
+	if (nl && !strncmp(j->buf, "ok ", 3) && (nl2 = strchr(nl + 1, '\n'))) {
+		*nl2 = '\0';
+		n = strtol(j->buf + 3, NULL, 10);
+		if (ps_app_token_parse(&s->app, &s->cfg, nl + 1, nl2 + 1,
+				       j->have - (size_t)(nl2 + 1 - j->buf)) == 0) {
+			s->app_lifetime = n;
+			s->failures = 0;
+			rc = PS_EXIT_OK;
+			syslog(LOG_INFO, "app token obtained: expires_in=%ld", n);
+		} else {
+			ps_errf(line, sizeof(line),
+				"the accounts server's token is not a usable bearer token");
+		}
+	} else if (nl && !strncmp(j->buf, "fail ", 5)) {
+		rc = (int)strtol(j->buf + 5, &nl2, 10);
+		retry = strtol(nl2, NULL, 10);
+		ps_strlcpy(line, nl + 1, sizeof(line));
+		if (rc <= 0 || rc > 7)
+			rc = PS_EXIT_NETWORK;
+	}
+	if (rc != PS_EXIT_OK) {
+		window_after_failure(s, retry);
+		syslog(LOG_WARNING, "app token request failed: %s", line);
+	}
+	for (i = s->nconns - 1; i >= 0; i--)
+		if (s->conns[i].waiting) {
+			token_answer(s, &s->conns[i], rc, line);
+			conn_close(s, i);
+		}
+}
+
+/* op token: the app token when it is fresh, else after the request under way (or a new one). */
+static bool op_token(struct service *s, struct conn *c)
+{
+	char line[PS_ERR_MAX];
+
+	if (s->cfg.flow != PS_FLOW_CLIENT_CREDENTIALS) {
+		reply_error(c->fd, PS_EXIT_CONFIG, "this service's flow has no app token");
+		return true;
+	}
+	if (app_fresh(s)) {
+		token_answer(s, c, PS_EXIT_OK, "");
+		return true;
+	}
+	if (!s->fetching && window_check(s, line, sizeof(line)) < 0) {
+		token_answer(s, c, PS_EXIT_NETWORK, line);
+		return true;
+	}
+	if (!s->fetching) {
+		if (job_start(s, true, fetch_child, NULL, -1, line, sizeof(line)) < 0) {
+			token_answer(s, c, PS_EXIT_NETWORK, line);
+			return true;
+		}
+		s->fetching = true;
+	}
+	c->waiting = true; /* answered by fetch_done */
+	c->deadline = ps_mono_ms() + (long long)s->cfg.timeout * 1000 + 2000;
+	return false;
 }
 
 /* --- token requests on behalf of users */
@@ -322,12 +458,56 @@ static void withhold_secret(const struct service *s, struct ps_http_response *re
 	ps_strlcpy(resp->content_type, "application/json", sizeof(resp->content_type));
 }
 
-static void op_grant(struct service *s, struct conn *c, const char *form, size_t len)
+struct grant {
+	int fd; /* the peer's socket: the child answers on it */
+	const char *form;
+};
+
+/* In the child: post the user's form with the secret; answer the peer; report "done RETRY". */
+static void grant_child(struct service *s, void *arg, int out)
 {
-	char line[PS_ERR_MAX], head[512], num[32], *out;
+	const struct grant *g = arg;
+	char line[PS_ERR_MAX], head[512], num[32], *msg;
 	struct ps_buf b = {.buf = head, .cap = sizeof(head)};
 	struct ps_http_response resp;
+	long retry = -1;
 	int rc;
+
+	rc = ps_http_post_form(&s->cfg, s->cfg.token_url, g->form, s->cfg.client_id, s->secret,
+			       &resp, line, sizeof(line));
+	if (rc != PS_EXIT_OK) {
+		reply_error(g->fd, rc, line);
+		dprintf(out, "done -1\n");
+		return;
+	}
+	if (resp.status == 429 || resp.status == 503)
+		retry = resp.retry_after;
+	withhold_secret(s, &resp);
+	ps_msg_add(&b, "status", "0");
+	snprintf(num, sizeof(num), "%ld", resp.status);
+	ps_msg_add(&b, "http", num);
+	ps_msg_add(&b, "content_type", resp.content_type);
+	snprintf(num, sizeof(num), "%ld", resp.retry_after);
+	ps_msg_add(&b, "retry_after", num);
+	ps_msg_end(&b);
+	msg = b.full ? NULL : malloc(b.len + resp.len);
+	if (msg) {
+		memcpy(msg, head, b.len);
+		memcpy(msg + b.len, resp.body, resp.len);
+		ps_frame_send(g->fd, msg, b.len + resp.len, -1, ps_mono_ms() + 2000);
+		ps_free_secret(msg, b.len + resp.len);
+	} else {
+		reply_error(g->fd, PS_EXIT_NETWORK, "the system service is out of memory");
+	}
+	ps_http_response_clear(&resp);
+	dprintf(out, "done %ld\n", retry);
+}
+
+/* op grant: checked here, posted by a job, which answers the peer. */
+static void op_grant(struct service *s, struct conn *c, const char *form, size_t len)
+{
+	struct grant g = {.fd = c->fd, .form = form};
+	char line[PS_ERR_MAX];
 
 	if (s->cfg.flow != PS_FLOW_AUTHORIZATION_CODE) {
 		reply_error(c->fd, PS_EXIT_CONFIG,
@@ -341,36 +521,39 @@ static void op_grant(struct service *s, struct conn *c, const char *form, size_t
 		return;
 	}
 	if (window_check(s, line, sizeof(line)) < 0 ||
-	    budget_take(s, c->uid, line, sizeof(line)) < 0) {
+	    budget_take(s, c->uid, line, sizeof(line)) < 0 ||
+	    job_start(s, false, grant_child, &g, c->fd, line, sizeof(line)) < 0)
 		reply_error(c->fd, PS_EXIT_NETWORK, line);
-		return;
-	}
-	rc = ps_http_post_form(&s->cfg, s->cfg.token_url, form, s->cfg.client_id, s->secret, &resp,
-			       line, sizeof(line));
-	if (rc != PS_EXIT_OK) {
-		reply_error(c->fd, rc, line);
-		return;
-	}
-	if ((resp.status == 429 || resp.status == 503) && resp.retry_after >= 0)
-		window_after_failure(s, resp.retry_after);
-	withhold_secret(s, &resp);
-	ps_msg_add(&b, "status", "0");
-	snprintf(num, sizeof(num), "%ld", resp.status);
-	ps_msg_add(&b, "http", num);
-	ps_msg_add(&b, "content_type", resp.content_type);
-	snprintf(num, sizeof(num), "%ld", resp.retry_after);
-	ps_msg_add(&b, "retry_after", num);
-	ps_msg_end(&b);
-	out = b.full ? NULL : malloc(b.len + resp.len);
-	if (out) {
-		memcpy(out, head, b.len);
-		memcpy(out + b.len, resp.body, resp.len);
-		ps_frame_send(c->fd, out, b.len + resp.len, -1, ps_mono_ms() + 2000);
-		ps_free_secret(out, b.len + resp.len);
+}
+
+/* A job's report is in (EOF): act on it, and let the child go. */
+static void job_done(struct service *s, int i)
+{
+	struct job *j = &s->jobs[i];
+	long retry;
+
+	if (j->fetch) {
+		fetch_done(s, j);
 	} else {
-		reply_error(c->fd, PS_EXIT_NETWORK, "the system service is out of memory");
+		j->buf[j->have] = '\0';
+		retry = strncmp(j->buf, "done ", 5) ? -1 : strtol(j->buf + 5, NULL, 10);
+		if (retry >= 0)
+			window_after_failure(s, retry); /* a 429 or 503 with Retry-After */
 	}
-	ps_http_response_clear(&resp);
+	close(j->fd);
+	ps_free_secret(j->buf, REPORT_MAX + 1);
+	s->jobs[i] = s->jobs[--s->njobs];
+}
+
+/* Read a job's report; true when it is complete (EOF). */
+static bool job_read(struct job *j)
+{
+	ssize_t n = read(j->fd, j->buf + j->have, REPORT_MAX - j->have);
+
+	if (n < 0)
+		return errno != EAGAIN && errno != EINTR;
+	j->have += (size_t)n;
+	return n == 0 || j->have == REPORT_MAX;
 }
 
 /* --- sessions (from the module, as root) */
@@ -427,7 +610,8 @@ static void conn_close(struct service *s, int i)
 	s->conns[i] = s->conns[--s->nconns];
 }
 
-static void handle(struct service *s, struct conn *c, const char *msg, size_t len)
+/* Act on one message. false when the peer waits for a job's answer (keep the connection). */
+static bool handle(struct service *s, struct conn *c, const char *msg, size_t len)
 {
 	char op[16], name[PS_SERVICE_NAME_MAX];
 	size_t blen = 0;
@@ -435,23 +619,24 @@ static void handle(struct service *s, struct conn *c, const char *msg, size_t le
 
 	if (!body || ps_msg_get(msg, len, "op", op, sizeof(op)) < 0) {
 		reply_error(c->fd, PS_EXIT_CONFIG, "malformed message");
-		return;
+		return true;
 	}
 	if (ps_msg_get(msg, len, "service", name, sizeof(name)) < 0 || strcmp(name, s->name)) {
 		reply_error(c->fd, PS_EXIT_CONFIG,
 			    "this system service serves another configuration (client_id, "
 			    "token_url, scopes or client_secret_file differ): restart it "
 			    "(systemctl restart pam_spotify.service)");
-		return;
+		return true;
 	}
 	if (!strcmp(op, "token"))
-		op_token(s, c);
-	else if (!strcmp(op, "grant"))
+		return op_token(s, c);
+	if (!strcmp(op, "grant"))
 		op_grant(s, c, body, blen);
 	else if (!strcmp(op, "open") || !strcmp(op, "close"))
 		op_session(s, c, op[0] == 'o', msg, len);
 	else
 		reply_error(c->fd, PS_EXIT_CONFIG, "unknown op");
+	return true;
 }
 
 /* Read what the peer sent; a whole frame is handled. true when the connection is done. */
@@ -499,8 +684,7 @@ static bool conn_read(struct service *s, struct conn *c)
 	if (c->have < 4 + need)
 		return false;
 	c->buf[4 + need] = '\0';
-	handle(s, c, c->buf + 4, need);
-	return true;
+	return handle(s, c, c->buf + 4, need);
 }
 
 static void conn_accept(struct service *s)
@@ -526,7 +710,7 @@ static void conn_accept(struct service *s)
 
 static bool may_end(const struct service *s)
 {
-	return s->nsessions == 0 && s->nconns == 0 && !window_left_s(s) &&
+	return s->nsessions == 0 && s->nconns == 0 && s->njobs == 0 && !window_left_s(s) &&
 	       ps_mono_ms() - s->idle_since_ms >= IDLE_EXIT_MS;
 }
 
@@ -538,7 +722,7 @@ static int loop_timeout(const struct service *s)
 	for (i = 0; i < s->nconns; i++)
 		if (s->conns[i].deadline - now < t)
 			t = s->conns[i].deadline - now;
-	if (s->nsessions == 0 && s->nconns == 0) {
+	if (s->nsessions == 0 && s->nconns == 0 && s->njobs == 0) {
 		long long idle = s->idle_since_ms + IDLE_EXIT_MS - now;
 		long long win = s->not_before_ms - now;
 
@@ -547,40 +731,67 @@ static int loop_timeout(const struct service *s)
 	return t < 0 ? 0 : t > 60000 ? 60000 : (int)t;
 }
 
+/* A peer's time is up: one that waits for the app token hears why. */
+static void conn_expire(struct service *s, int i)
+{
+	char line[PS_ERR_MAX];
+
+	if (s->conns[i].waiting) {
+		ps_errf(line, sizeof(line),
+			"the accounts server at %s did not answer within %u s (through the system "
+			"service)",
+			s->cfg.token_url, s->cfg.timeout);
+		reply_error(s->conns[i].fd, PS_EXIT_NETWORK, line);
+	}
+	conn_close(s, i);
+}
+
 static void loop(struct service *s)
 {
-	struct pollfd *p = calloc(2 + MAX_CONNS + MAX_SESSIONS, sizeof(*p));
-	int i, n;
+	struct pollfd *p = calloc(2 + MAX_CONNS + MAX_SESSIONS + MAX_JOBS, sizeof(*p));
+	int i, n, nconns, nsessions;
 
 	if (!p) {
 		syslog(LOG_ERR, "out of memory");
 		return;
 	}
-	s->idle_since_ms = ps_mono_ms();
+	s->idle_since_ms = ps_mono_ms() + FIRST_WAIT_MS - IDLE_EXIT_MS;
 	while (!s->stop && !may_end(s)) {
 		n = 0;
+		nconns = s->nconns;
+		nsessions = s->nsessions;
 		p[n++] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
 		p[n++] = (struct pollfd){.fd = s->nconns < MAX_CONNS ? s->lfd : -1,
 					 .events = POLLIN};
-		for (i = 0; i < s->nconns; i++)
-			p[n++] = (struct pollfd){.fd = s->conns[i].fd, .events = POLLIN};
-		for (i = 0; i < s->nsessions; i++)
+		for (i = 0; i < nconns; i++) /* one that waits: only its hang-up matters */
+			p[n++] = (struct pollfd){.fd = s->conns[i].fd,
+						 .events = s->conns[i].waiting ? 0 : POLLIN};
+		for (i = 0; i < nsessions; i++)
 			p[n++] = (struct pollfd){.fd = s->sessions[i].pidfd, .events = POLLIN};
+		for (i = 0; i < s->njobs; i++)
+			p[n++] = (struct pollfd){.fd = s->jobs[i].fd, .events = POLLIN};
 		if (poll(p, (nfds_t)n, loop_timeout(s)) < 0 && errno != EINTR)
 			break;
 		if (p[0].revents)
 			s->stop = true;
-		/* sessions first (from the end: dropping moves the last into the hole) */
-		for (i = s->nsessions - 1; i >= 0; i--)
-			if (p[2 + s->nconns + i].revents)
+		/* from the end: dropping one moves the last into its place */
+		for (i = nsessions - 1; i >= 0; i--)
+			if (p[2 + nconns + i].revents)
 				session_drop(s, i);
-		for (i = s->nconns - 1; i >= 0; i--)
-			if (p[2 + i].revents ? conn_read(s, &s->conns[i])
-					     : ps_mono_ms() >= s->conns[i].deadline)
-				conn_close(s, i);
+		for (i = s->njobs - 1; i >= 0; i--)
+			if (p[2 + nconns + nsessions + i].revents && job_read(&s->jobs[i]))
+				job_done(s, i); /* may answer and close waiting peers */
+		for (i = s->nconns - 1; i >= 0; i--) {
+			if (i < nconns && p[2 + i].revents && p[2 + i].fd == s->conns[i].fd) {
+				if (s->conns[i].waiting || conn_read(s, &s->conns[i]))
+					conn_close(s, i);
+			} else if (ps_mono_ms() >= s->conns[i].deadline) {
+				conn_expire(s, i);
+			}
+		}
 		if (p[1].revents & POLLIN)
 			conn_accept(s);
-		if (s->nconns || s->nsessions)
+		if (s->nconns || s->nsessions || s->njobs)
 			s->idle_since_ms = ps_mono_ms();
 	}
 	free(p);
@@ -760,6 +971,7 @@ int ps_service_main(void)
 	if (rc == PS_EXIT_OK) {
 		ps_service_name(&s.cfg, "", s.name, sizeof(s.name));
 		keyctl_join_session_keyring(NULL); /* no reference to a login's session keyring */
+		signal(SIGCHLD, SIG_IGN);	   /* jobs' children: reaped by the kernel */
 		s.sigfd = signals_open();
 		s.sessions = calloc(MAX_SESSIONS, sizeof(*s.sessions));
 		if (s.sigfd < 0 || !s.sessions) {
@@ -848,8 +1060,14 @@ static int client_exchange(const struct ps_config *cfg, const char *head, size_t
 	}
 	if (ps_frame_send(fd, out, hlen + blen, -1, deadline) < 0 ||
 	    ps_frame_recv(fd, *ans, PS_FRAME_MAX, anslen, NULL, deadline) < 0) {
-		ps_errf(line, linelen, "the system service at %s did not answer: %s", cfg->service,
-			errno == ETIMEDOUT ? "timed out" : strerror(errno));
+		if (errno == ETIMEDOUT)
+			ps_errf(line, linelen,
+				"the accounts server at %s did not answer within %u s (through the "
+				"system service)",
+				cfg->token_url, cfg->timeout);
+		else
+			ps_errf(line, linelen, "the system service at %s did not answer: %s",
+				cfg->service, strerror(errno));
 		rc = PS_EXIT_NETWORK;
 	} else if (ps_msg_get(*ans, *anslen, "status", code, sizeof(code)) < 0 ||
 		   ps_parse_ulong(code, 0, 7, &rc) < 0) {
@@ -898,6 +1116,8 @@ int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct
 			ps_errf(line, linelen, "the system service's app token has expired");
 			ps_app_token_clear(t);
 			rc = PS_EXIT_NETWORK;
+		} else if (ps_msg_get(ans, len, "note", line, linelen) < 0) {
+			line[0] = '\0';
 		}
 	}
 	if (ans)

@@ -39,7 +39,8 @@ int ps_service_main(void);
 
 /*
  * A user's side: the host's app token from cfg->service, waiting at most until deadline (ms,
- * ps_mono_ms). PS_EXIT_OK with *t, or an exit code with line.
+ * ps_mono_ms). PS_EXIT_OK with *t, or an exit code with line. On success line is empty, or says
+ * why the service has no newer token (its renewal failed; the one it has still lives).
  */
 int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct ps_app_token *t,
 			 char *line, size_t linelen);

@@ -288,14 +288,29 @@ sys.exit(1 if readable else 2)
 PY
 }
 
-# ps_app_name CLIENT_ID TOKEN_URL SCOPES SECRET_FILE: the name pam_spotify gives that app token in
-# RUNDIR (pam/rundir.c: the client ID, "-", FNV-1a of the settings that make it, 8 hex digits).
-ps_app_name() {
+# ps_service_name CLIENT_ID TOKEN_URL SCOPES SECRET_FILE: the name of that configuration's
+# system service in RUNDIR (pam/rundir.c: "service-" and FNV-1a of those settings, 8 hex digits).
+ps_service_name() {
 	"$PYTHON" - "$@" <<'PY'
 import sys
 h = 2166136261
 for c in "\n".join(sys.argv[1:5]).encode():
     h = ((h ^ c) * 16777619) & 0xFFFFFFFF
-print("%s-%08x" % (sys.argv[1][:200], h))
+print("service-%08x" % h)
 PY
+}
+
+# ps_services: the pids of this install's system services (pam_spotify_helper service processes
+# running $PS_HELPER); ps_stop_services: end them (SIGTERM), and wait up to 5 s.
+ps_services() {
+	local p
+	for p in $(pgrep -f '^pam_spotify_helper service$'); do
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$PS_HELPER" ] && echo "$p"
+	done
+	return 0
+}
+ps_stop_services() {
+	local p
+	for p in $(ps_services); do kill "$p" 2>/dev/null; done
+	wait_ms 5000 '[ -z "$(ps_services)" ]'
 }

@@ -1,14 +1,15 @@
 #!/bin/bash
-# app_token.sh: one client credentials token for the whole host. Through real PAM sessions against
-# the fake accounts server: 100 concurrent opens for 20 users cost exactly one token request and
-# every session reads that token; the app keeper runs as the app user (never root), non-dumpable,
-# with no core; the user keepers hold no client secret; renewals with short tokens come once a
-# period for the host, and every user's keyring follows; a user's last close removes that user's
-# keys while the others keep theirs; the last close host-wide ends the app keeper within 2 s and
-# removes the cache; a killed app keeper is replaced at the next login without a request; a cache
-# planted or owned by a user is refused; with the app user missing, each login asks for a token
-# of its own (as before) and says so in one log line. Needs root and an installed build (see
-# session.sh). Creates the app user (_pam_spotify) and pstestb1..20 if missing, and keeps them.
+# app_token.sh: one client credentials token for the whole host, from the system service
+# (helper/service.h). Through real PAM sessions against the fake accounts server: 100 concurrent
+# opens for 20 users cost exactly one token request and every session reads that token; the
+# service runs as the app user (never root), non-dumpable, with no core, and alone holds the
+# client secret; renewals with short tokens come once a period for the host, and every user's
+# keyring follows; a user's last close removes that user's keys while the others keep theirs; the
+# last close host-wide ends the service within 4 s; a killed service is replaced at the next
+# login; a socket that is not the service's is refused; with the app user missing, the login
+# fails with one log line that says to create it, and makes no request. Needs root and an
+# installed build (see session.sh). Creates the app user (_pam_spotify) and pstestb1..20 if
+# missing, and keeps them.
 # PS_KEEP_TMP=DIR keeps a copy of the scratch directory.
 . "$top_srcdir/tests/lib.sh"
 
@@ -59,21 +60,16 @@ for svc in app nouser; do
 		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
 done
 
-APP=$(ps_app_name "$CLIENT" "$acc_URL/api/token" "" "$T/secret")
-APPDIR="$PS_RUNDIR/$APP.app"
-SESSDIR="$PS_RUNDIR/$APP.sessions"
-CACHE="$APPDIR/token"
+SOCK="$PS_RUNDIR/$(ps_service_name "$CLIENT" "$acc_URL/api/token" "" "$T/secret").sock"
 
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 requests() { stats 'j["token_requests"]'; }
 keepers() { pgrep -u "$1" -f "$KEEPER_PAT"; }
 nkeepers() { keepers "$1" | wc -l; }
-# app_pid: the pid in the app keeper's lock file; app_running: an app keeper holds that lock
-# (the file is opened read-only: flock(1) would create a missing one, as root).
-app_pid() { tr -dc '0-9' 2>/dev/null <"$APPDIR/keeper"; }
-app_running() { [ -e "$APPDIR/keeper" ] && ! flock -n 8 8<"$APPDIR/keeper"; }
-nhost() { ls -1 "$SESSDIR" 2>/dev/null | wc -l; }
-ended() { ! app_running && [ ! -e "$CACHE" ]; }
+# app_pid: the system service of this install; app_running: it runs; ended: it does not
+app_pid() { ps_services | head -1; }
+app_running() { [ -n "$(app_pid)" ]; }
+ended() { ! app_running; }
 proc_uids() { sed -n 's/^Uid:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null | tr -s '[:space:]' ' '; }
 
 app_cleanup() {
@@ -83,17 +79,15 @@ app_cleanup() {
 		grep -q pam_session "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p" 2>/dev/null
 	done
 	sleep 0.5
-	p=$(app_pid)
-	[ -n "$p" ] && grep -q app-keeper "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p"
+	ps_stop_services
 	for u in $USERS; do
 		for p in $(keepers "$u"); do kill -9 "$p" 2>/dev/null; done
 		clear_keys "$u"
 	done
-	rm -f "$CACHE"
 }
 ps_on_exit app_cleanup
 
-# start clean: no app keeper of ours, no user keeper, no key
+# start clean: no service of ours, no user keeper, no key
 app_cleanup
 DRIVERS=""
 
@@ -121,14 +115,14 @@ expect "storm: exactly one token request for the host ($((r1 - r0)))" '[ $((r1 -
 expect "storm: all 100 sessions read the token the server issued ($read_tok)" \
 	'[ -n "$tok" ] && [ "$read_tok" = 100 ] && [ "$(cat "$T"/storm.* | grep -c "^command=0$")" = 100 ]'
 ap=$(app_pid)
-expect "storm: one app keeper holds $APPDIR/keeper (pid $ap)" '[ -n "$ap" ] && app_running && alive "$ap"'
+expect "storm: one system service runs (pid $ap), listening on $SOCK" \
+	'[ -n "$ap" ] && [ "$(ps_services | wc -l)" = 1 ] && alive "$ap" && [ -S "$SOCK" ]'
 expect "storm: it runs as the app user $PS_APP_USER, never root (Uid: $(proc_uids "$ap"))" \
 	'[ "$(proc_uids "$ap")" = "$PS_APP_UID $PS_APP_UID $PS_APP_UID $PS_APP_UID " ]'
 expect "storm: it is non-dumpable (its /proc files are root's) and may write no core" \
 	'[ "$(stat -c %u "/proc/$ap/status")" = 0 ] && grep -q "^Max core file size *0 *0 " "/proc/$ap/limits"'
-expect "storm: the cache is the app user's, mode 0644, and holds the issued token" \
-	'[ "$(stat -c "%u %a" "$CACHE")" = "$PS_APP_UID 644" ] && [ "$(sed -n 3p "$CACHE")" = "$tok" ]'
-expect "storm: the host registry holds the 100 sessions ($(nhost))" '[ "$(nhost)" = 100 ]'
+expect "storm: the token is on no disk: RUNDIR holds only sockets and locks ($(ls "$PS_RUNDIR" | tr '\n' ' '))" \
+	'[ -z "$(ls "$PS_RUNDIR" | grep -v -e "\.sock$" -e "\.lock$")" ]'
 nk=0
 for u in $USERS; do [ "$(nkeepers "$u")" = 1 ] && nk=$((nk + 1)); done
 expect "storm: each of the 20 users has one keeper ($nk do)" '[ "$nk" = 20 ]'
@@ -145,26 +139,24 @@ if [ $app_has = 0 ]; then
 			esac
 		done
 	done
-	expect "storm: the app keeper holds the client secret; no user keeper does ($checked of 20 read; holding it: ${leaks:-none})" \
+	expect "storm: the service holds the client secret; no user keeper does ($checked of 20 read; holding it: ${leaks:-none})" \
 		'[ -z "$leaks" ] && [ "$checked" = 20 ]'
 else
 	skip "storm: no user keeper holds the client secret" \
-		"the app keeper's memory could not be read here (exit $app_has), so neither can prove it"
+		"the service's memory could not be read here (exit $app_has), so neither can prove it"
 fi
-expect "storm: the secret is not in the cache" '! grep -q -F -- "$SECRET" "$CACHE"'
 close_held $spids
 closed=$(cat "$T"/storm.* | grep -c '^close=0 ')
 expect "storm: all 100 sessions close with PAM_SUCCESS ($closed)" '[ "$closed" = 100 ]'
-wait_ms 2000 ended
+wait_ms 4000 ended
 gone=$?
-expect "storm: after the last close host-wide the app keeper ends within 2 s (${WAITED} ms) and the cache is gone" \
+expect "storm: after the last close host-wide the service ends within 4 s (${WAITED} ms)" \
 	'[ $gone = 0 ] && ! alive "$ap"'
 all_clean() {
 	local u
 	for u in $USERS; do [ "$(nkeepers "$u")" = 0 ] && no_keys "$u" || return 1; done
 }
 expect "storm: every user keeper ends and every user's keys are removed (within 3 s)" 'wait_ms 3000 all_clean'
-expect "storm: the host registry is empty" '[ "$(nhost)" = 0 ]'
 
 # ==== 2. renewals: 6 s tokens renewed 3 s early, 3 users logged in: one request a period
 ps_server_control "$acc_URL" '{"expires_in": 6}'
@@ -175,7 +167,7 @@ h2=$HELD_PID
 open_held app pstestb3 r3
 h3=$HELD_PID
 ap=$(app_pid)
-expect "renewals: three sessions open, one app keeper" \
+expect "renewals: three sessions open, one service" \
 	'[ "$(held_open r1)$(held_open r2)$(held_open r3)" = 000 ] && app_running'
 r0=$(requests)
 samplers=""
@@ -203,7 +195,7 @@ expect "renewals: one request a period for the host, not one per user: 3 to 10 i
 	'[ $((r1 - r0)) -ge 3 ] && [ $((r1 - r0)) -le 10 ]'
 expect "renewals: the three users shared the tokens ($distinct distinct, no more than the $((r1 - r0)) requests + 1)" \
 	'[ "$distinct" -le $((r1 - r0 + 1)) ]'
-expect "renewals: the same app keeper renewed throughout (pid $ap)" '[ "$(app_pid)" = "$ap" ] && alive "$ap"'
+expect "renewals: the same service renewed throughout (pid $ap)" '[ "$(app_pid)" = "$ap" ] && alive "$ap"'
 
 # a user's last close removes that user's keys; the others keep theirs, renewed
 close_held "$h1"
@@ -213,97 +205,74 @@ sample pstestb2 8 "$T/samples.after"
 summary "$T/samples.after"
 expect "one user leaves: pstestb2 still reads a valid token, renewed, for 8 s (bad: $(sj 'j["bad_samples"]'))" \
 	'[ "$(sj "j[\"bad\"]")" = 0 ] && [ "$(sj "len(j[\"tokens\"])")" -ge 2 ] && [ -n "$(user_key pstestb3 spotify:access_token)" ]'
-expect "one user leaves: the app keeper stays" '[ "$(app_pid)" = "$ap" ] && app_running'
+expect "one user leaves: the service stays" '[ "$(app_pid)" = "$ap" ] && app_running'
 close_held "$h2" "$h3"
-wait_ms 2000 ended
+wait_ms 4000 ended
 gone=$?
-expect "the last close host-wide ends the app keeper within 2 s (${WAITED} ms) and removes the cache" \
+expect "the last close host-wide ends the service within 4 s (${WAITED} ms)" \
 	'[ $gone = 0 ] && ! alive "$ap"'
 expect "and the remaining users' keys go" 'wait_ms 2000 "no_keys pstestb2 && no_keys pstestb3"'
 
-# ==== 3. a killed app keeper: the next login starts another, which serves the cached token
+# ==== 3. a killed service: the next login starts another (it holds no token yet: one request)
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
 open_held app pstestb1 k1
 k1=$HELD_PID
 ap=$(app_pid)
-tok=$(reader pstestb1)
 kill -9 "$ap"
 wait_ms 2000 "! alive $ap"
 r0=$(requests)
 open_held app pstestb2 k2
 k2=$HELD_PID
 ap2=$(app_pid)
-expect "killed app keeper: the next login succeeds with a new app keeper ($ap, then $ap2)" \
-	'[ "$(held_open k2)" = 0 ] && [ -n "$ap2" ] && [ "$ap2" != "$ap" ] && app_running'
-expect "killed app keeper: the new one served the token left in the cache: no request" \
-	'[ "$(requests)" = "$r0" ] && [ "$(reader pstestb2)" = "$tok" ]'
+expect "killed service: the next login succeeds with a new service ($ap, then $ap2), one request" \
+	'[ "$(held_open k2)" = 0 ] && [ -n "$ap2" ] && [ "$ap2" != "$ap" ] && [ "$(requests)" = $((r0 + 1)) ]'
+expect "killed service: pstestb2 reads the new token" '[ "$(reader pstestb2)" = "$(stats "j[\"last_access_token\"]")" ]'
 close_held "$k1" "$k2"
-expect "killed app keeper: its successor ends with the last close" 'wait_ms 2000 ended'
+expect "killed service: its successor ends with the last close" 'wait_ms 4000 ended'
 
-# ==== 4. a cache planted by a user is refused
-# plant NAME OWNER MODE: a well-formed cache holding the token PLANTED-NAME, valid an hour
-plant() {
-	local exp=$(($(date +%s) + 3600))
-	rm -f "$CACHE"
-	printf 'pam_spotify-app-token 1\n{"token_type":"Bearer","scope":"","expires_at":%s,"flow":"client_credentials","client_id":"%s"}\nPLANTED-%s\n' \
-		"$exp" "$CLIENT" "$1" >"$CACHE"
-	chown "$2" "$CACHE"
-	chmod "$3" "$CACHE"
-}
-# helper_open USER: the helper as USER, as the module runs it, told to take the app token
-helper_open() {
-	printf '%s\n' "pam_spotify-request 1" "op = open" "flow = client_credentials" \
-		"client_id = $CLIENT" "client_secret_file = $T/secret" "token_url = $acc_URL/api/token" \
-		"keyring = user" "timeout = 3" "app_uid = $PS_APP_UID" "end" >"$T/helper.req"
-	as_user_q "$1" "$PS_HELPER" --pam <"$T/helper.req" >"$T/helper.out" 2>&1
-}
-plant control "$PS_APP_USER" 644
-helper_open pstestb1
-rc=$?
-expect "a well-formed cache of the app user's, mode 0644, is taken (the control case: exit $rc)" \
-	'[ $rc = 0 ] && [ "$(reader pstestb1)" = PLANTED-control ]'
+# ==== 4. a socket that is not the service's: the helper refuses it (peer credentials)
+# A listener bound by root at a path in RUNDIR (users cannot create one there), then run as
+# pstestb2: what a user's process answering in the service's place would look like.
+FAKE="$PS_RUNDIR/fake-$$.sock"
+"$PYTHON" - "$FAKE" "$(id -u pstestb2)" "$(id -g pstestb2)" "$CLIENT" <<'PY' &
+import os, socket, struct, sys, time
+path, uid, gid, client = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path); os.chmod(path, 0o666)
+os.setgid(gid); os.setuid(uid)
+s.listen(4); s.settimeout(20)
+c, _ = s.accept()
+info = '{"token_type":"Bearer","scope":"","expires_at":%d,"flow":"client_credentials","client_id":"%s"}' % (time.time() + 3600, client)
+msg = ("status 0\ninfo %s\n\n" % info).encode() + b"PLANTED-by-pstestb2"
+c.sendall(struct.pack(">I", len(msg)) + msg)
+time.sleep(1)
+PY
+fake=$!
+wait_ms 5000 '[ -S "$FAKE" ]'
+printf '%s\n' "pam_spotify-request 1" "op = open" "flow = client_credentials" \
+	"client_id = $CLIENT" "client_secret_file = $T/secret" "token_url = $acc_URL/api/token" \
+	"keyring = user" "timeout = 3" "app_uid = $PS_APP_UID" "service = $FAKE" "end" >"$T/helper.req"
 clear_keys pstestb1
-plant user pstestb2 644
-helper_open pstestb1
+as_user_q pstestb1 "$PS_HELPER" --pam <"$T/helper.req" >"$T/helper.out" 2>&1
 rc=$?
-expect "a cache owned by a user is refused: exit 7, one clear line, no key ($(cat "$T/helper.out"))" \
-	'[ $rc = 7 ] && grep -q "refusing the app token cache .*owned by the app user" "$T/helper.out" && no_keys pstestb1'
-plant writable "$PS_APP_USER" 666
-helper_open pstestb1
-rc=$?
-expect "a cache writable by others is refused (exit $rc)" \
-	'[ $rc = 7 ] && grep -q "not writable by others" "$T/helper.out" && no_keys pstestb1'
-plant link "$PS_APP_USER" 644
-mv "$CACHE" "$T/elsewhere"
-chmod 755 "$T"
-ln -s "$T/elsewhere" "$CACHE"
-helper_open pstestb1
-rc=$?
-expect "a cache that is a symbolic link is refused (exit $rc)" \
-	'[ $rc = 7 ] && grep -q "symbolic link" "$T/helper.out" && no_keys pstestb1'
-plant session pstestb2 644
-r0=$(requests)
-open_held app pstestb1 planted
-pl=$HELD_PID
-got=$(reader pstestb1)
-expect "a login while a user's planted cache lies there: the app keeper replaces it; the user reads the issued token" \
-	'[ "$(held_open planted)" = 0 ] && [ "$(requests)" = $((r0 + 1)) ] && [ "$got" = "$(stats "j[\"last_access_token\"]")" ] &&
-	[ "$(stat -c %u "$CACHE")" = "$PS_APP_UID" ]'
-close_held "$pl"
-wait_ms 2000 ended
+expect "a socket served by another uid is refused: exit 6, one line, no key ($(cat "$T/helper.out"))" \
+	'[ $rc = 6 ] && grep -q "it is not the system service" "$T/helper.out" && no_keys pstestb1'
+kill "$fake" 2>/dev/null
+wait "$fake" 2>/dev/null
+rm -f "$FAKE"
+expect "a user cannot create anything in RUNDIR" \
+	'! as_user_q pstestb1 sh -c "echo x >\"$PS_RUNDIR/planted\"" 2>/dev/null && [ ! -e "$PS_RUNDIR/planted" ]'
 
-# ==== 5. the app user is missing: each login asks for a token of its own, and says so once
+# ==== 5. the app user is missing: the login fails, says what to do, and asks nothing
 : >"$PS_SYSLOG_FILE"
 r0=$(requests)
 "$DRIVER" "$T/pam.d" nouser pstestb1 -- "$PS_READER" >"$T/nouser.1" 2>&1
-"$DRIVER" "$T/pam.d" nouser pstestb1 -- "$PS_READER" >"$T/nouser.2" 2>&1
 r1=$(requests)
-expect "no app user: both logins succeed and read the token of their own request" \
-	'grep -q "^open=0 " "$T/nouser.1" && grep -q "^open=0 " "$T/nouser.2" && [ "$(sed -n 2p "$T/nouser.2")" = "$(stats "j[\"last_access_token\"]")" ]'
-expect "no app user: one token request per login, as before ($((r1 - r0)) for 2)" '[ $((r1 - r0)) = 2 ]'
-expect "no app user: one log line per open names the missing user" \
-	'[ "$(grep -c "no shared app token: app_user psnosuchuser does not exist" "$PS_SYSLOG_FILE")" = 2 ]'
-expect "no app user: no app keeper ran" '! app_running && [ ! -e "$CACHE" ]'
+expect "no app user: the login fails (session error), no request ($((r1 - r0)))" \
+	'! grep -q "^open=0 " "$T/nouser.1" && [ $((r1 - r0)) = 0 ] && no_keys pstestb1'
+expect "no app user: one log line says to create it" \
+	'[ "$(grep -c "app_user psnosuchuser does not exist: create the system service.s user (useradd --system psnosuchuser)" "$PS_SYSLOG_FILE")" = 1 ]'
+expect "no app user: no service ran" '! app_running'
 
 expect "no client secret in the module's log, the server's log or the drivers' output" \
 	'! grep -q -F -e "$SECRET" "$PS_SYSLOG_FILE" "$T/acc.log" "$T"/storm.* "$T"/held.*'

@@ -324,17 +324,13 @@ sed 's/^# //; s/^/# /' "$T/times.txt"
 # Session A's keeper keeps a valid token. Login B meets a fault: B's open fails and says so, but
 # the user still has A's token in B, and expects to keep it there after A closes, until B, the
 # last session, closes. So the failed open counts B as a session of the running keeper.
-# Client credentials without the host's app keeper (app_user names no user: each login asks for a
-# token of its own and logs one line more that says so); with it, B would get the host's token
-# without a request at all (app_token.sh).
+# Client credentials: the system service is stopped after A opens, so that B's login starts a new
+# one, which has no token yet and must ask (a running one would give B the host's token without a
+# request at all: app_token.sh).
 # beside GRANT FAULT
 beside() {
-	local grant=$1 fault=$2 a b kA kp lines=1 extra=""
-	if [ "$grant" = cc ]; then
-		lines=2
-		extra="app_user = psnosuchuser"
-	fi
-	conf beside "$grant" "$acc_URL" 3 "refresh_margin = 120" ${extra:+"$extra"}
+	local grant=$1 fault=$2 a b kA kp lines=1
+	conf beside "$grant" "$acc_URL" 3 "refresh_margin = 120"
 	clear_keys
 	cp "$STORE/pkceclient.refresh" "$T/refresh.before"
 	open_held beside "A-$grant"
@@ -343,6 +339,7 @@ beside() {
 	kp=$(keepers)
 	expect "beside $grant: session A opens, a keeper runs, a token is stored" \
 		'[ "$(held_open "A-$grant")" = 0 ] && [ -n "$kA" ] && [ -n "$kp" ]'
+	[ "$grant" = cc ] && ps_stop_services
 	ps_server_control "$acc_URL" "{\"fault\": \"$fault\", \"fault_count\": 1}"
 	n0=$(log_lines)
 	open_held beside "B-$grant"

@@ -1,9 +1,10 @@
 #!/bin/bash
-# helper_client_credentials.sh: pam_spotify_helper --pam, run as a test user with a hand-written
-# request, against the fake accounts server: the client credentials token lands in the user's
-# keyring with the contract's permissions; every server fault, bad certificate and forbidden URL
-# gives a non-zero documented exit code, one clear line and no key; the secret never leaks.
-# Needs root (creates pstest1 and switches to it).
+# helper_client_credentials.sh: the client credentials path without PAM. The system service
+# (pam_spotify_helper service, started by hand as the module starts it: as root, its configuration
+# on stdin) obtains the app token; pam_spotify_helper --pam, run as a test user with a hand-written
+# request naming that service, copies it into the user's keyring with the contract's permissions.
+# Every server fault, bad certificate and forbidden URL gives a non-zero documented exit code, one
+# clear line and no key; the secret never leaks. Needs root (creates pstest1 and switches to it).
 . "$top_srcdir/tests/lib.sh"
 
 need_root
@@ -16,6 +17,8 @@ HELPER="$top_builddir/helper/pam_spotify_helper"
 ps_tmpdir
 ps_lock_keyring
 ps_ensure_user pstest1
+ps_ensure_app_user
+SERVICE_BIN="$HELPER" # the service runs natively (and as root: the built helper, not a copy)
 if [ "${PS_VALGRIND:-0}" = 1 ]; then # a copy under valgrind
 	mkdir "$T/bin"
 	cp "$HELPER" "$T/bin/pam_spotify_helper"
@@ -29,30 +32,53 @@ printf '%s:%s\n' "$CLIENT" "$SECRET" >"$T/clients" # a file: no secret in the se
 ps_start_server acc --client-file "$T/clients"
 TOKEN_URL="$acc_URL/api/token"
 CA="$T/tls/ca.pem"
+printf '%s\n' "$SECRET" >"$T/secret"
+chmod 600 "$T/secret"
+printf 'not-the-secret\n' >"$T/wrong-secret"
+chmod 600 "$T/wrong-secret"
 
 # request OP [key=value...]: a request on stdout. Defaults: the good server, its CA, the right
-# secret, timeout 5 s; arguments override or add keys (key= with no value drops the key).
+# secret file, timeout 5 s, the service of those settings; arguments override or add keys (key=
+# with no value drops the key).
 request() {
 	local op=$1 kv k v
 	shift
 	declare -A kv_map=([flow]=client_credentials [client_id]=$CLIENT [token_url]=$TOKEN_URL
-		[keyring]=user [timeout]=5 [connect_timeout]=2 [ca_file]=$CA [secret]=$SECRET)
+		[keyring]=user [timeout]=5 [connect_timeout]=2 [ca_file]=$CA
+		[client_secret_file]=$T/secret [app_uid]=$PS_APP_UID)
 	for kv in "$@"; do
 		kv_map[${kv%%=*}]=${kv#*=}
 	done
+	kv_map[service]=$PS_RUNDIR/$(ps_service_name "${kv_map[client_id]}" "${kv_map[token_url]}" \
+		"${kv_map[scopes]-}" "${kv_map[client_secret_file]}").sock
 	echo "pam_spotify-request 1"
 	echo "op = $op"
-	for k in flow client_id scopes token_url keyring timeout connect_timeout ca_file secret; do
+	for k in flow client_id scopes token_url keyring timeout connect_timeout ca_file \
+		client_secret_file app_uid service; do
 		v=${kv_map[$k]-}
 		[ -n "$v" ] && echo "$k = $v"
 	done
 	echo "end"
 }
 
-# helper NAME OP [key=value...]: run the helper as pstest1 on that request. Sets rc, out (the
-# stdout) and secs (wall time); stdout and stderr are kept in $T/NAME.out and $T/NAME.err.
+# service_start NAME [key=value...]: the system service for that request, as the module starts it
+# (root, the request on stdin, a line on stdout: ready, busy or fail CODE TEXT). Sets svc_status.
+service_start() {
+	local name=$1
+	shift
+	ps_stop_services
+	request open "$@" >"$T/$name.svc.req"
+	"$SERVICE_BIN" service <"$T/$name.svc.req" >"$T/$name.svc.out" 2>&1 &
+	wait_ms 10000 "[ -s '$T/$name.svc.out' ]"
+	svc_status=$(head -1 "$T/$name.svc.out")
+}
+
+# helper NAME OP [key=value...]: start the service for that request (op open), then run the
+# helper as pstest1 on it. Sets rc, out (the stdout) and secs (wall time); stdout and stderr are
+# kept in $T/NAME.out and $T/NAME.err.
 helper() {
-	local name=$1 t0
+	local name=$1 op=$2 t0
+	[ "$op" = open ] && service_start "$name" "${@:3}"
 	shift
 	request "$@" >"$T/$name.req"
 	t0=$(date +%s%N)
@@ -61,6 +87,7 @@ helper() {
 	secs=$((($(date +%s%N) - t0) / 1000000000))
 	out=$(cat "$T/$name.out")
 }
+ps_on_exit ps_stop_services
 
 # read_key NAME: print pstest1's key spotify:NAME as pstest1 (a process that does not possess it).
 read_key() {
@@ -99,8 +126,9 @@ clear_keys() {
 
 clear_keys
 helper good open "scopes=user-read-email playlist-read-private"
-check "good: exit 0 and one line 'ok expires_in=3600 keyring=user' ($out)" \
-	test "$rc" -eq 0 -a "$out" = "ok expires_in=3600 keyring=user"
+check "good: the service started as the module starts it ($svc_status)" test "$svc_status" = ready
+check "good: exit 0 and one line 'ok expires_in=N keyring=user app token' ($out)" \
+	eval 'test "$rc" -eq 0 && echo "$out" | grep -qE "^ok expires_in=(3600|359[0-9]) keyring=user app token$"'
 check "good: nothing on stderr, one line on stdout" one_line good
 issued=$(ps_server_stats "$acc_URL" | ps_json 'j["last_access_token"]')
 check "good: the key holds exactly the token the server issued" \
@@ -144,7 +172,7 @@ check "close: removing absent keys is fine ($out)" test "$rc" -eq 0 -a "$out" = 
 
 # --- refusals by the accounts server
 
-helper bad_secret open "secret=not-the-secret"
+helper bad_secret open "client_secret_file=$T/wrong-secret"
 expect bad_secret 7 "(invalid_client: Invalid client secret): check client_id and the client secret file"
 helper bad_client open "client_id=nosuchclient"
 expect bad_client 7 "invalid_client"
@@ -218,27 +246,27 @@ check "plain http to 127.0.0.1 works ($out)" \
 	"$(curl -sS "http://127.0.0.1:$plain_PORT/__stats" | ps_json 'j["last_access_token"]')"
 clear_keys
 
-# far NAME URL TEXT: the helper refuses a URL before connecting. It runs in a network namespace
-# of its own (when unshare works), so even a bug could not reach the network, and under strace,
-# which proves it made no IP connect(2) at all (setpriv's NSS lookups use AF_UNIX). LeakSanitizer
-# cannot run under ptrace, hence detect_leaks=0 for sanitizer builds.
+# far NAME URL TEXT: the system service refuses a URL before connecting: its start fails with
+# "fail 7 TEXT". It runs in a network namespace of its own (when unshare works), so even a bug
+# could not reach the network, and under strace, which proves it made no IP connect(2) at all.
+# LeakSanitizer cannot run under ptrace, hence detect_leaks=0 for sanitizer builds.
 far() {
 	local name=$1 url=$2 text=$3 wrap=""
+	ps_stop_services
 	request open "token_url=$url" >"$T/$name.req"
 	unshare --net true 2>/dev/null && wrap="unshare --net"
 	if command -v strace >/dev/null 2>&1; then
 		$wrap strace -f -qq -e trace=connect -o "$T/$name.strace" \
-			setpriv --reuid=pstest1 --regid="$(id -g pstest1)" --init-groups --reset-env -- \
 			env ASAN_OPTIONS=detect_leaks=0 \
-			timeout 10 "$HELPER" --pam <"$T/$name.req" >"$T/$name.out" 2>"$T/$name.err"
+			timeout 10 "$SERVICE_BIN" service <"$T/$name.req" >"$T/$name.out" 2>"$T/$name.err"
 		rc=$?
 	else
-		$wrap setpriv --reuid=pstest1 --regid="$(id -g pstest1)" --init-groups --reset-env -- \
-			timeout 10 "$HELPER" --pam <"$T/$name.req" >"$T/$name.out" 2>"$T/$name.err"
+		$wrap timeout 10 "$SERVICE_BIN" service <"$T/$name.req" >"$T/$name.out" 2>"$T/$name.err"
 		rc=$?
 	fi
 	out=$(cat "$T/$name.out")
-	expect "$name" 7 "$text"
+	check "$name: the service refuses it: exit 7, 'fail 7 ...$text...' ($out)" \
+		eval 'test "$rc" -eq 7 && grep -q "^fail 7 .*$text" "$T/$name.out"'
 	if [ -f "$T/$name.strace" ]; then
 		check "$name: no IP connect(2) was attempted" \
 			sh -c '! grep -E "connect\(.*AF_INET" "$1"' sh "$T/$name.strace"
@@ -253,12 +281,15 @@ far far_userinfo "http://127.0.0.1@192.0.2.1/api/token" "not an absolute https:/
 
 # --- proxy variables are ignored: a proxy that does not exist would make the request fail
 
+ps_stop_services
 request open >"$T/proxy.req"
-as_user pstest1 env https_proxy=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 \
+env https_proxy=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 \
 	ALL_PROXY=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9 NO_PROXY= no_proxy= \
-	timeout 30 "$HELPER" --pam <"$T/proxy.req" >"$T/proxy.out" 2>"$T/proxy.err"
+	"$SERVICE_BIN" service <"$T/proxy.req" >"$T/proxy.svc.out" 2>&1 &
+wait_ms 10000 "[ -s '$T/proxy.svc.out' ]"
+as_user pstest1 timeout 30 "$HELPER" --pam <"$T/proxy.req" >"$T/proxy.out" 2>"$T/proxy.err"
 rc=$?
-check "proxy variables in the environment are ignored ($(cat "$T/proxy.out"))" \
+check "proxy variables in the service's environment are ignored ($(cat "$T/proxy.out"))" \
 	eval 'test "$rc" -eq 0 && one_line proxy'
 clear_keys
 

@@ -7,7 +7,7 @@
 # and a 429's Retry-After is honoured while an expired token is never printed;
 # invalid_grant marks the store and stops renewal; keyring = session starts no keeper and
 # keyring = persistent is renewed too; spotify-token --min-valid=N and spotify-token refresh (for
-# client_credentials the host's app keeper renews and the user's keeper, which holds no secret,
+# client_credentials the system service renews and the user's keeper, which holds no secret,
 # copies: --min-valid cannot ask for more and refresh copies; see app_token.sh);
 # same-UID non-possessors read the token, other users do not. Needs root and an installed build
 # (see session.sh). Takes about 3.5 minutes: lifetimes take time.
@@ -25,7 +25,7 @@ ps_tmpdir
 ps_lock_keyring
 ps_ensure_user pstest1
 ps_ensure_user pstest2
-ps_ensure_app_user # client_credentials tokens come from the host's app keeper (app_token.sh)
+ps_ensure_app_user # client_credentials tokens come from the system service (app_token.sh)
 home_of() { getent passwd "$1" | cut -d: -f6; }
 STORE1="$(home_of pstest1)/.local/state/spotify-token"
 STORE2="$(home_of pstest2)/.local/state/spotify-token"
@@ -39,8 +39,7 @@ DRIVER="$top_builddir/tests/pam/pam_session"
 export PS_SYSLOG_FILE="$T/syslog"
 : >"$PS_SYSLOG_FILE"
 KEEPER_PAT='pam_spotify_helper keeper'
-APPDIR="$PS_RUNDIR/$(ps_app_name testclient "$acc_URL/api/token" "" "$T/secret").app"
-app_pid() { tr -dc '0-9' 2>/dev/null <"$APPDIR/keeper"; }
+app_pid() { ps_services | head -1; }
 
 conf() { # conf FILE FLOW CLIENT [extra lines...]
 	local f=$1 flow=$2 client=$3
@@ -106,8 +105,7 @@ lifetime_cleanup() {
 	done
 	as_user_q pstest1 rm -rf "$STORE1"
 	as_user_q pstest2 rm -rf "$STORE2"
-	p=$(app_pid)
-	[ -n "$p" ] && grep -q app-keeper "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p"
+	ps_stop_services
 }
 ps_on_exit lifetime_cleanup
 
@@ -186,19 +184,19 @@ lifetime() {
 	expect "$flow: and the keys are removed" 'wait_ms 2000 "no_keys pstest1"'
 	expect "$flow: and the session registry is empty" '[ "$(nregistered "$STORE1" "$client")" = 0 ]'
 }
-# app_renewals USER-KEEPER APP-KEEPER: client_credentials renewals come from the host's app keeper
+# app_renewals USER-KEEPER SERVICE: client_credentials renewals come from the system service
 # (one, the same process throughout); the user's keeper only copies them and holds no secret.
 app_renewals() {
 	local uk=$1 ak=$2 # expect evaluates its condition in its own frame: no $1 there
-	expect "client_credentials: the renewals came from the host's app keeper (pid $ak, still running)" \
+	expect "client_credentials: the renewals came from the system service (pid $ak, still running)" \
 		'[ -n "$ak" ] && [ "$(app_pid)" = "$ak" ] && alive "$ak"'
 	ps_mem_has "$ak" "$SECRET"
 	if [ $? = 0 ]; then
-		expect "client_credentials: the user's keeper (pid $uk) holds no client secret (the app keeper does)" \
+		expect "client_credentials: the user's keeper (pid $uk) holds no client secret (the system service does)" \
 			'[ -n "$uk" ] && alive "$uk" && { ps_mem_has "$uk" "$SECRET"; [ $? = 1 ]; }'
 	else
 		skip "client_credentials: the user's keeper holds no client secret" \
-			"the app keeper's memory cannot be read here to prove the check"
+			"the system service's memory cannot be read here to prove the check"
 	fi
 }
 clear_keys pstest1

@@ -14,9 +14,9 @@
 #     /proc/PID/mem or environ;
 #   - the helper and the keeper run with the user's real, effective, saved and fs uids and gids,
 #     exactly the user's supplementary groups, no capabilities and no_new_privs: they cannot
-#     regain root. Client credentials are looked at without an app user (the user's helper and
-#     keeper hold the secret) and with one: the host's app keeper alone holds the secret, as the
-#     app user, non-dumpable, without core dumps, capabilities or a way back to root.
+#     regain root. The system service alone holds the client secret (client_credentials and
+#     authorization_code), as the app user, non-dumpable, without core dumps, capabilities or a
+#     way back to root; no user process does (service.sh and attack_secret.sh attack that).
 # And the transport rules that can be seen from outside: response bodies are capped at 64 KiB
 # (with and without Content-Length), a redirect is not followed, even to a live server, and the
 # low-speed limit and connect_timeout end a stalled transfer before the total timeout.
@@ -97,10 +97,8 @@ conf() { # conf FILE FLOW CLIENT [extra lines...]
 	} >"$f"
 	chmod 644 "$f"
 }
-# cc: a login without the host's app keeper (no such app user), where the user's helper and keeper
-# hold the client secret; ccapp: with it (the app keeper alone holds the secret), section 1b
-conf "$T/cc.conf" client_credentials testclient "client_secret_file = $P/secret" \
-	"app_user = psnosuchuser"
+# cc and ccapp: client credentials (the system service alone holds the secret, section 1b)
+conf "$T/cc.conf" client_credentials testclient "client_secret_file = $P/secret"
 conf "$T/ccapp.conf" client_credentials testclient "client_secret_file = $P/secret"
 conf "$T/pkce.conf" pkce pkceclient "scopes = user-read-email" "enroll = never"
 conf "$T/code.conf" authorization_code confclient "client_secret_file = $P/secret" \
@@ -365,7 +363,7 @@ inspect "client_credentials helper during a login" cc-helper "$(find_proc 'pam_s
 wait_ms 15000 '[ -n "$(held_open cc)" ]'
 ctl '{"delay": 0}'
 expect "client_credentials: the held session opened (PAM_SUCCESS)" '[ "$(held_open cc)" = 0 ]'
-inspect "client_credentials keeper (holds the client secret)" cc-keeper "$(find_proc "$KEEPER_PAT")" pam
+inspect "client_credentials keeper (copies the app token)" cc-keeper "$(find_proc "$KEEPER_PAT")" pam
 g0=$(grants client_credentials)
 expect "client_credentials: the keeper renewed the 6 s token twice (within 15 s)" \
 	'wait_ms 15000 "[ \$(grants client_credentials) -ge $((g0 + 2)) ]"'
@@ -376,44 +374,45 @@ expect "client_credentials: a renewal answered by a server quoting the credentia
 g0=$(grants client_credentials)
 wait_ms 10000 "[ \$(grants client_credentials) -gt $g0 ]" # the retry: a 3600 s token, then quiet
 ctl '{"fault": "quote_credentials", "fault_count": 1}'
+ps_stop_services # a running one serves its token: the login's own request is wanted here
 drive cc >"$T/o.cc-quote" 2>&1
 expect "client_credentials: a login answered by a quoting server fails (PAM_SESSION_ERR), the answer withheld in the log" \
 	'grep -q "^open=14 " "$T/o.cc-quote" && tail -1 "$PS_SYSLOG_FILE" | grep -q "user $U: open: .*withheld"'
 close_held "$cc_drv"
 expect "client_credentials: the keeper ends with the session" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
 
-# ==== 1b. client_credentials with the host's app keeper: it alone holds the secret, as the app
-# user (never root), non-dumpable, no core, no capabilities, no_new_privs; the user cannot look in
+# ==== 1b. client_credentials: the system service alone holds the secret, as the app user (never
+# root), non-dumpable, no core, no capabilities, no_new_privs; the user cannot look in
 ps_ensure_app_user
 APP_UID=$(id -u _pam_spotify)
 ctl '{"expires_in": 3600, "delay": 5}'
 open_held ccapp ccapp
 app_drv=$HELD_PID
 app_pid=""
-wait_ms 6000 'app_pid=$(pgrep -u _pam_spotify -f "pam_spotify_helper app-keeper" | head -1); [ -n "$app_pid" ]'
+wait_ms 6000 'app_pid=$(ps_services | head -1); [ -n "$app_pid" ]'
 if [ -z "$app_pid" ]; then
-	not_ok "app keeper: found the process to inspect"
+	not_ok "system service: found the process to inspect"
 else
-	snap app-keeper "$app_pid"
-	expect "app keeper (holds the client secret) (pid $app_pid): RLIMIT_CORE is 0, soft and hard ($(core_limit app-keeper))" \
-		'[ "$(core_limit app-keeper)" = "0 0" ] && [ $SAME_PROC = yes ]'
-	expect "app keeper: non-dumpable: /proc/PID/environ belongs to root while it runs as the app user ($(cat "$T/app-keeper.owner"))" \
-		'[ "$(cat "$T/app-keeper.owner")" = "0 0" ]'
-	expect "app keeper: $U cannot ptrace it nor open its /proc/PID/mem or environ ($(probe app-keeper))" \
-		'[ "$(probe app-keeper)" = "$DENIED" ]'
-	expect "app keeper: real, effective, saved and fs uid are the app user's ($(field app-keeper Uid)), never root" \
-		'[ "$(field app-keeper Uid)" = "$APP_UID $APP_UID $APP_UID $APP_UID" ] && no_uid0 app-keeper'
-	expect "app keeper: no capabilities and no_new_privs ($(field app-keeper NoNewPrivs))" \
-		'caps_none app-keeper && [ "$(field app-keeper NoNewPrivs)" = 1 ]'
+	snap service "$app_pid"
+	expect "system service (holds the client secret) (pid $app_pid): RLIMIT_CORE is 0, soft and hard ($(core_limit service))" \
+		'[ "$(core_limit service)" = "0 0" ] && [ $SAME_PROC = yes ]'
+	expect "system service: non-dumpable: /proc/PID/environ belongs to root while it runs as the app user ($(cat "$T/service.owner"))" \
+		'[ "$(cat "$T/service.owner")" = "0 0" ]'
+	expect "system service: $U cannot ptrace it nor open its /proc/PID/mem or environ ($(probe service))" \
+		'[ "$(probe service)" = "$DENIED" ]'
+	expect "system service: real, effective, saved and fs uid are the app user's ($(field service Uid)), never root" \
+		'[ "$(field service Uid)" = "$APP_UID $APP_UID $APP_UID $APP_UID" ] && no_uid0 service'
+	expect "system service: no capabilities and no_new_privs ($(field service NoNewPrivs))" \
+		'caps_none service && [ "$(field service NoNewPrivs)" = 1 ]'
 fi
 wait_ms 15000 '[ -n "$(held_open ccapp)" ]'
 ctl '{"delay": 0}'
-expect "client_credentials with the app keeper: the held session opened (PAM_SUCCESS)" \
+expect "client_credentials with the system service: the held session opened (PAM_SUCCESS)" \
 	'[ "$(held_open ccapp)" = 0 ]'
 close_held "$app_drv"
-expect "client_credentials with the app keeper: it ends with the host's last session (within 3 s)" \
-	'wait_ms 3000 "! pgrep -u _pam_spotify -f \"pam_spotify_helper app-keeper\" >/dev/null"'
-expect "client_credentials with the app keeper: the user's keeper ends too" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
+expect "client_credentials: the system service ends with the host's last session (within 5 s)" \
+	'wait_ms 5000 "[ -z \"\$(ps_services)\" ]"'
+expect "client_credentials: the user's keeper ends too" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
 clear_keys
 
 # ==== 2. pkce with the sentinel refresh token: the helper refreshing at login, the keeper

@@ -59,18 +59,8 @@ session() { # session SERVICE USER: one open/close as root; sets OPEN, MS
 }
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 requests() { stats "j['token_requests']"; }
-# the services of this install: pam_spotify_helper service processes running our helper
-services() {
-	local p
-	for p in $(pgrep -f '^pam_spotify_helper service$'); do
-		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$PS_HELPER" ] && echo "$p"
-	done
-}
-stop_services() {
-	local p
-	for p in $(services); do kill "$p"; done
-	wait_ms 5000 '[ -z "$(services)" ]'
-}
+services() { ps_services; }
+stop_services() { ps_stop_services; }
 field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status" | tr -s ' \t' '  '; }
 limit() { awk -v n="$2" 'index($0, n) == 1 { sub(n, ""); print $1, $2 }' "/proc/$1/limits"; }
 stat_field() { sed 's/.*) //' "/proc/$1/stat" | cut -d' ' -f"$2"; }

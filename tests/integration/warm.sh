@@ -34,8 +34,7 @@ DRIVER="$top_builddir/tests/pam/pam_session"
 export PS_SYSLOG_FILE="$T/syslog"
 : >"$PS_SYSLOG_FILE"
 KEEPER_PAT='pam_spotify_helper keeper'
-APPDIR="$PS_RUNDIR/$(ps_app_name warmcc "$acc_URL/api/token" "" "$T/secret").app"
-app_pid() { tr -dc '0-9' 2>/dev/null <"$APPDIR/keeper"; }
+app_pid() { ps_services | head -1; }
 
 conf() { # conf FILE FLOW CLIENT [extra lines...]
 	local f=$1 flow=$2 client=$3
@@ -114,8 +113,7 @@ warm_cleanup() {
 	for p in $(keepers $U); do kill -9 "$p" 2>/dev/null; done
 	clear_keys $U
 	as_user_q $U rm -rf "$STORE"
-	p=$(app_pid)
-	[ -n "$p" ] && grep -q app-keeper "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p"
+	ps_stop_services
 }
 ps_on_exit warm_cleanup
 warm_cleanup
@@ -265,9 +263,9 @@ C1=$HELD_PID
 expect "cc cold open: PAM_SUCCESS, the helper ran" '[ "$(open_rc C1)" = 0 ] && [ "$(open_kids C1)" -gt 0 ]'
 wait_ms 3000 "[ \"\$(nkeepers $U)\" = 1 ]"
 tokc=$(as_user_q $U "$PS_READER")
-# libcurl is loaded at a helper's first request (helper/curl_load.c): the app keeper, which asked
+# libcurl is loaded at a helper's first request (helper/curl_load.c): the system service, which asked
 # for the token, has it mapped; the user's keeper, which only copies the app token, does not
-check "cc: the app keeper has libcurl mapped (it made the request)" \
+check "cc: the system service has libcurl mapped (it made the request)" \
 	grep -q 'libcurl\.so' "/proc/$(app_pid)/maps"
 ck=$(keepers $U)
 expect "cc: the user's keeper, which copies the app token, never mapped libcurl" \
@@ -275,7 +273,7 @@ expect "cc: the user's keeper, which copies the app token, never mapped libcurl"
 hold cc C2
 check "cc warm open: PAM_SUCCESS" [ "$(open_rc C2)" = 0 ]
 check "cc warm open: no process started" [ "$(open_kids C2)" = 0 ]
-check "cc: one token request for both (the app keeper's)" [ "$(($(requests) - r1))" = 1 ]
+check "cc: one token request for both (the system service's)" [ "$(($(requests) - r1))" = 1 ]
 expect "cc warm open: the reader prints the same app token" \
 	'[ -n "$tokc" ] && [ "$(as_user_q $U "$PS_READER")" = "$tokc" ]'
 release "$HELD_PID"

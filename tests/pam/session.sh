@@ -138,12 +138,11 @@ expect "hanging server: the log says the server did not answer within the timeou
 expect "hanging server: no helper process left" 'helper_gone pstest1'
 
 # --- nowait returns at once; the detached waiter logs the outcome
+ps_stop_services
 service nowait "config=$T/hang.conf nowait"
 : >"$PS_SYSLOG_FILE"
 session nowait pstest1
 expect "nowait: open returns at once (took ${MS} ms)" '[ -n "$MS" ] && [ "$MS" -lt 1000 ]'
-# (the outcome: a client credentials open may log a notice first, e.g. that it asks for a token
-# of its own because the session had ended before the host's app keeper could see it)
 for _ in $(seq 40); do log_has "user pstest1: open: .*did not answer" && break; sleep 0.1; done
 expect "nowait: the background helper's outcome is logged" 'log_has "user pstest1: open: .*did not answer"'
 expect "nowait: no helper process left after its deadline" 'helper_gone pstest1'
@@ -169,13 +168,15 @@ for kind in group-readable world-readable user-owned symlink fifo missing; do
 		'[ "$OPEN" = 14 ] && log_has "client secret file $f" && [ -z "$(user_key pstest1 spotify:access_token)" ]'
 done
 
-# --- every server fault: a clear error, no key, no hang
+# --- every server fault: a clear error, no key, no hang. A failed request holds the system
+# service's next one back a while (backoff, service.sh): each fault meets a service of its own.
 service faulty "config=$T/hang.conf"
 for spec in "status_500:HTTP 500" "status_503:HTTP 503" "rate_limit:429" \
 	"malformed_json:JSON" "wrong_types:access_token" "huge_body:64 KiB" \
 	"redirect:redirect" "missing_fields:access_token" "html_error:JSON" \
 	"negative_expires:expires_in" "token_type_mac:token_type" "empty_token:access_token"; do
 	fault=${spec%%:*} want=${spec#*:}
+	ps_stop_services
 	ps_server_control "$bad_URL" "{\"fault\": \"$fault\"}"
 	: >"$PS_SYSLOG_FILE"
 	session faulty pstest1

@@ -240,8 +240,8 @@ expect "client_credentials: the token came from the configured token_url by clie
 	'[ "$(peer_count rot "grant.success grant_type=client_credentials client=$CONFIDENTIAL")" = 1 ]'
 cc1=$TOKEN
 session cc
-# The token is the host's app token: after the first session's close the app keeper ends and the
-# next login gets a new one, unless it came before the app keeper noticed (then the same one).
+# The token is the host's app token: after the first session's close the system service ends and
+# the next login gets a new one, unless it came before the service noticed (then the same one).
 expect "client_credentials: a second session gets a token ($([ "$TOKEN" != "$cc1" ] && echo a new one || echo the same)), also accepted" \
 	'[ "$OPEN" = 0 ] && [ -n "$TOKEN" ] && token_ok "$rot_URL" "$TOKEN" $CONFIDENTIAL'
 expect "client_credentials: closing the session removed the keys" 'no_key'

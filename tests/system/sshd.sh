@@ -4,9 +4,9 @@
 # service) on 127.0.0.1 with its own configuration, host key, port and PAM service, whose stack
 # includes the system's common-session, where the profile put pam_spotify; a test user logs in
 # with an ed25519 key and runs spotify-token and spotify-token --status in the remote shell: the
-# token is the one the fake accounts server issued (client credentials, the host's app keeper as
+# token is the one the fake accounts server issued (client credentials, the system service as
 # the package's system user). A second login shares it; logging out of one keeps the keys, and
-# the last logout removes them, ends the user's keeper and the app keeper. Then su -l through the
+# the last logout removes them, ends the user's keeper and the system service. Then su -l through the
 # system's su-l stack does the same. Last, with the configuration as the package ships it, a login
 # still succeeds (without a token) and the log names what to fix.
 #
@@ -107,9 +107,9 @@ fi
 	echo "connect_timeout = 5"
 } >$CONF
 chmod 644 $CONF
-APPDIR="$RUNDIR/$(ps_app_name "$CLIENT" "$acc_URL/api/token" "" "$T/secret").app"
-app_pid() { tr -dc '0-9' 2>/dev/null <"$APPDIR/keeper"; }
-app_running() { [ -e "$APPDIR/keeper" ] && ! flock -n 8 8<"$APPDIR/keeper"; }
+PS_HELPER=/usr/libexec/pam_spotify_helper # the package's (ps_services)
+app_pid() { ps_services | head -1; }
+app_running() { [ -n "$(app_pid)" ]; }
 keepers() { pgrep -u $U -f "$KEEPER_PAT"; }
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 issued() { ps_server_stats "$acc_URL" | ps_json '"\n".join(j["issued"])' | grep -q -x -F -- "$1"; }
@@ -124,18 +124,16 @@ sshd_cleanup() {
 	rm -f $PAMFILE
 	[ -n "${MADE_RUN_SSHD:-}" ] && rmdir /run/sshd 2>/dev/null
 	sleep 0.5
-	p=$(app_pid)
-	[ -n "$p" ] && grep -q app-keeper "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p"
+	ps_stop_services
 	for p in $(keepers); do kill -9 "$p" 2>/dev/null; done
 	clear_keys $U
-	rm -rf "${APPDIR%.app}.app" "${APPDIR%.app}.lock" "${APPDIR%.app}.sessions"
 }
 ps_on_exit sshd_cleanup
 
 # --- the package as installed and enabled
 expect "the package installed the module, the helper and the reader ($MODULE, $HELPER, $READER)" \
 	'[ -f "$MODULE" ] && [ -x "$HELPER" ] && [ -x "$READER" ] && [ "$(command -v spotify-token)" = "$READER" ]'
-expect "the package created the app keeper's system user _pam_spotify (no login shell)" \
+expect "the package created the system service's user _pam_spotify (no login shell)" \
 	'[ "$(getent passwd _pam_spotify | cut -d: -f7)" = /usr/sbin/nologin ]'
 grep -q '^session[[:space:]].*pam_spotify\.so' /etc/pam.d/common-session ||
 	bail "pam_spotify is not in /etc/pam.d/common-session: run pam-auth-update --enable spotify"
@@ -251,7 +249,7 @@ expect_else "ssh: spotify-token --status exits 0 and names the flow and the clie
 expect "ssh: while logged in, the keys are in $U's keyring and hold that token" \
 	'[ -n "$(user_key $U spotify:access_token)" ] && [ -n "$(user_key $U spotify:token_info)" ] &&
 	[ "$(reader $U)" = "$tok" ]'
-expect "ssh: $U has one keeper; the app keeper runs as _pam_spotify (pid $(app_pid))" \
+expect "ssh: $U has one keeper; the system service runs as _pam_spotify (pid $(app_pid))" \
 	'[ "$(keepers | wc -l)" = 1 ] && app_running && [ "$(ps -o user= -p "$(app_pid)")" = _pam_spotify ]'
 if have_log; then
 	expect_else "ssh: the module logged the open: 'user $U: open: ok ... app token'" \
@@ -271,7 +269,7 @@ sleep 2
 expect "second ssh login: after its logout the first session keeps the keys and its keeper" \
 	'[ "$(reader $U)" = "$tok" ] && [ "$(keepers | wc -l)" = 1 ]'
 
-# ==== 3. the last logout removes the keys, ends the user's keeper and the app keeper
+# ==== 3. the last logout removes the keys, ends the user's keeper and the system service
 ap=$(app_pid)
 (trap '' PIPE; echo now >&7) 2>/dev/null # not killed by SIGPIPE if ssh has gone
 exec 7>&-
@@ -283,8 +281,8 @@ wait_ms 5000 "no_keys $U"
 gone=$?
 expect "logout: the last session's end removes $U's keys (within ${WAITED} ms)" '[ $gone = 0 ]'
 expect "logout: $U's keeper ends (within 3 s)" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
-expect "logout: the app keeper ends and its cache is gone (within 3 s)" \
-	'wait_ms 3000 "! app_running && [ ! -e \"$APPDIR/token\" ]" && ! alive "$ap"'
+expect "logout: the system service ends (within 5 s)" \
+	'wait_ms 5000 "! app_running" && ! alive "$ap"'
 expect "ssh: sshd closed the session through $SVC" 'grep -q -x "$SVC close_session $U" "$T/pam_marker"'
 
 # ==== 4. su -l through the system's su-l stack (pam_keyinit, then common-session)
