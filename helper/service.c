@@ -42,8 +42,8 @@
 #define MAX_SESSIONS	 4096
 #define MAX_UID_SESSIONS 512
 #define MAX_UIDS	 256
-#define CONN_WAIT_MS	 5000 /* a peer has this long to send its request */
-#define IDLE_EXIT_MS	 2000 /* nothing counted, nothing under way: end after this */
+#define CONN_WAIT_MS	 5000  /* a peer has this long to send its request */
+#define IDLE_EXIT_MS	 2000  /* nothing counted, nothing under way: end after this */
 #define FIRST_WAIT_MS	 10000 /* ...but wait this long for the login that started us */
 #define BACKOFF_MAX_S	 300
 #define UID_BURST	 10   /* token requests a uid may make at once... */
@@ -56,7 +56,7 @@ struct conn {
 	int fd;
 	uid_t uid;
 	long long deadline;
-	char *buf; /* REQ_MAX + 1; zeroed when done (a form holds a code or refresh token) */
+	char *buf; /* REQ_MAX + 5: the frame and a NUL; zeroed when done (it may hold a code) */
 	size_t have;
 	int passfd;
 	bool waiting; /* for the app token request under way */
@@ -606,7 +606,7 @@ static void conn_close(struct service *s, int i)
 	close(c->fd);
 	if (c->passfd >= 0)
 		close(c->passfd);
-	ps_free_secret(c->buf, REQ_MAX + 1);
+	ps_free_secret(c->buf, REQ_MAX + 5);
 	s->conns[i] = s->conns[--s->nconns];
 }
 
