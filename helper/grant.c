@@ -92,7 +92,7 @@ static int post(const struct ps_config *cfg, const char *secret, const char *con
 		withhold_quoted(line, linelen, secret, creds);
 		return rc;
 	}
-	last_retry_after = resp.status == 429 ? resp.retry_after : -1;
+	last_retry_after = resp.status == 429 || resp.status == 503 ? resp.retry_after : -1;
 	if (resp.status != 200)
 		rc = ps_oauth_error_describe(resp.status, resp.content_type, resp.body, resp.len,
 					     resp.retry_after, line, linelen);

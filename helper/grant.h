@@ -20,7 +20,7 @@ int ps_grant_code(const struct ps_config *cfg, const char *secret, const char *c
 int ps_grant_refresh(const struct ps_config *cfg, const char *secret, const char *refresh_token,
 		     struct ps_token_response *tok, char *line, size_t linelen);
 
-/* Seconds of Retry-After on the last answer when it was a 429, else -1. */
+/* Seconds of Retry-After on the last answer when it was a 429 or a 503, else -1. */
 long ps_grant_retry_after(void);
 
 /*
