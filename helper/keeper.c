@@ -390,8 +390,13 @@ static int keeper_setup(struct keeper *k)
 	if (k->dfd < 0)
 		return -1;
 	snprintf(k->who, sizeof(k->who), "user %d", (int)getuid());
-	if (!k->req->cfg.app_uid)
-		return ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd);
+	if (!k->req->cfg.app_uid) {
+		if (ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd) < 0)
+			return -1;
+		/* its backoff window, for spotify-token refresh to report */
+		ps_loop_publish(&k->loop, k->store.dirfd, k->req->cfg.client_id);
+		return 0;
+	}
 	k->appfd = ps_app_dir_open(&k->req->cfg, (uid_t)k->req->cfg.app_uid, err, sizeof(err));
 	if (k->appfd < 0 || ps_loop_init(&k->loop, &keeper_copy_ops, k, k->who, k->dfd) < 0)
 		return -1;
