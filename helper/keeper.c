@@ -374,10 +374,13 @@ static int keeper_setup(struct keeper *k)
 	if (k->dfd < 0)
 		return -1;
 	snprintf(k->who, sizeof(k->who), "user %d", (int)getuid());
-	return ps_loop_init(&k->loop,
-			    k->req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS ? &keeper_copy_ops
-									   : &keeper_ops,
-			    k, k->who, k->dfd);
+	if (k->req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
+		return ps_loop_init(&k->loop, &keeper_copy_ops, k, k->who, k->dfd);
+	if (ps_loop_init(&k->loop, &keeper_ops, k, k->who, k->dfd) < 0)
+		return -1;
+	/* its backoff window, for spotify-token refresh to report */
+	ps_loop_publish(&k->loop, k->store.dirfd, k->req->cfg.client_id);
+	return 0;
 }
 
 int ps_keeper_run(struct ps_request *req)

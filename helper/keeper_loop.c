@@ -5,6 +5,8 @@
 #include <config.h>
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 
 #include "helper/grant.h"
 #include "helper/keeper_loop.h"
+#include "pam/config.h"
 #include "pam/registry.h"
 #include "pam/util.h"
 
@@ -45,7 +48,7 @@ long long ps_loop_renew_at(long long expires_at, unsigned margin_s)
 	return life - margin > 0 ? now + life - margin : now;
 }
 
-/* Capped exponential backoff with +-20% jitter; at least Retry-After after a 429. */
+/* Capped exponential backoff with +-20% jitter; at least Retry-After (a 429, or a 503 with one). */
 static long long backoff_ms(unsigned failures)
 {
 	long long base = 1000LL << (failures > 6 ? 6 : failures - 1);
@@ -95,6 +98,40 @@ int ps_loop_rescan(struct ps_loop *l)
 	return l->nsessions;
 }
 
+/* CLIENT.window, the name of a published window. */
+static void window_name(char *out, size_t outlen, const char *client_id)
+{
+	snprintf(out, outlen, "%s.window", client_id);
+}
+
+/* Open a window that ends at until_ms (0: close it), and publish that when asked to. */
+static void window_set(struct ps_loop *l, long long until_ms)
+{
+	char name[PS_CLIENT_ID_MAX + 16], tmp[PS_CLIENT_ID_MAX + 24], text[32];
+	bool was_open = l->not_before_ms != 0;
+	int fd, n;
+
+	l->not_before_ms = until_ms;
+	if (l->window_dfd < 0 || (!until_ms && !was_open))
+		return;
+	window_name(name, sizeof(name), l->window_client);
+	if (!until_ms) {
+		unlinkat(l->window_dfd, name, 0);
+		return;
+	}
+	/* a new file renamed over the old one: a reader never sees half a line */
+	snprintf(tmp, sizeof(tmp), "%s.new", name);
+	n = snprintf(text, sizeof(text), "%lld\n", (until_ms + 999) / 1000);
+	fd = openat(l->window_dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return;
+	n = ps_write_all(fd, text, (size_t)n);
+	close(fd);
+	if (n < 0 || renameat(l->window_dfd, tmp, l->window_dfd, name) < 0)
+		unlinkat(l->window_dfd, tmp, 0);
+}
+
 static void renew(struct ps_loop *l)
 {
 	char line[PS_ERR_MAX] = "";
@@ -102,33 +139,63 @@ static void renew(struct ps_loop *l)
 
 	if (rc == PS_EXIT_OK) {
 		l->failures = 0;
+		window_set(l, 0);
 		l->next_ms = l->ops->schedule(l);
 		return;
 	}
 	syslog(LOG_WARNING, "%s: renewal failed: %s", l->who, line);
 	if (rc == PS_EXIT_REAUTH) {
 		/* invalid_grant: the store is marked; the user must log in */
+		window_set(l, 0);
 		l->next_ms = PS_LOOP_NEVER;
 		return;
 	}
 	l->failures++;
-	l->next_ms = ps_loop_now_ms() + backoff_ms(l->failures);
+	window_set(l, ps_loop_now_ms() + backoff_ms(l->failures));
+	l->next_ms = l->not_before_ms;
+}
+
+/* When the next renewal starts: when it is due, but never inside a backoff window. */
+static long long due_ms(const struct ps_loop *l)
+{
+	if (l->next_ms == PS_LOOP_NEVER)
+		return PS_LOOP_NEVER;
+	return l->next_ms > l->not_before_ms ? l->next_ms : l->not_before_ms;
 }
 
 /* The poll(2) timeout until the next renewal. */
 static int wait_timeout(const struct ps_loop *l)
 {
-	long long t;
+	long long t = due_ms(l);
 
-	if (l->next_ms == PS_LOOP_NEVER)
+	if (t == PS_LOOP_NEVER)
 		return -1;
-	t = l->next_ms - ps_loop_now_ms();
+	t -= ps_loop_now_ms();
 	if (t < 0)
 		t = 0;
 	return (int)(t > WAIT_MAX_MS ? WAIT_MAX_MS : t);
 }
 
-/* A signal: SIGUSR1 asks for a renewal now (spotify-token refresh, --min-valid, login). */
+/*
+ * SIGUSR1 (spotify-token refresh, --min-valid, login, or anyone of the user's): a renewal now,
+ * but not inside the backoff window and not sooner than PS_LOOP_POKE_GAP_S after the last one a
+ * signal asked for. Nothing changes when a renewal is due by then anyway.
+ */
+static void poke(struct ps_loop *l)
+{
+	long long at = ps_loop_now_ms(), gap_end = l->poke_ms + PS_LOOP_POKE_GAP_S * 1000LL;
+
+	if (at < gap_end)
+		at = gap_end;
+	if (at < l->not_before_ms)
+		at = l->not_before_ms;
+	if (l->next_ms != PS_LOOP_NEVER && l->next_ms <= at)
+		return;
+	l->next_ms = at;
+	l->poke_ms = at;
+}
+
+/* A signal: SIGUSR1 asks for a renewal (poke); the others stop the loop. */
 static bool on_signal(struct ps_loop *l)
 {
 	struct signalfd_siginfo si;
@@ -137,7 +204,7 @@ static bool on_signal(struct ps_loop *l)
 		return true;
 	if (si.ssi_signo != SIGUSR1)
 		return false;
-	l->next_ms = ps_loop_now_ms();
+	poke(l);
 	return true;
 }
 
@@ -203,7 +270,7 @@ static bool loop_wait(struct ps_loop *l)
 	ps_loop_rescan(l);
 	if (changed && l->ops->changed)
 		l->ops->changed(l);
-	if (l->next_ms != PS_LOOP_NEVER && ps_loop_now_ms() >= l->next_ms)
+	if (due_ms(l) != PS_LOOP_NEVER && ps_loop_now_ms() >= due_ms(l))
 		renew(l);
 	return true;
 }
@@ -220,6 +287,7 @@ int ps_loop_init(struct ps_loop *l, const struct ps_loop_ops *ops, void *ctx, co
 	l->who = who;
 	l->dfd = dfd;
 	l->sfd = -1;
+	l->window_dfd = -1;
 	l->next_ms = PS_LOOP_NEVER;
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", dfd);
 	l->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
@@ -244,6 +312,39 @@ int ps_loop_watch(struct ps_loop *l, int dirfd)
 
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", dirfd);
 	return inotify_add_watch(l->ifd, path, WATCH_EVENTS | IN_CLOSE_WRITE) < 0 ? -1 : 0;
+}
+
+void ps_loop_publish(struct ps_loop *l, int dirfd, const char *client_id)
+{
+	char name[PS_CLIENT_ID_MAX + 16];
+
+	l->window_dfd = dirfd;
+	l->window_client = client_id;
+	window_name(name, sizeof(name), client_id);
+	unlinkat(dirfd, name, 0);
+}
+
+long long ps_loop_window_read(int dirfd, const char *client_id)
+{
+	char name[PS_CLIENT_ID_MAX + 16], text[32];
+	long long until = 0;
+	ssize_t n = -1;
+	char *end;
+	int fd;
+
+	window_name(name, sizeof(name), client_id);
+	fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, text, sizeof(text) - 1);
+		close(fd);
+	}
+	if (n > 0) {
+		text[n] = '\0';
+		until = strtoll(text, &end, 10);
+		if (end == text || *end != '\n' || until < 0 || until > LLONG_MAX / 1000)
+			until = 0;
+	}
+	return until * 1000 > ps_loop_now_ms() ? until : 0;
 }
 
 void ps_loop_run(struct ps_loop *l)

@@ -28,7 +28,9 @@
 #include "helper/oauth_error.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
+#include "helper/keeper_loop.h"
 #include "helper/service.h"
+#include "helper/store.h"
 #include "helper/token_response.h"
 #include "helper/user_token.h"
 #include "keyring/keys.h"
@@ -367,14 +369,40 @@ static int token_wait(const struct ps_config *cfg, const char *old, size_t oldle
 }
 
 /*
+ * When the user's keeper is inside a backoff window (after a failed renewal; at least the
+ * server's Retry-After), it makes no request before the window ends, whatever it is sent: its
+ * end in when (UTC), and true. See ps_loop_publish.
+ */
+static bool keeper_window(const struct ps_config *cfg, char *when, size_t whenlen)
+{
+	char err[PS_ERR_MAX];
+	struct ps_store s;
+	long long until = 0;
+	struct tm tm;
+	time_t t;
+
+	if (ps_store_open(&s, cfg->client_id, err, sizeof(err)) == PS_EXIT_OK) {
+		until = ps_loop_window_read(s.dirfd, cfg->client_id);
+		ps_store_close(&s);
+	}
+	t = (time_t)until;
+	if (until && (!gmtime_r(&t, &tm) || !strftime(when, whenlen, "%Y-%m-%d %H:%M:%S UTC", &tm)))
+		snprintf(when, whenlen, "%lld (Unix time)", until);
+	return until != 0;
+}
+
+/*
  * spotify-token refresh: pkce refreshes here (always a network refresh); the other flows renew
  * in the keeper (through the system service, which holds the client secret): ask it, and wait
  * for the new token. The client credentials token is the host's, renewed by the system service
- * for everyone before it expires: the keeper copies the current one, and we say so.
+ * for everyone before it expires: the keeper copies the current one, and we say so. A keeper
+ * inside a backoff window makes no request before it ends (keeper_loop.h): we say until when
+ * rather than wait for nothing.
  */
 static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 {
 	struct ps_app_token app;
+	char when[48];
 	size_t oldlen;
 	bool shared;
 	char *old;
@@ -389,6 +417,11 @@ static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 			 "no keeper runs for you (no open session with keyring = "
 			 "user or persistent): log in again for a new token");
 		rc = PS_EXIT_NO_TOKEN;
+	} else if (keeper_window(cfg, when, sizeof(when))) {
+		snprintf(line, linelen,
+			 "the keeper is inside a Retry-After/backoff window until %s: no request "
+			 "made; it retries then by itself, or try again after it",
+			 when);
 	} else if ((got = token_wait(cfg, old, oldlen, shared, &app)) == 2) {
 		snprintf(line, linelen,
 			 "the client_credentials token is the app's, shared by this host and "
@@ -399,6 +432,11 @@ static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 	} else if (got == 1) {
 		snprintf(line, linelen, "ok renewed by the keeper");
 		rc = PS_EXIT_OK;
+	} else if (keeper_window(cfg, when, sizeof(when))) {
+		snprintf(line, linelen,
+			 "the keeper's renewal failed (see the log) and it waits in a "
+			 "Retry-After/backoff window until %s: it retries then by itself",
+			 when);
 	} else {
 		snprintf(line, linelen,
 			 "the keeper did not renew the token within 15 s: see the log");
