@@ -1026,7 +1026,9 @@ static int client_connect(const struct ps_config *cfg, char *line, size_t linele
 			cfg->service, strerror(errno));
 		return -1;
 	}
-	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || uid != (uid_t)cfg->app_uid) {
+	/* the service's uid; root's when systemd made the socket (listen() sets the credentials):
+	 * RUNDIR is root's, so nobody else can have put a socket there */
+	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || (uid != (uid_t)cfg->app_uid && uid != 0)) {
 		ps_errf(line, linelen, "refusing %s: it is not the system service (uid %u)",
 			cfg->service, (unsigned)uid);
 		close(fd);

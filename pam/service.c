@@ -34,7 +34,7 @@
 
 /* --- the clean context of a service the module starts */
 
-/* init's resource limits, read before fork (a forked child of a threaded program may not). */
+/* init's resource limits (read in the child with open, read and a parser that allocates nothing). */
 struct limits {
 	int n;
 	int resource[RLIM_NLIMITS];
@@ -165,11 +165,13 @@ static void child_fds(int in, int status)
  * The child: root in full at once (a su caller's real uid may signal us until then; it can no
  * longer after), a new session, and a grandchild that init adopts runs the service.
  */
-static void __attribute__((noreturn)) child_run(int in, int status, const struct limits *l)
+static void __attribute__((noreturn)) child_run(int in, int status)
 {
 	static const char failed[] = "fail 7 cannot execute " PS_HELPER_PATH "\n";
+	static const struct rlimit some_files = {1024, 1024};
 	char *const argv[] = {(char *)"pam_spotify_helper", (char *)"service", NULL};
 	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", NULL};
+	struct limits l;
 	pid_t pid;
 
 	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0 || setsid() < 0)
@@ -177,8 +179,11 @@ static void __attribute__((noreturn)) child_run(int in, int status, const struct
 	pid = fork();
 	if (pid != 0)
 		_exit(pid < 0 ? 127 : 0);
-	child_clean_context(l);
+	/* descriptors first, with room to move them: the caller may have left us very few */
+	setrlimit(RLIMIT_NOFILE, &some_files);
 	child_fds(in, status);
+	limits_of_init(&l); /* open, read and parse only: safe after fork */
+	child_clean_context(&l);
 	if (setgroups(0, NULL) < 0)
 		_exit(127);
 	execve(PS_HELPER_PATH, argv, envp);
@@ -233,7 +238,6 @@ static int service_start(struct ps_config *cfg, long long deadline, char *line, 
 {
 	char req[PS_REQUEST_MAX], status[PS_ERR_MAX + 32];
 	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
-	struct limits l;
 	int in[2], st[2], len, w;
 	unsigned long code;
 	pid_t pid;
@@ -243,7 +247,6 @@ static int service_start(struct ps_config *cfg, long long deadline, char *line, 
 		ps_errf(line, linelen, "the request to the system service is too large");
 		return PS_EXIT_CONFIG;
 	}
-	limits_of_init(&l);
 	if (pipe2(in, O_CLOEXEC) < 0)
 		goto fail;
 	if (pipe2(st, O_CLOEXEC) < 0) {
@@ -257,7 +260,7 @@ static int service_start(struct ps_config *cfg, long long deadline, char *line, 
 	sigaction(SIGCHLD, &dfl, &old);
 	pid = w < 0 ? -1 : fork();
 	if (pid == 0)
-		child_run(in[0], st[1], &l);
+		child_run(in[0], st[1]);
 	close(in[0]);
 	close(st[1]);
 	if (pid > 0)

@@ -48,7 +48,7 @@ conf "$T/ac.conf" authorization_code "scopes = user-read-email"
 mkdir -p "$T/pam.d"
 printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
 for s in cc ac; do
-	printf 'session optional pam_keyinit.so force revoke\nsession optional %s config=%s\n' \
+	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
 		"$PS_SECUREDIR/pam_spotify.so" "$T/$s.conf" >"$T/pam.d/$s"
 done
 
@@ -78,7 +78,8 @@ expect "the service has no capabilities and no_new_privs" \
 	'[ "$(field "$svc" CapEff)" = 0000000000000000 ] && [ "$(field "$svc" NoNewPrivs)" = 1 ]'
 expect "the service is not dumpable: /proc/PID/environ stays root's" \
 	'[ "$(stat -c %u "/proc/$svc/environ")" = 0 ]'
-sock=$(ls "$PS_RUNDIR"/service-*.sock 2>/dev/null | head -1)
+name_of() { ps_service_name svcclient "$acc_URL/api/token" "$1" "$T/secret"; }
+sock="$PS_RUNDIR/$(name_of "").sock"
 expect "its socket is root's, mode 0666, in a root-owned 0755 RUNDIR ($(stat -c '%U %a' "$sock" "$PS_RUNDIR" | tr '\n' ' '))" \
 	'[ "$(stat -c "%U %a" "$sock")" = "root 666" ] && [ "$(stat -c "%U %a" "$PS_RUNDIR")" = "root 755" ]'
 expect "the service holds the client secret" 'ps_mem_has "$svc" "$SECRET"'
@@ -153,13 +154,12 @@ print(data[4:].decode("utf-8", "replace"))
 PY
 chmod 644 "$T/frame.py"
 frame() { setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- /usr/bin/python3 "$T/frame.py" "$@"; }
-svcname() { basename "$1" .sock; }
 
 stop_services
 open_held_cc() { PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" cc pstest1 -- true >"$T/held.cc" 2>&1 & HELD=$!; wait_ms 15000 "grep -q '^open=' '$T/held.cc'"; }
 open_held_cc
-sock=$(ls "$PS_RUNDIR"/service-*.sock | head -1)
-name=$(svcname "$sock")
+name=$(name_of "")
+sock="$PS_RUNDIR/$name.sock"
 frame "$sock" op open service "$name" uid 1001 pid 1 >"$T/f1"
 expect "a user cannot count sessions at the service: $(head -2 "$T/f1" | tr '\n' ' ')" \
 	'grep -q "only the PAM module" "$T/f1"'
@@ -181,8 +181,8 @@ stop_services
 PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" ac pstest1 -- true >"$T/held.ac" 2>&1 &
 HELD=$!
 wait_ms 15000 "grep -q '^open=' '$T/held.ac'"
-sock=$(ls -t "$PS_RUNDIR"/service-*.sock | head -1)
-name=$(svcname "$sock")
+name=$(name_of user-read-email)
+sock="$PS_RUNDIR/$name.sock"
 frame "$sock" op grant service "$name" -- "grant_type=client_credentials&scope=x" >"$T/g1"
 expect "an authorization_code service refuses a client_credentials grant from a user" \
 	'grep -q "refuses this token request" "$T/g1"'
