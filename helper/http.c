@@ -13,7 +13,6 @@
 #include <string.h>
 #include <strings.h>
 
-
 #include "helper/curl_load.h"
 #include "helper/http.h"
 #include "pam/util.h"

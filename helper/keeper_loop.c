@@ -208,24 +208,13 @@ static bool on_signal(struct ps_loop *l)
 	return true;
 }
 
-/* Drain inotify; true when an event was about a directory other than the registry. */
-static bool on_inotify(struct ps_loop *l)
+/* Drain inotify: the registry changed (the rescan that follows sees how). */
+static void on_inotify(struct ps_loop *l)
 {
 	char ev[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool other = false;
-	ssize_t n;
 
-	while ((n = read(l->ifd, ev, sizeof(ev))) > 0) {
-		const struct inotify_event *e;
-		char *p;
-
-		for (p = ev; p < ev + n; p += sizeof(*e) + e->len) {
-			e = (const struct inotify_event *)p;
-			if (e->wd != l->registry_wd)
-				other = true;
-		}
-	}
-	return other;
+	while (read(l->ifd, ev, sizeof(ev)) > 0)
+		;
 }
 
 /* The pollfds: inotify, the signalfd, then each session's pidfd (none when out of memory). */
@@ -248,7 +237,7 @@ static struct pollfd *wait_set(struct ps_loop *l, struct pollfd fixed[2], int *n
 static bool loop_wait(struct ps_loop *l)
 {
 	struct pollfd fixed[2], *p;
-	bool changed = false, go_on = true;
+	bool go_on = true;
 	int i, n;
 
 	p = wait_set(l, fixed, &n);
@@ -262,14 +251,12 @@ static bool loop_wait(struct ps_loop *l)
 		if (p[i].revents) /* the session's process is gone without a close */
 			unlinkat(l->dfd, l->sessions[i - 2].name, 0);
 	if (go_on && n && p[0].revents)
-		changed = on_inotify(l);
+		on_inotify(l);
 	if (p != fixed)
 		free(p);
 	if (!go_on || !n)
 		return go_on;
 	ps_loop_rescan(l);
-	if (changed && l->ops->changed)
-		l->ops->changed(l);
 	if (due_ms(l) != PS_LOOP_NEVER && ps_loop_now_ms() >= due_ms(l))
 		renew(l);
 	return true;
@@ -293,8 +280,7 @@ int ps_loop_init(struct ps_loop *l, const struct ps_loop_ops *ops, void *ctx, co
 	l->ifd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
 	if (l->ifd < 0)
 		return -1;
-	l->registry_wd = inotify_add_watch(l->ifd, path, WATCH_EVENTS);
-	if (l->registry_wd < 0)
+	if (inotify_add_watch(l->ifd, path, WATCH_EVENTS) < 0)
 		return -1;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -304,14 +290,6 @@ int ps_loop_init(struct ps_loop *l, const struct ps_loop_ops *ops, void *ctx, co
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	l->sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	return l->sfd < 0 ? -1 : 0;
-}
-
-int ps_loop_watch(struct ps_loop *l, int dirfd)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", dirfd);
-	return inotify_add_watch(l->ifd, path, WATCH_EVENTS | IN_CLOSE_WRITE) < 0 ? -1 : 0;
 }
 
 void ps_loop_publish(struct ps_loop *l, int dirfd, const char *client_id)

@@ -1,5 +1,5 @@
 /*
- * keeper_loop.h: the event loop that the user's keeper and the host's app keeper share. It
+ * keeper_loop.h: the user's keeper's event loop. It
  * watches a session registry (pam/registry.h) with inotify and each live session's process with
  * a pidfd, takes SIGUSR1 ("renew now") and SIGTERM/SIGINT/SIGHUP ("stop") through a signalfd,
  * sleeps until the next renewal, and on a failed renewal retries with capped exponential backoff
@@ -9,7 +9,7 @@
  *
  * Nothing from outside pulls a renewal forward into a failed renewal's backoff window (which
  * covers its Retry-After): no renewal starts before not_before_ms, whatever asked for it (a
- * signal, a watched directory, a login). Outside a window SIGUSR1 is rate limited: a renewal that
+ * signal, a login). Outside a window SIGUSR1 is rate limited: a renewal that
  * a signal asks for starts at least PS_LOOP_POKE_GAP_S after the previous one a signal asked for
  * (a later signal waits for that time rather than being dropped), so a flood of signals costs at
  * most one renewal per PS_LOOP_POKE_GAP_S. A keeper may publish its window as CLIENT.window in
@@ -32,8 +32,6 @@ struct ps_loop_ops {
 	int (*renew)(struct ps_loop *l, char *line, size_t linelen);
 	/* After a renewal that worked: wall-clock ms of the next one, or PS_LOOP_NEVER. */
 	long long (*schedule)(struct ps_loop *l);
-	/* Something changed in a directory added with ps_loop_watch (NULL: nothing to do). */
-	void (*changed)(struct ps_loop *l);
 	/* No live session is left (the registry was just rescanned): true ends the loop. */
 	bool (*try_exit)(struct ps_loop *l);
 };
@@ -47,10 +45,9 @@ struct ps_loop_session {
 struct ps_loop {
 	const struct ps_loop_ops *ops;
 	void *ctx;	 /* the keeper's own state */
-	const char *who; /* names the keeper in log lines: "user 1000", "app keeper" */
+	const char *who; /* names the keeper in log lines: "user 1000" */
 	int dfd;	 /* the session registry (not owned) */
 	int ifd, sfd;	 /* inotify, signalfd */
-	int registry_wd; /* the registry's inotify watch */
 	struct ps_loop_session *sessions;
 	int nsessions, cap;
 	long long next_ms;	 /* wall clock (ms) of the next renewal, or PS_LOOP_NEVER */
@@ -74,9 +71,6 @@ long long ps_loop_renew_at(long long expires_at, unsigned margin_s);
 /* Watch the registry at dfd and block the signals into a signalfd. 0 or -1. */
 int ps_loop_init(struct ps_loop *l, const struct ps_loop_ops *ops, void *ctx, const char *who,
 		 int dfd);
-
-/* Watch one more directory (a change calls ops->changed). 0 or -1. */
-int ps_loop_watch(struct ps_loop *l, int dirfd);
 
 /*
  * Publish the backoff window as CLIENT.window in the store open at dirfd (which, like client_id,

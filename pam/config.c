@@ -357,7 +357,7 @@ static int parse_bool(bool *dst, const char *v, const char *what, char *err, siz
 	return 0;
 }
 
-/* A system user name: letters, digits, '_', '.', '-' (not first); the app keeper runs as it. */
+/* A system user name: letters, digits, '_', '.', '-' (not first); the system service runs as it. */
 static int set_app_user(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
 	struct shown sh;

@@ -3,7 +3,7 @@
  * PID-START (the user's registry, in the refresh-token store) or UID-PID-START (the host's
  * registry of client credentials sessions, in RUNDIR): the PAM application's process and its
  * start time (field 22 of /proc/PID/stat), so a recycled pid never passes for a closed session.
- * The module, the keeper and the app keeper share it; libc only.
+ * The module and the keeper share it; libc only.
  */
 #ifndef PS_REGISTRY_H
 #define PS_REGISTRY_H
@@ -26,7 +26,7 @@ long ps_registry_alive(const char *name);
 
 /*
  * Call fn (may be NULL) for each live entry of the registry open at dfd, and try to remove each
- * dead one (a reader that may not, such as the app keeper, just skips them). Returns the number
+ * dead one (a reader that may not just skips them). Returns the number
  * of live entries, or -1 when the directory cannot be read.
  */
 int ps_registry_scan(int dfd, void (*fn)(void *ctx, const char *name, long pid), void *ctx);

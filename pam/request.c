@@ -118,7 +118,7 @@ static int parse_item(struct ps_request *req, char *line, char *err, size_t errl
 		return 0;
 	}
 	if (!strcmp(key, "app_uid")) {
-		/* request only: the token comes from the app keeper's cache, owned by this uid */
+		/* request only: the system service's uid (its socket's peer credentials) */
 		unsigned long uid;
 
 		if (ps_parse_ulong(value, 1, 4294967294UL, &uid) < 0 || req->cfg.app_uid) {

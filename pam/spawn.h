@@ -23,7 +23,7 @@ struct ps_spawn_result {
 };
 
 struct ps_spawn_opts {
-	const char *mode;      /* the helper's one argument: "--pam", or "app-keeper" */
+	const char *mode;      /* the helper's one argument: "--pam" */
 	long long deadline_ms; /* when to kill it: ps_spawn_deadline() */
 	bool interactive;      /* see ps_spawn_helper */
 };

@@ -89,7 +89,7 @@ ps_ensure_user() {
 	id "$1" >/dev/null 2>&1 || useradd -m -s /bin/sh "$1" >/dev/null 2>&1 || bail "cannot create user $1"
 }
 
-# ps_ensure_app_user: the app keeper's system user (app_user's default, _pam_spotify), as
+# ps_ensure_app_user: the system service's user (app_user's default, _pam_spotify), as
 # tests/setup creates it, if missing. Sets PS_APP_USER and PS_APP_UID.
 PS_APP_USER=_pam_spotify
 ps_ensure_app_user() {
