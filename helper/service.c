@@ -235,6 +235,9 @@ static int job_start(struct service *s, bool fetch, void (*fn)(struct service *,
 		close(p[0]);
 		close(s->lfd);
 		close(s->sigfd);
+		if (s->lockfd >= 0)
+			close(s->lockfd); /* the flock is the parent's: a child outliving it must not
+					     keep the next service from starting */
 		for (i = 0; i < s->nconns; i++)
 			if (s->conns[i].fd != keep_fd)
 				close(s->conns[i].fd);

@@ -300,17 +300,18 @@ print("service-%08x" % h)
 PY
 }
 
-# ps_services: the pids of this install's system services (pam_spotify_helper service processes
-# running $PS_HELPER); ps_stop_services: end them (SIGTERM), and wait up to 5 s.
+# ps_services [PROGRAM]: the pids of this install's system services (pam_spotify_helper service
+# processes running PROGRAM, default $PS_HELPER); ps_stop_services [PROGRAM]: end them (SIGTERM),
+# and wait up to 5 s.
 ps_services() {
 	local p
 	for p in $(pgrep -f '^pam_spotify_helper service$'); do
-		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$PS_HELPER" ] && echo "$p"
+		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "${1:-$PS_HELPER}" ] && echo "$p"
 	done
 	return 0
 }
 ps_stop_services() {
 	local p
-	for p in $(ps_services); do kill "$p" 2>/dev/null; done
-	wait_ms 5000 '[ -z "$(ps_services)" ]'
+	for p in $(ps_services "${1:-}"); do kill "$p" 2>/dev/null; done
+	wait_ms 5000 "[ -z \"\$(ps_services ${1:-})\" ]"
 }

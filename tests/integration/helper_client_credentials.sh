@@ -66,11 +66,12 @@ request() {
 service_start() {
 	local name=$1
 	shift
-	ps_stop_services
+	ps_stop_services "$SERVICE_BIN"
 	request open "$@" >"$T/$name.svc.req"
 	"$SERVICE_BIN" service <"$T/$name.svc.req" >"$T/$name.svc.out" 2>&1 &
 	wait_ms 10000 "[ -s '$T/$name.svc.out' ]"
 	svc_status=$(head -1 "$T/$name.svc.out")
+	[ "$svc_status" = ready ] || diag "the service for $name did not start: $svc_status"
 }
 
 # helper NAME OP [key=value...]: start the service for that request (op open), then run the
@@ -87,7 +88,7 @@ helper() {
 	secs=$((($(date +%s%N) - t0) / 1000000000))
 	out=$(cat "$T/$name.out")
 }
-ps_on_exit ps_stop_services
+ps_on_exit "ps_stop_services '$SERVICE_BIN'"
 
 # read_key NAME: print pstest1's key spotify:NAME as pstest1 (a process that does not possess it).
 read_key() {
@@ -252,7 +253,7 @@ clear_keys
 # LeakSanitizer cannot run under ptrace, hence detect_leaks=0 for sanitizer builds.
 far() {
 	local name=$1 url=$2 text=$3 wrap=""
-	ps_stop_services
+	ps_stop_services "$SERVICE_BIN"
 	request open "token_url=$url" >"$T/$name.req"
 	unshare --net true 2>/dev/null && wrap="unshare --net"
 	if command -v strace >/dev/null 2>&1; then
@@ -281,7 +282,7 @@ far far_userinfo "http://127.0.0.1@192.0.2.1/api/token" "not an absolute https:/
 
 # --- proxy variables are ignored: a proxy that does not exist would make the request fail
 
-ps_stop_services
+ps_stop_services "$SERVICE_BIN"
 request open >"$T/proxy.req"
 env https_proxy=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 \
 	ALL_PROXY=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9 NO_PROXY= no_proxy= \
