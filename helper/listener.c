@@ -1,7 +1,8 @@
 /*
  * listener.c: the loopback redirect listener of the authorization code flow (see listener.h).
- * Owns the parsing of the redirect_uri it binds, the small HTTP/1.x server that answers the
- * browser (one request per connection, a static page, then close), and the reading of a pasted
+ * Owns the parsing of the redirect_uri it binds, the check that a connection comes from the
+ * listener's own uid (NETLINK_SOCK_DIAG), the small HTTP/1.x server that answers the browser
+ * (one request per connection, a static page, then close), and the reading of a pasted
  * redirected URL. Nothing a client sends is ever echoed back; request buffers are zeroed because
  * they may hold an authorization code.
  */
@@ -10,7 +11,11 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -18,6 +23,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +39,8 @@
 #define PS_PASTE_MAX	   4096	 /* pasted line cap */
 #define PS_DRAIN_MAX	   65536 /* bytes read and dropped before a close, so it is not a reset */
 #define PS_RESPONSE_MAX	   (4 * PS_URL_MAX + 1024)
+#define PS_DIAG_TIMEOUT_MS 1000 /* the kernel answers a sock_diag lookup at once */
+#define PS_DIAG_REPLY_MAX  8192
 
 #define PS_BAD_HOST_MSG                                                                            \
 	"redirect_uri must be http://127.0.0.1[:port]/path or http://[::1][:port]/path"
@@ -64,6 +72,7 @@ struct waiter {
 	char *err;
 	size_t errlen;
 	long long deadline_ms;
+	bool told_refused;	    /* the one stderr line about a refused connection is out */
 	enum ps_wait_result result; /* valid once a step reports it is done */
 	struct paste paste;
 	struct conn conns[PS_CONN_MAX];
@@ -98,6 +107,8 @@ static const struct page page_bad_method = {405, "Method Not Allowed", "Only GET
 static const struct page page_too_large = {431, "Request Header Fields Too Large",
 					   "The request is too large."};
 static const struct page page_start = {302, "Found", "Continuing to Spotify."};
+static const struct page page_forbidden = {403, "Forbidden",
+					   "This address serves only the user who started it."};
 
 /* RFC 6749 4.1.2.1 error codes: the denied page names one of these, never the received bytes. */
 static const char *const oauth_errors[] = {
@@ -260,6 +271,32 @@ static int listen_socket(const struct redirect *r, unsigned *port, char *err, si
 	return fd;
 }
 
+/* "/start/" and 128 bits from getrandom(2) in hex: a path another uid cannot guess. 0 or -1. */
+static int start_path_make(char out[PS_START_PATH_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char bits[16];
+	size_t got = 0, i;
+
+	while (got < sizeof(bits)) {
+		ssize_t n = getrandom(bits + got, sizeof(bits) - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		got += (size_t)n;
+	}
+	memcpy(out, "/start/", 7);
+	for (i = 0; i < sizeof(bits); i++) {
+		out[7 + 2 * i] = hex[bits[i] >> 4];
+		out[8 + 2 * i] = hex[bits[i] & 0xf];
+	}
+	out[PS_START_PATH_LEN] = '\0';
+	explicit_bzero(bits, sizeof(bits));
+	return 0;
+}
+
 int ps_listener_open(struct ps_listener *l, const char *redirect_uri, char *err, size_t errlen)
 {
 	struct redirect r;
@@ -280,6 +317,11 @@ int ps_listener_open(struct ps_listener *l, const char *redirect_uri, char *err,
 		return -1;
 	}
 	ps_strlcpy(l->path, r.path, sizeof(l->path));
+	if (start_path_make(l->start_path) < 0) {
+		ps_errf(err, errlen, "cannot make the listener's /start path: getrandom: %s",
+			strerror(errno));
+		return -1;
+	}
 	l->fd = listen_socket(&r, &l->port, err, errlen);
 	if (l->fd < 0)
 		return -1;
@@ -311,6 +353,182 @@ void ps_listener_close(struct ps_listener *l)
 		close(l->fd);
 	l->fd = -1;
 	explicit_bzero(l->start_location, sizeof(l->start_location));
+	explicit_bzero(l->start_path, sizeof(l->start_path));
+}
+
+/* ---- the peer's owner ---- */
+
+/* An inet_diag address in the IPv6 form: IPv4 as ::ffff:a.b.c.d, as a dual-stack socket has it. */
+static void diag_addr_v6(int family, const uint32_t in[4], uint32_t out[4])
+{
+	if (family == AF_INET) {
+		out[0] = 0;
+		out[1] = 0;
+		out[2] = htonl(0xffff);
+		out[3] = in[0];
+	} else {
+		memcpy(out, in, 4 * sizeof(out[0]));
+	}
+}
+
+static bool diag_addr_equal(int fa, const uint32_t a[4], int fb, const uint32_t b[4])
+{
+	uint32_t x[4], y[4];
+
+	diag_addr_v6(fa, a, x);
+	diag_addr_v6(fb, b, y);
+	return memcmp(x, y, sizeof(x)) == 0;
+}
+
+/* One endpoint into an inet_diag address and port; the family must be want. */
+static int diag_endpoint(const struct sockaddr *sa, int want, uint32_t addr[4], __be16 *port)
+{
+	if (sa->sa_family != want)
+		return -EAFNOSUPPORT;
+	memset(addr, 0, 4 * sizeof(addr[0]));
+	if (want == AF_INET) {
+		const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
+
+		memcpy(addr, &a4->sin_addr, sizeof(a4->sin_addr));
+		*port = a4->sin_port;
+	} else {
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+
+		memcpy(addr, &a6->sin6_addr, sizeof(a6->sin6_addr));
+		*port = a6->sin6_port;
+	}
+	return 0;
+}
+
+/*
+ * The peer's socket is the one whose source is our remote end and whose destination is our local
+ * end. An exact lookup (no NLM_F_DUMP): the kernel finds that one socket, or says ENOENT; an IPv4
+ * lookup also finds a dual-stack IPv6 socket connected to ::ffff:127.0.0.1.
+ */
+int ps_peer_diag_query(const struct sockaddr *ours, const struct sockaddr *theirs,
+		       struct inet_diag_req_v2 *req)
+{
+	int family = ours->sa_family;
+
+	memset(req, 0, sizeof(*req));
+	if (family != AF_INET && family != AF_INET6)
+		return -EAFNOSUPPORT;
+	req->sdiag_family = (uint8_t)family;
+	req->sdiag_protocol = IPPROTO_TCP;
+	req->idiag_states = ~0U;
+	req->id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
+	req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (diag_endpoint(theirs, family, req->id.idiag_src, &req->id.idiag_sport) < 0 ||
+	    diag_endpoint(ours, family, req->id.idiag_dst, &req->id.idiag_dport) < 0)
+		return -EAFNOSUPPORT;
+	return 0;
+}
+
+/*
+ * Only an established socket with exactly the endpoints asked for counts: a lookup that misses
+ * the connection can land on a listener or a TIME_WAIT socket, whose uid (0 for TIME_WAIT) is not
+ * the connecting user's.
+ */
+int ps_peer_diag_reply(const void *buf, size_t len, const struct inet_diag_req_v2 *req,
+		       uint32_t seq, uid_t *uid)
+{
+	const unsigned char *p = buf;
+	struct inet_diag_msg m;
+	struct nlmsgerr e;
+	struct nlmsghdr h;
+
+	if (len < sizeof(h))
+		return -EBADMSG;
+	memcpy(&h, p, sizeof(h));
+	if (h.nlmsg_len < sizeof(h) || h.nlmsg_len > len || h.nlmsg_seq != seq)
+		return -EBADMSG;
+	if (h.nlmsg_type == NLMSG_ERROR) {
+		if (h.nlmsg_len < NLMSG_LENGTH(sizeof(e)))
+			return -EBADMSG;
+		memcpy(&e, p + NLMSG_HDRLEN, sizeof(e));
+		return e.error < 0 && e.error > -4096 ? e.error : -EBADMSG;
+	}
+	if (h.nlmsg_type != SOCK_DIAG_BY_FAMILY || h.nlmsg_len < NLMSG_LENGTH(sizeof(m)))
+		return -EBADMSG;
+	memcpy(&m, p + NLMSG_HDRLEN, sizeof(m));
+	if (m.idiag_state != TCP_ESTABLISHED || m.id.idiag_sport != req->id.idiag_sport ||
+	    m.id.idiag_dport != req->id.idiag_dport ||
+	    !diag_addr_equal(m.idiag_family, m.id.idiag_src, req->sdiag_family,
+			     req->id.idiag_src) ||
+	    !diag_addr_equal(m.idiag_family, m.id.idiag_dst, req->sdiag_family, req->id.idiag_dst))
+		return -ENOTCONN;
+	*uid = (uid_t)m.idiag_uid;
+	return 0;
+}
+
+/* Send the lookup and read the kernel's one answer, within PS_DIAG_TIMEOUT_MS. */
+static int diag_exchange(int nl, const struct inet_diag_req_v2 *req, uid_t *uid)
+{
+	static const uint32_t seq = 1;
+	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK}, from;
+	struct {
+		struct nlmsghdr nlh;
+		struct inet_diag_req_v2 req;
+	} msg;
+	union {
+		struct nlmsghdr align;
+		unsigned char buf[PS_DIAG_REPLY_MAX];
+	} reply;
+	long long deadline = ps_mono_ms() + PS_DIAG_TIMEOUT_MS;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.nlh.nlmsg_len = sizeof(msg);
+	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+	msg.nlh.nlmsg_seq = seq;
+	msg.req = *req;
+	/* connected to the kernel: the socket then refuses what another process sends it */
+	if (connect(nl, (struct sockaddr *)&kernel, sizeof(kernel)) < 0 ||
+	    send(nl, &msg, sizeof(msg), 0) < 0)
+		return -errno;
+	for (;;) {
+		struct pollfd pfd = {.fd = nl, .events = POLLIN};
+		socklen_t fromlen = sizeof(from);
+		long long left = deadline - ps_mono_ms();
+		ssize_t n;
+
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return -errno;
+		n = recvfrom(nl, reply.buf, sizeof(reply.buf), MSG_DONTWAIT | MSG_TRUNC,
+			     (struct sockaddr *)&from, &fromlen);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (fromlen < sizeof(from) || from.nl_family != AF_NETLINK || from.nl_pid != 0)
+			continue; /* not from the kernel */
+		if ((size_t)n > sizeof(reply.buf))
+			return -EMSGSIZE;
+		return ps_peer_diag_reply(reply.buf, (size_t)n, req, seq, uid);
+	}
+}
+
+int ps_peer_uid(int fd, uid_t *uid)
+{
+	struct sockaddr_storage ours, theirs;
+	socklen_t olen = sizeof(ours), tlen = sizeof(theirs);
+	struct inet_diag_req_v2 req;
+	int nl, rc;
+
+	if (getsockname(fd, (struct sockaddr *)&ours, &olen) < 0 ||
+	    getpeername(fd, (struct sockaddr *)&theirs, &tlen) < 0)
+		return -errno;
+	rc = ps_peer_diag_query((struct sockaddr *)&ours, (struct sockaddr *)&theirs, &req);
+	if (rc < 0)
+		return rc;
+	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (nl < 0)
+		return -errno;
+	rc = diag_exchange(nl, &req, uid);
+	close(nl);
+	return rc;
 }
 
 /* ---- responses ---- */
@@ -513,6 +731,19 @@ static bool handle_callback(struct waiter *w, const struct conn *c, const char *
 	return true;
 }
 
+/* Is the request path (plen bytes) the listener's start path? Compared in constant time. */
+static bool start_path_equal(const char *start_path, const char *path, size_t plen)
+{
+	unsigned char diff = 0;
+	size_t i;
+
+	if (plen != PS_START_PATH_LEN || strlen(start_path) != PS_START_PATH_LEN)
+		return false;
+	for (i = 0; i < PS_START_PATH_LEN; i++)
+		diff |= (unsigned char)(start_path[i] ^ path[i]);
+	return diff == 0;
+}
+
 /* A complete request head of hlen bytes in c->buf. True when the wait is over. */
 static bool handle_request(struct waiter *w, struct conn *c, size_t hlen)
 {
@@ -540,7 +771,7 @@ static bool handle_request(struct waiter *w, struct conn *c, size_t hlen)
 	plen = q ? (size_t)(q - target) : tlen;
 	if (plen == strlen(w->l->path) && memcmp(target, w->l->path, plen) == 0)
 		return handle_callback(w, c, q ? q + 1 : NULL, q ? tlen - plen - 1 : 0);
-	if (plen == 6 && memcmp(target, "/start", 6) == 0 && w->l->start_location[0]) {
+	if (w->l->start_location[0] && start_path_equal(w->l->start_path, target, plen)) {
 		respond(c, &page_start, NULL, w->l->start_location);
 		explicit_bzero(w->l->start_location, sizeof(w->l->start_location)); /* once */
 		return false;
@@ -574,6 +805,45 @@ static bool conn_readable(struct waiter *w, struct conn *c)
 	return done;
 }
 
+/* The one line on stderr about refused connections (the first; never a request's content). */
+static void tell_refused(struct waiter *w, int rc, uid_t uid)
+{
+	char line[PS_ERR_MAX];
+
+	if (w->told_refused)
+		return;
+	w->told_refused = true;
+	if (rc == 0)
+		snprintf(line, sizeof(line),
+			 "spotify-token: refused a connection to port %u from another user "
+			 "(uid %u); still waiting\n",
+			 w->l->port, (unsigned)uid);
+	else
+		snprintf(line, sizeof(line),
+			 "spotify-token: refused a connection to port %u: cannot tell which user "
+			 "made it (sock_diag: %s); still waiting, or paste the redirected URL "
+			 "here\n",
+			 w->l->port, strerror(-rc));
+	ps_write_all(STDERR_FILENO, line, strlen(line));
+}
+
+/*
+ * Serve the connection in slot c only if its peer socket is our own uid's; otherwise answer 403
+ * at once, before reading anything, and free the slot. True when it is ours.
+ */
+static bool conn_ours(struct waiter *w, struct conn *c)
+{
+	uid_t uid = (uid_t)-1;
+	int rc = ps_peer_uid(c->fd, &uid);
+
+	if (rc == 0 && uid == geteuid())
+		return true;
+	respond(c, &page_forbidden, NULL, NULL);
+	conn_close(c);
+	tell_refused(w, rc, uid);
+	return false;
+}
+
 /* Take one pending connection into a free slot (the caller polls only when one is free). */
 static int conn_accept(struct waiter *w)
 {
@@ -594,6 +864,7 @@ static int conn_accept(struct waiter *w)
 			w->conns[i].fd = fd;
 			w->conns[i].len = 0;
 			w->conns[i].deadline_ms = ps_mono_ms() + PS_CONN_TIMEOUT_MS;
+			conn_ours(w, &w->conns[i]);
 			return 0;
 		}
 	}

@@ -68,16 +68,20 @@ static int enrollment_start(const struct ps_config *cfg, struct enrollment *e, c
 	return PS_EXIT_OK;
 }
 
-/* Start a browser on the listener's /start page, where a display exists (no secret in argv). */
+/*
+ * Start a browser on the listener's /start/HEX page, where a display exists. No secret in argv:
+ * the random path is visible to the user's own processes only, and the listener serves no other
+ * uid.
+ */
 static void open_browser(const struct ps_listener *l)
 {
-	char url[64];
+	char url[32 + PS_START_PATH_LEN];
 	pid_t pid;
 
 	if (!getenv("DISPLAY") && !getenv("WAYLAND_DISPLAY"))
 		return;
-	snprintf(url, sizeof(url), "http://%s:%u/start",
-		 strstr(l->redirect_uri, "[::1]") ? "[::1]" : "127.0.0.1", l->port);
+	snprintf(url, sizeof(url), "http://%s:%u%s",
+		 strstr(l->redirect_uri, "[::1]") ? "[::1]" : "127.0.0.1", l->port, l->start_path);
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR | O_CLOEXEC);

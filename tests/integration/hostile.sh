@@ -406,7 +406,8 @@ login_wait() {
 	LOGIN_RC=$?
 }
 browse() { curl -s --cacert "$CA" -o /dev/null -w '%{redirect_url}' "$1"; }
-status() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+# status CURL-ARGS...: the HTTP status the listener gives the user's own curl (it serves no other uid)
+status() { as_u curl -s -o /dev/null -w '%{http_code}' "$@"; }
 codes() { stats 'j["by_grant"].get("authorization_code", 0)'; }
 refused() { stats 'sum(j["errors"].values())'; }
 codes_before=$(codes) refused_before=$(refused)

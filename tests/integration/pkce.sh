@@ -85,6 +85,8 @@ login_wait() { # login_wait: LOGIN_RC
 }
 # browse URL: what a browser does at the authorize endpoint: the redirect it gets back.
 browse() { curl -s --cacert "$CA" -o /dev/null -w '%{redirect_url}' "$1"; }
+# visit CURL-ARGS...: the user's browser at the loopback listener, which serves only its own uid.
+visit() { as_user $U curl -s "$@" 2>/dev/null; }
 
 # --- enrollment through the loopback listener
 as_user $U rm -rf "$STORE"
@@ -93,7 +95,8 @@ login_start --timeout=20
 expect "login prints the authorize URL with PKCE S256 and state" \
 	'[[ "$URL" == "$acc_URL/authorize?client_id=pkceclient&response_type=code&redirect_uri=http%3A%2F%2F127.0.0.1%3A"*"&code_challenge_method=S256&code_challenge="* ]] && [[ "$URL" == *"&state="* ]]'
 cb=$(browse "$URL")
-page=$(curl -s -D "$T/hdr" "$cb")
+visit -i "$cb" >"$T/hdr"
+page=$(sed '1,/^\r$/d' "$T/hdr")
 login_wait
 expect "the browser lands on the listener: a page with Referrer-Policy: no-referrer" \
 	'grep -qi "^Referrer-Policy: no-referrer" "$T/hdr" && [ -n "$page" ]'
@@ -193,10 +196,10 @@ expect "pasted URL: login exits 0, the mark is gone" '[ "$LOGIN_RC" = 0 ] && [ !
 # --- a wrong state on the listener gets an error page and the wait goes on
 login_start --timeout=20
 cb=$(browse "$URL")
-code=$(curl -s -o /dev/null -w '%{http_code}' "${cb%%\?*}?code=forged&state=AAAAAAAAAAAAAAAAAAAAAA")
+code=$(visit -o /dev/null -w '%{http_code}' "${cb%%\?*}?code=forged&state=AAAAAAAAAAAAAAAAAAAAAA")
 alive=no
 kill -0 "$LOGIN_PID" 2>/dev/null && alive=yes
-curl -s -o /dev/null "$cb"
+visit -o /dev/null "$cb"
 login_wait
 expect "wrong state: HTTP 400 and login keeps waiting, then the right one wins" \
 	'[ "$code" = 400 ] && [ "$alive" = yes ] && [ "$LOGIN_RC" = 0 ]'
@@ -209,7 +212,7 @@ expect "logout removes the refresh token and the keys" \
 ps_server_control "$acc_URL" '{"authorize": "deny"}'
 login_start --timeout=20
 cb=$(browse "$URL")
-curl -s -o /dev/null "$cb"
+visit -o /dev/null "$cb"
 login_wait
 expect "access_denied: login exits 4 with a clear message, nothing stored" \
 	'[ "$LOGIN_RC" = 4 ] && grep -q "refused the authorization (access_denied" "$T/login.err" && [ ! -e "$STORE/pkceclient.refresh" ]'
@@ -288,7 +291,7 @@ ps_server_control "$acc_URL" '{"expires_in": 3600}'
 ps_server_control "$acc_URL" '{"expires_in": 6}'
 clear_keys
 login_start --timeout=20
-curl -s -o /dev/null "$(browse "$URL")"
+visit -o /dev/null "$(browse "$URL")"
 login_wait
 open_held pkce $U wake
 drv=$HELD_PID
@@ -299,7 +302,7 @@ expect "wake: the keeper's renewal is refused and marks the store" \
 sleep 4 # a stopped keeper makes no request: no refresh grant from here on without the wake-up
 r0=$(refreshes)
 login_start --timeout=20
-curl -s -o /dev/null "$(browse "$URL")"
+visit -o /dev/null "$(browse "$URL")"
 login_wait
 wait_ms $((10000 * PS_TIME_FACTOR)) "[ \$(refreshes) -ge $((r0 + 2)) ]"
 r1=$(refreshes)

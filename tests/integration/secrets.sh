@@ -453,9 +453,10 @@ expect "pkce: a login whose refresh meets a quoting server fails (PAM_SESSION_ER
 # ==== 3. enrollment with spotify-token login: sentinel codes, random verifiers and states
 ctl "{\"code_prefix\": \"$CODE_PREFIX\"}"
 # browse URL: a browser at the authorize endpoint: prints where it is sent back (the URL goes to
-# curl on stdin, not argv: it holds the state, and the answer the code). visit URL: follow it.
+# curl on stdin, not argv: it holds the state, and the answer the code). visit URL: follow it, as
+# the user (the listener serves no other uid).
 browse() { printf 'url = "%s"\n' "$1" | curl -s --cacert "$CA" -o /dev/null -w '%{redirect_url}' -K -; }
-visit() { printf 'url = "%s"\n' "$1" | curl -s -o /dev/null -K -; }
+visit() { printf 'url = "%s"\n' "$1" | as_user $U curl -s -o /dev/null -K - 2>/dev/null; }
 # login_start NAME: spotify-token login in the background, stdin from a FIFO we hold open; sets
 # URL (from its stderr) and LOGIN_PID.
 login_start() {

@@ -222,9 +222,10 @@ login_wait() {
 	exec 7>&-
 	cat "$T/login.out" "$T/login.err" >>"$T/logins.out"
 }
-# browse URL [--paste]: the scripted browser (stdout: the listener's status, or the pasted URL).
+# browse URL [--paste]: the scripted browser (stdout: the listener's status, or the pasted URL),
+# run as the user: the listener serves no other uid.
 browse() {
-	timeout 30 "$PYTHON" "$PEER/browser.py" --cacert "$CA" "${@:2}" "$1" 2>>"$T/browser.err"
+	as_user $U timeout 30 "$PYTHON" "$PEER/browser.py" --cacert "$CA" "${@:2}" "$1" 2>>"$T/browser.err"
 }
 
 # --- client_credentials: a PAM session with the confidential client

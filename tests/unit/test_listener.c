@@ -2,9 +2,13 @@
  * test_listener.c: the loopback redirect listener over real sockets on 127.0.0.1 and [::1]. A
  * client thread plays the browser: the right callback yields the code; a wrong path, a wrong
  * state, a foreign Host, a bad method or an oversized request gets an error page and the wait
- * goes on; access_denied ends it cleanly; /start redirects once. Every page carries
- * Referrer-Policy: no-referrer and echoes nothing. redirect_uri parsing refuses localhost and
- * the like. A pasted URL on a pipe wins as well, and a silent client cannot hold it up.
+ * goes on; access_denied ends it cleanly; /start/HEX (random per listener) redirects once. Every
+ * page carries Referrer-Policy: no-referrer and echoes nothing. redirect_uri parsing refuses
+ * localhost and the like. A pasted URL on a pipe wins as well, and a silent client cannot hold it
+ * up. The peer check: a connection of our own uid (IPv4, IPv6, IPv4-mapped) is ours by
+ * NETLINK_SOCK_DIAG; the kernel's answers are read right (fixtures: a TIME_WAIT or listening
+ * socket, other endpoints, errors, truncation); a client of another uid (root only: a child
+ * that drops to 65534) gets 403 with nothing of the login, and the wait goes on.
  */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
@@ -20,11 +24,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -538,28 +548,50 @@ static void test_start_redirects_once(void **state)
 {
 	static const char location[] = "https://accounts.spotify.com/"
 				       "authorize?client_id=abc&response_type=code&state=" STATE;
-	struct client c = {.ex = {{.target = "/start"}, {.target = "/start"}, {.target = GOOD}}};
-	struct ps_listener l;
+	struct client c = {.ex = {{.target = "/start"},
+				  {.target = NULL},
+				  {.target = NULL},
+				  {.target = NULL},
+				  {.target = GOOD}}};
+	struct ps_listener l, other;
 	struct ps_callback cb;
-	char err[PS_ERR_MAX];
+	char err[PS_ERR_MAX], near[PS_START_PATH_LEN + 1];
 	const char *loc;
+	size_t i;
 
 	(void)state;
 	open_ok(&l, "http://127.0.0.1/callback");
+	open_ok(&other, "http://127.0.0.1/callback");
+	/* "/start/" and 32 lower-case hex digits, new for each listener */
+	assert_int_equal(strlen(l.start_path), PS_START_PATH_LEN);
+	assert_int_equal(strncmp(l.start_path, "/start/", 7), 0);
+	assert_int_equal(strspn(l.start_path + 7, "0123456789abcdef"), 32);
+	assert_string_not_equal(l.start_path, other.start_path);
+	ps_listener_close(&other);
+	memcpy(near, l.start_path, sizeof(near)); /* one digit off */
+	near[PS_START_PATH_LEN - 1] = near[PS_START_PATH_LEN - 1] == '0' ? '1' : '0';
+	c.ex[1].target = near;
+	c.ex[2].target = l.start_path;
+	c.ex[3].target = l.start_path;
 	ps_listener_set_start(&l, location);
 	client_start(&c, &l);
 	assert_int_equal(wait_on(&l, -1, 10, &cb, err, sizeof(err)), PS_WAIT_CODE);
 	client_join(&c, &l);
-	assert_int_equal(status_of(&c.ex[0]), 302);
-	loc = strstr(c.ex[0].response, "\r\nLocation: ");
+	for (i = 0; i < 2; i++) { /* the bare /start and a path one digit off: not found */
+		assert_int_equal(status_of(&c.ex[i]), 404);
+		assert_response_well_formed(&c.ex[i]);
+		assert_null(strstr(c.ex[i].response, "Location"));
+	}
+	assert_int_equal(status_of(&c.ex[2]), 302);
+	loc = strstr(c.ex[2].response, "\r\nLocation: ");
 	assert_non_null(loc);
 	assert_int_equal(strncmp(loc + 12, location, strlen(location)), 0);
 	assert_int_equal(strncmp(loc + 12 + strlen(location), "\r\n", 2), 0);
-	assert_non_null(strstr(c.ex[0].response, "\r\nCache-Control: no-store\r\n"));
-	assert_non_null(strstr(c.ex[0].response, "\r\nReferrer-Policy: no-referrer\r\n"));
-	assert_int_equal(status_of(&c.ex[1]), 404);
-	assert_null(strstr(c.ex[1].response, "Location"));
-	assert_int_equal(status_of(&c.ex[2]), 200);
+	assert_non_null(strstr(c.ex[2].response, "\r\nCache-Control: no-store\r\n"));
+	assert_non_null(strstr(c.ex[2].response, "\r\nReferrer-Policy: no-referrer\r\n"));
+	assert_int_equal(status_of(&c.ex[3]), 404); /* once */
+	assert_null(strstr(c.ex[3].response, "Location"));
+	assert_int_equal(status_of(&c.ex[4]), 200);
 	assert_string_equal(l.start_location, "");
 	ps_callback_clear(&cb);
 }
@@ -576,6 +608,386 @@ static void test_start_refuses_header_breaking_location(void **state)
 	assert_string_equal(l.start_location, "https://a.example/authorize?x=1");
 	ps_listener_close(&l);
 	assert_string_equal(l.start_location, "");
+}
+
+/* ---- the peer check ---- */
+
+/* Capture what the code under test writes to stderr. */
+struct capture {
+	int saved;
+	int pipe[2];
+	char text[4096];
+};
+
+static void capture_begin(struct capture *cap)
+{
+	fflush(stderr);
+	cap->saved = dup(STDERR_FILENO);
+	assert_true(cap->saved >= 0);
+	assert_int_equal(pipe2(cap->pipe, O_CLOEXEC | O_NONBLOCK), 0);
+	assert_true(dup2(cap->pipe[1], STDERR_FILENO) >= 0);
+}
+
+static void capture_end(struct capture *cap)
+{
+	ssize_t n;
+
+	dup2(cap->saved, STDERR_FILENO);
+	close(cap->saved);
+	close(cap->pipe[1]);
+	n = read(cap->pipe[0], cap->text, sizeof(cap->text) - 1);
+	cap->text[n > 0 ? n : 0] = '\0';
+	close(cap->pipe[0]);
+}
+
+/* Connect a socket of this process to the listener and accept it: sets *client and *server. */
+static void connect_pair(const struct ps_listener *l, int family, bool mapped, int *client,
+			 int *server)
+{
+	struct sockaddr_in a4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	if (family == AF_INET) {
+		a4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		a4.sin_port = htons((uint16_t)l->port);
+		assert_int_equal(connect(fd, (struct sockaddr *)&a4, sizeof(a4)), 0);
+	} else {
+		if (mapped) /* a dual-stack socket to the IPv4 listener: ::ffff:127.0.0.1 */
+			assert_int_equal(inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6.sin6_addr), 1);
+		a6.sin6_port = htons((uint16_t)l->port);
+		assert_int_equal(connect(fd, (struct sockaddr *)&a6, sizeof(a6)), 0);
+	}
+	*client = fd;
+	/* the handshake is done once connect returns: the connection waits in the backlog */
+	*server = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(*server >= 0);
+}
+
+static void assert_peer_is_us(const char *uri, int family, bool mapped)
+{
+	struct ps_listener l;
+	uid_t uid = (uid_t)-2;
+	int client, server, rc;
+
+	open_ok(&l, uri);
+	connect_pair(&l, family, mapped, &client, &server);
+	rc = ps_peer_uid(server, &uid);
+	if (rc != 0)
+		fail_msg("ps_peer_uid (%s%s): %s", uri, mapped ? ", mapped" : "", strerror(-rc));
+	assert_int_equal(uid, geteuid());
+	uid = (uid_t)-2; /* and the other way round: the client's peer is the accepted socket */
+	assert_int_equal(ps_peer_uid(client, &uid), 0);
+	assert_int_equal(uid, geteuid());
+	close(client);
+	close(server);
+	ps_listener_close(&l);
+}
+
+static void test_peer_of_own_connection_is_our_uid(void **state)
+{
+	(void)state;
+	assert_peer_is_us("http://127.0.0.1/callback", AF_INET, false);
+	if (!ipv6_loopback_available()) {
+		printf("# skipped the [::1] cases: IPv6 loopback is not available here\n");
+		return;
+	}
+	assert_peer_is_us("http://[::1]/callback", AF_INET6, false);
+	assert_peer_is_us("http://127.0.0.1/callback", AF_INET6, true);
+}
+
+/* A gone peer: the lookup finds no established socket of that four-tuple. */
+static void test_peer_gone_is_nobody(void **state)
+{
+	struct ps_listener l;
+	struct linger rst = {.l_onoff = 1, .l_linger = 0};
+	uid_t uid = 4242;
+	int client, server;
+
+	(void)state;
+	open_ok(&l, "http://127.0.0.1/callback");
+	connect_pair(&l, AF_INET, false, &client, &server);
+	setsockopt(client, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
+	close(client); /* a reset: the client's socket is gone at once */
+	assert_true(ps_peer_uid(server, &uid) < 0);
+	assert_int_equal(uid, 4242);
+	close(server);
+	ps_listener_close(&l);
+}
+
+/* The kernel's answer, as it comes: a netlink header and an inet_diag_msg (or an nlmsgerr). */
+struct diag_fixture {
+	struct nlmsghdr h;
+	union {
+		struct inet_diag_msg m;
+		struct nlmsgerr e;
+	};
+};
+
+static void fixture_query(struct inet_diag_req_v2 *req)
+{
+	struct sockaddr_in ours = {.sin_family = AF_INET, .sin_port = htons(8080)};
+	struct sockaddr_in theirs = {.sin_family = AF_INET, .sin_port = htons(40000)};
+
+	ours.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	theirs.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(
+		ps_peer_diag_query((struct sockaddr *)&ours, (struct sockaddr *)&theirs, req), 0);
+}
+
+/* The peer's entry, as the kernel answers for the connection fixture_query asks about. */
+static void fixture_answer(struct diag_fixture *f, uint8_t state, uint32_t uid)
+{
+	memset(f, 0, sizeof(*f));
+	f->h.nlmsg_len = NLMSG_LENGTH(sizeof(f->m));
+	f->h.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	f->h.nlmsg_seq = 7;
+	f->m.idiag_family = AF_INET;
+	f->m.idiag_state = state;
+	f->m.id.idiag_sport = htons(40000);
+	f->m.id.idiag_dport = htons(8080);
+	f->m.id.idiag_src[0] = htonl(INADDR_LOOPBACK);
+	f->m.id.idiag_dst[0] = htonl(INADDR_LOOPBACK);
+	f->m.idiag_uid = uid;
+	f->m.idiag_inode = 12345;
+}
+
+static int fixture_reply(const struct diag_fixture *f, size_t len,
+			 const struct inet_diag_req_v2 *req, uid_t *uid)
+{
+	return ps_peer_diag_reply(f, len, req, 7, uid);
+}
+
+static void test_peer_diag_query_names_the_peer(void **state)
+{
+	struct sockaddr_in6 ours6 = {.sin6_family = AF_INET6,
+				     .sin6_port = htons(8080),
+				     .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr_in6 theirs6 = {.sin6_family = AF_INET6,
+				       .sin6_port = htons(40000),
+				       .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	struct sockaddr_in ours4 = {.sin_family = AF_INET};
+	struct {
+		sa_family_t family;
+		char path[108];
+	} unix_sa = {.family = AF_UNIX};
+	struct inet_diag_req_v2 req;
+
+	(void)state;
+	fixture_query(&req);
+	assert_int_equal(req.sdiag_family, AF_INET);
+	assert_int_equal(req.sdiag_protocol, IPPROTO_TCP);
+	/* the peer's socket: its source is our remote end, its destination our local end */
+	assert_int_equal(ntohs(req.id.idiag_sport), 40000);
+	assert_int_equal(ntohs(req.id.idiag_dport), 8080);
+	assert_int_equal(req.id.idiag_src[0], htonl(INADDR_LOOPBACK));
+	assert_int_equal(req.id.idiag_dst[0], htonl(INADDR_LOOPBACK));
+	assert_int_equal(req.id.idiag_cookie[0], INET_DIAG_NOCOOKIE);
+	assert_int_equal(req.id.idiag_cookie[1], INET_DIAG_NOCOOKIE);
+	assert_int_equal(
+		ps_peer_diag_query((struct sockaddr *)&ours6, (struct sockaddr *)&theirs6, &req),
+		0);
+	assert_int_equal(req.sdiag_family, AF_INET6);
+	assert_int_equal(ntohs(req.id.idiag_sport), 40000);
+	assert_memory_equal(req.id.idiag_src, &in6addr_loopback, 16);
+	assert_int_equal(
+		ps_peer_diag_query((struct sockaddr *)&ours4, (struct sockaddr *)&theirs6, &req),
+		-EAFNOSUPPORT);
+	assert_int_equal(
+		ps_peer_diag_query((struct sockaddr *)&unix_sa, (struct sockaddr *)&unix_sa, &req),
+		-EAFNOSUPPORT);
+}
+
+static void test_peer_diag_reply_fixtures(void **state)
+{
+	struct inet_diag_req_v2 req;
+	struct diag_fixture f;
+	uid_t uid;
+
+	(void)state;
+	fixture_query(&req);
+
+	/* the peer, established: its uid */
+	fixture_answer(&f, TCP_ESTABLISHED, 1001);
+	uid = 0;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), 0);
+	assert_int_equal(uid, 1001);
+
+	/* a dual-stack IPv6 socket connected to ::ffff:127.0.0.1 */
+	fixture_answer(&f, TCP_ESTABLISHED, 1002);
+	f.m.idiag_family = AF_INET6;
+	f.m.id.idiag_src[0] = f.m.id.idiag_dst[0] = 0;
+	f.m.id.idiag_src[2] = f.m.id.idiag_dst[2] = htonl(0xffff);
+	f.m.id.idiag_src[3] = f.m.id.idiag_dst[3] = htonl(INADDR_LOOPBACK);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), 0);
+	assert_int_equal(uid, 1002);
+	f.m.id.idiag_src[2] = 0; /* ::127.0.0.1 is another address */
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+
+	/* a closed connection's TIME_WAIT entry (uid 0), its FIN_WAIT2 substate, a listener */
+	fixture_answer(&f, TCP_TIME_WAIT, 0);
+	uid = 4242;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	fixture_answer(&f, TCP_FIN_WAIT2, 0);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	fixture_answer(&f, TCP_LISTEN, 1003);
+	f.m.id.idiag_dport = 0;
+	f.m.id.idiag_dst[0] = 0;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	assert_int_equal(uid, 4242);
+
+	/* established, but not the asked-for endpoints: our own side, another port or address */
+	fixture_answer(&f, TCP_ESTABLISHED, 1004);
+	f.m.id.idiag_sport = htons(8080);
+	f.m.id.idiag_dport = htons(40000);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	fixture_answer(&f, TCP_ESTABLISHED, 1004);
+	f.m.id.idiag_sport = htons(40001);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	fixture_answer(&f, TCP_ESTABLISHED, 1004);
+	f.m.id.idiag_src[0] = htonl(0x7f000002);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	fixture_answer(&f, TCP_ESTABLISHED, 1004);
+	f.m.id.idiag_dst[0] = htonl(0x7f000002);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOTCONN);
+	assert_int_equal(uid, 4242);
+
+	/* the kernel's errors: no such socket; an ack is no answer */
+	memset(&f, 0, sizeof(f));
+	f.h.nlmsg_len = NLMSG_LENGTH(sizeof(f.e));
+	f.h.nlmsg_type = NLMSG_ERROR;
+	f.h.nlmsg_seq = 7;
+	f.e.error = -ENOENT;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -ENOENT);
+	f.e.error = 0;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -EBADMSG);
+	f.h.nlmsg_len = NLMSG_LENGTH(2);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -EBADMSG);
+
+	/* malformed: short, a length past the data, another sequence number, another type */
+	fixture_answer(&f, TCP_ESTABLISHED, 1005);
+	assert_int_equal(fixture_reply(&f, 4, &req, &uid), -EBADMSG);
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len - 1, &req, &uid), -EBADMSG);
+	f.h.nlmsg_len = NLMSG_LENGTH(sizeof(f.m) - 1);
+	assert_int_equal(fixture_reply(&f, sizeof(f), &req, &uid), -EBADMSG);
+	fixture_answer(&f, TCP_ESTABLISHED, 1005);
+	f.h.nlmsg_seq = 8;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -EBADMSG);
+	fixture_answer(&f, TCP_ESTABLISHED, 1005);
+	f.h.nlmsg_type = NLMSG_DONE;
+	assert_int_equal(fixture_reply(&f, f.h.nlmsg_len, &req, &uid), -EBADMSG);
+	assert_int_equal(uid, 4242);
+}
+
+/* What the attacker's child process (another uid) sent, and got back. */
+struct intruder {
+	int pipe_fd;	       /* the child's results arrive here */
+	struct exchange ex[3]; /* as the child saw them */
+	struct client own;     /* then the user's own browser */
+	pthread_t thread;
+};
+
+/* The child: drop to uid and gid 65534, make the exchanges, send them up the pipe. */
+static void intruder_child(struct client *c, int out)
+{
+	gid_t gid = 65534;
+	int i;
+
+	if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+	    setresuid(65534, 65534, 65534) < 0 || geteuid() != 65534)
+		_exit(1);
+	for (i = 0; i < 3; i++)
+		client_exchange(c, &c->ex[i]);
+	ps_write_all(out, c->ex, sizeof(c->ex[0]) * 3);
+	_exit(0);
+}
+
+/* The user's browser waits for the intruder to be done, then takes its turn. */
+static void *intruder_then_own(void *arg)
+{
+	struct intruder *in = arg;
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(in->ex) &&
+	       (n = read(in->pipe_fd, (char *)in->ex + got, sizeof(in->ex) - got)) > 0)
+		got += (size_t)n;
+	return client_main(&in->own);
+}
+
+static void assert_other_uid_refused(const char *uri, int family)
+{
+	struct ps_listener l;
+	struct ps_callback cb;
+	struct capture cap;
+	struct client child = {.family = family};
+	struct intruder in = {.own = {.family = family}};
+	char err[PS_ERR_MAX], uidtext[64];
+	int fds[2], status, i;
+	pid_t pid;
+
+	open_ok(&l, uri);
+	ps_listener_set_start(&l, "https://accounts.example/authorize?state=" STATE);
+	child.port = in.own.port = l.port;
+	child.ex[0].target = "/start";
+	child.ex[1].target = l.start_path; /* even knowing the path */
+	child.ex[2].target = GOOD;	   /* even with the right state */
+	in.own.ex[0].target = l.start_path;
+	in.own.ex[1].target = GOOD;
+	assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		intruder_child(&child, fds[1]);
+	}
+	close(fds[1]);
+	in.pipe_fd = fds[0];
+	assert_int_equal(pthread_create(&in.thread, NULL, intruder_then_own, &in), 0);
+	capture_begin(&cap);
+	assert_int_equal(wait_on(&l, -1, 20, &cb, err, sizeof(err)), PS_WAIT_CODE);
+	capture_end(&cap);
+	ps_listener_close(&l);
+	assert_int_equal(pthread_join(in.thread, NULL), 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	close(fds[0]);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	for (i = 0; i < 3; i++) {
+		if (status_of(&in.ex[i]) != 403)
+			fail_msg("%s from uid 65534: status %d, want 403", child.ex[i].target,
+				 status_of(&in.ex[i]));
+		assert_response_well_formed(&in.ex[i]);
+		assert_non_null(strstr(in.ex[i].response, "serves only the user who started it"));
+		assert_null(strstr(in.ex[i].response, "Location"));
+		assert_null(strstr(in.ex[i].response, "authorize"));
+	}
+	/* one line for all three, with the uid and nothing of the requests */
+	snprintf(uidtext, sizeof(uidtext), "from another user (uid 65534); still waiting\n");
+	assert_non_null(strstr(cap.text, uidtext));
+	assert_null(strstr(strstr(cap.text, uidtext) + 1, uidtext));
+	assert_null(strstr(cap.text, CODE));
+	assert_null(strstr(cap.text, STATE));
+	/* /start was not used up by the intruder: the user's own browser gets it, then the code */
+	assert_int_equal(status_of(&in.own.ex[0]), 302);
+	assert_int_equal(status_of(&in.own.ex[1]), 200);
+	assert_string_equal(cb.code, CODE);
+	ps_callback_clear(&cb);
+}
+
+static void test_other_uid_gets_403_and_the_wait_goes_on(void **state)
+{
+	(void)state;
+	if (geteuid() != 0) {
+		printf("# skipped: needs root (a child switches to uid 65534)\n");
+		return;
+	}
+	assert_other_uid_refused("http://127.0.0.1/callback", AF_INET);
+	if (!ipv6_loopback_available()) {
+		printf("# skipped the [::1] case: IPv6 loopback is not available here\n");
+		return;
+	}
+	assert_other_uid_refused("http://[::1]/callback", AF_INET6);
 }
 
 static void test_bad_requests_refused_then_code(void **state)
@@ -796,34 +1208,6 @@ static void *paster_main(void *arg)
 	if (p->close_after)
 		close(p->fd);
 	return NULL;
-}
-
-/* Capture what the code under test writes to stderr. */
-struct capture {
-	int saved;
-	int pipe[2];
-	char text[4096];
-};
-
-static void capture_begin(struct capture *cap)
-{
-	fflush(stderr);
-	cap->saved = dup(STDERR_FILENO);
-	assert_true(cap->saved >= 0);
-	assert_int_equal(pipe2(cap->pipe, O_CLOEXEC | O_NONBLOCK), 0);
-	assert_true(dup2(cap->pipe[1], STDERR_FILENO) >= 0);
-}
-
-static void capture_end(struct capture *cap)
-{
-	ssize_t n;
-
-	dup2(cap->saved, STDERR_FILENO);
-	close(cap->saved);
-	close(cap->pipe[1]);
-	n = read(cap->pipe[0], cap->text, sizeof(cap->text) - 1);
-	cap->text[n > 0 ? n : 0] = '\0';
-	close(cap->pipe[0]);
 }
 
 static void paste_url(char *out, size_t outlen, const struct ps_listener *l, const char *query)
@@ -1102,6 +1486,11 @@ int main(void)
 		cmocka_unit_test(test_signals_do_not_end_the_wait),
 		cmocka_unit_test(test_start_redirects_once),
 		cmocka_unit_test(test_start_refuses_header_breaking_location),
+		cmocka_unit_test(test_peer_of_own_connection_is_our_uid),
+		cmocka_unit_test(test_peer_gone_is_nobody),
+		cmocka_unit_test(test_peer_diag_query_names_the_peer),
+		cmocka_unit_test(test_peer_diag_reply_fixtures),
+		cmocka_unit_test(test_other_uid_gets_403_and_the_wait_goes_on),
 		cmocka_unit_test(test_bad_requests_refused_then_code),
 		cmocka_unit_test(test_oversized_request_refused),
 		cmocka_unit_test(test_hostile_requests_refused_then_code),
