@@ -119,11 +119,30 @@ static void limits_of_init(struct limits *l)
 }
 
 /* In the child: nothing but async-signal-safe calls from here on. */
+/* In the child: tell the module why the service cannot start, and end. */
+static void __attribute__((noreturn)) child_refuse(const char *why)
+{
+	static const char head[] = "fail 6 the system service was not started from this login: ";
+	static const char tail[] = "; the next login that can starts it\n";
+
+	(void)!write(STDOUT_FILENO, head, sizeof(head) - 1);
+	(void)!write(STDOUT_FILENO, why, strlen(why));
+	(void)!write(STDOUT_FILENO, tail, sizeof(tail) - 1);
+	_exit(127);
+}
+
+/*
+ * The context every process of the host starts with, whatever the login's caller set: init's
+ * resource limits, nice 0, every CPU, oom_score_adj 0, default signals, umask 022, /. A limit or
+ * a priority the caller lowered and that cannot be raised again (root without CAP_SYS_RESOURCE
+ * or CAP_SYS_NICE) is not carried into the host's service: it is not started from this login.
+ */
 static void child_clean_context(const struct limits *l)
 {
 	static const char zero[] = "0\n";
 	cpu_set_t all;
 	sigset_t none;
+	struct rlimit now;
 	int i, fd;
 
 	sigemptyset(&none);
@@ -131,9 +150,18 @@ static void child_clean_context(const struct limits *l)
 	for (i = 1; i < NSIG; i++)
 		if (i != SIGKILL && i != SIGSTOP)
 			signal(i, SIG_DFL);
-	for (i = 0; i < l->n; i++)
+	if (l->n == 0)
+		child_refuse("cannot read init's resource limits in /proc/1/limits");
+	for (i = 0; i < l->n; i++) {
 		setrlimit(l->resource[i], &l->value[i]);
-	setpriority(PRIO_PROCESS, 0, 0);
+		if (getrlimit(l->resource[i], &now) < 0 || now.rlim_cur < l->value[i].rlim_cur ||
+		    now.rlim_max < l->value[i].rlim_max)
+			child_refuse("a resource limit of the login is below init's and cannot be "
+				     "raised");
+	}
+	errno = 0;
+	if (setpriority(PRIO_PROCESS, 0, 0) < 0 || getpriority(PRIO_PROCESS, 0) != 0)
+		child_refuse("the login's nice value cannot be reset to 0");
 	CPU_ZERO(&all);
 	for (i = 0; i < CPU_SETSIZE; i++)
 		CPU_SET(i, &all);

@@ -91,15 +91,27 @@ expect "no process of pstest1 or pstest2 holds the client secret (found:${found:
 expect "the service ends once no session is left" 'wait_ms 6000 "[ -z \"\$(services)\" ]"'
 
 # ==== 2. the attacker's limits, nice and CPUs do not follow the service they start
+# Root here may lack CAP_SYS_RESOURCE (a container): then a lowered hard limit cannot be raised
+# again, and the attacker's login must start no service at all (it says why); the next login does.
 stop_services
+: >"$PS_SYSLOG_FILE"
 setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
 	prlimit --nofile=16:16 --core=0:0 -- nice -n 19 taskset -c 0 \
 	"$SU" "$T/pam.d" cc pstest2 -- true >"$T/att.out" 2>&1
 svc=$(services)
-expect "the attacker's su-like login (nofile 16, nice 19, CPU 0) started the service" '[ -n "$svc" ]'
+if [ -z "$svc" ]; then
+	expect "the attacker's login (nofile 16, nice 19, CPU 0) started no service it could not clean, and says why" \
+		'grep -q "the system service was not started from this login: a resource limit of the login is below init.s" "$PS_SYSLOG_FILE"'
+	session cc pstest1
+	svc=$(services)
+	expect "the victim's next login starts it" '[ "$OPEN" = 0 ] && [ -n "$svc" ]'
+else
+	ok "the attacker's login (nofile 16, nice 19, CPU 0) started the service"
+fi
 if [ -n "$svc" ]; then
-	expect "its open files limit is init's ($(limit "$svc" 'Max open files') vs $(limit 1 'Max open files'))" \
-		'[ "$(limit "$svc" "Max open files")" = "$(limit 1 "Max open files")" ]'
+	expect "its limits are init's (open files: $(limit "$svc" 'Max open files') vs $(limit 1 'Max open files'))" \
+		'[ "$(limit "$svc" "Max open files")" = "$(limit 1 "Max open files")" ] &&
+		[ "$(limit "$svc" "Max processes")" = "$(limit 1 "Max processes")" ]'
 	expect "its nice is 0 ($(stat_field "$svc" 17))" '[ "$(stat_field "$svc" 17)" = 0 ]'
 	expect "it may run on every CPU ($(field "$svc" Cpus_allowed_list) vs $(field 1 Cpus_allowed_list))" \
 		'[ "$(field "$svc" Cpus_allowed_list)" = "$(field 1 Cpus_allowed_list)" ]'
@@ -107,10 +119,8 @@ if [ -n "$svc" ]; then
 		'[ "$(stat_field "$svc" 4)" != "$(stat_field $$ 4)" ]'
 	expect "the attacker cannot signal it" \
 		'! setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- kill -0 "$svc" 2>/dev/null'
-	r0=$(requests)
 	session cc pstest1
-	expect "the victim's login after it succeeds (the service is not starved of descriptors)" \
-		'[ "$OPEN" = 0 ]'
+	expect "a victim's login through it succeeds" '[ "$OPEN" = 0 ]'
 fi
 
 # ==== 3. a stopped su-like login blocks nobody else, at any point of its start
