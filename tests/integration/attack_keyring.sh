@@ -116,10 +116,10 @@ traced() {
 ncalls() { grep -c 'keyctl(KEYCTL_' "$T/$1.trace"; }
 # KEYCTL_DESCRIBE calls of the login program itself (pam_keyinit's and the module's), not of a
 # helper it started: the process of the first keyctl call
+# (a trace of one process, without -f, has no pid column: all its lines are the program's)
+first_pid() { awk '/keyctl\(KEYCTL_/ { if ($1 ~ /^[0-9]+$/) print $1; exit }' "$T/$1.trace"; }
 ndescribe() {
-	local pid
-	pid=$(awk '/keyctl\(KEYCTL_/ { print $1; exit }' "$T/$1.trace")
-	awk -v p="$pid" '$1 == p && /keyctl\(KEYCTL_DESCRIBE/' "$T/$1.trace" | wc -l
+	awk -v p="$(first_pid "$1")" '(p == "" || $1 == p) && /keyctl\(KEYCTL_DESCRIBE/' "$T/$1.trace" | wc -l
 }
 nsearch() { grep -c 'keyctl(KEYCTL_SEARCH' "$T/$1.trace"; }
 # what the trace holds, for the log: "COUNT OPERATION" ..., and each operation's time in all (ms)
@@ -132,9 +132,7 @@ calls() {
 # program (pam_keyinit makes none of them; its KEYCTL_LINK of the user keyring into the new
 # session keyring walks the graph too, in the kernel's cycle check, whatever module follows)
 module_ms() {
-	local pid
-	pid=$(awk '/keyctl\(KEYCTL_/ { print $1; exit }' "$T/$1.trace")
-	awk -v p="$pid" '$1 == p && /keyctl\(KEYCTL_(READ|DESCRIBE|SEARCH)/ && match($0, /<[0-9.]+>$/) {
+	awk -v p="$(first_pid "$1")" '(p == "" || $1 == p) && /keyctl\(KEYCTL_(READ|DESCRIBE|SEARCH)/ && match($0, /<[0-9.]+>$/) {
 		t += substr($0, RSTART + 1, RLENGTH - 2) } END { printf "%d", t * 1000 }' "$T/$1.trace"
 }
 
