@@ -26,6 +26,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "keyring/keylist.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
 #include "pam/util.h"
@@ -82,6 +83,12 @@ static int keyring_error(int e, const char *what, char *err, size_t errlen)
 			 "is not writable by you; find it with keyctl show, remove it with keyctl "
 			 "unlink, then log in again",
 			 what);
+		break;
+	case E2BIG:
+		snprintf(err, errlen,
+			 "%s: the keyring links more than %d keys: remove unused ones (keyctl show "
+			 "@u, then keyctl unlink ID)",
+			 what, PS_KEYLIST_MAX);
 		break;
 	case EPERM:
 		snprintf(
@@ -152,39 +159,23 @@ struct key_attrs {
 
 /*
  * The `user` key called name linked directly in ring (not in a keyring it links): its serial,
- * 0 when there is none, -1 with errno when the keyring cannot be listed. Keys we may not view,
- * and expired keys (which cannot be described), are skipped: nobody can read an expired key and
- * the kernel's garbage collector unlinks it. attrs, when not NULL, gets its owner and permissions.
+ * 0 when there is none, -1 with errno when the keyring cannot be listed (E2BIG: it links more
+ * than PS_KEYLIST_MAX keys). Keys we may not view, and expired keys (which cannot be described),
+ * are skipped: nobody can read an expired key and the kernel's garbage collector unlinks it.
+ * attrs, when not NULL, gets its owner and permissions. The module's own look-up is the same
+ * function (keyring/keylist.h).
  */
 static key_serial_t ring_lookup(key_serial_t ring, const char *name, struct key_attrs *attrs)
 {
-	key_serial_t *ids, found = 0;
-	size_t i, namelen = strlen(name);
-	long n;
+	struct ps_key_link key = {.name = name};
 
-	n = keyctl_read_alloc(ring, (void **)&ids);
-	if (n < 0)
+	if (ps_keylist_find(ring, &key, 1, PS_KEYLIST_MAX) < 0)
 		return -1;
-	for (i = 0; i < (size_t)n / sizeof(*ids) && !found; i++) {
-		char *desc, *p;
-		int semis = 0;
-
-		if (keyctl_describe_alloc(ids[i], &desc) < 0)
-			continue;
-		/* "type;uid;gid;perm;description" */
-		for (p = desc; *p && semis < 4; p++)
-			semis += *p == ';';
-		if (semis == 4 && strncmp(desc, "user;", 5) == 0 && strlen(p) == namelen &&
-		    memcmp(p, name, namelen) == 0) {
-			found = ids[i];
-			if (attrs &&
-			    sscanf(desc, "user;%lu;%*u;%lx;", &attrs->uid, &attrs->perm) != 2)
-				attrs->perm = 0; /* unparsable: treat as foreign */
-		}
-		free(desc);
+	if (key.id > 0 && attrs) {
+		attrs->uid = key.uid;
+		attrs->perm = key.perm;
 	}
-	free(ids);
-	return found;
+	return (key_serial_t)key.id;
 }
 
 /*

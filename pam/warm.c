@@ -3,7 +3,9 @@
  * like pam_keyinit, changes only its real uid to the user's while it asks the kernel about the
  * user keyring (KEY_SPEC_USER_KEYRING is the real uid's), and changes it back: the effective and
  * file-system uids stay root's, which leaves the application's dumpable flag alone. Raw keyctl
- * system calls, so the module still links libpam only.
+ * system calls, so the module still links libpam only. The keys are found among the user
+ * keyring's own links, a bounded number of them (keyring/keylist.h), never by KEYCTL_SEARCH:
+ * that walks every keyring the user links below, and a user can make it take seconds.
  *
  * The store directory (~/.local/state/spotify-token, as the helper makes it) is reached as root:
  * below the home directory every component is opened with O_NOFOLLOW relative to its parent, the
@@ -27,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "keyring/keylist.h"
 #include "keyring/keys.h" /* the key names only: the calls below are raw keyctl */
 #include "helper/store.h" /* PS_STORE_REL_HOME only: the module does not link the store */
 #include "keyring/token_info.h"
@@ -34,11 +37,6 @@
 #include "pam/rundir.h"
 #include "pam/util.h"
 #include "pam/warm.h"
-
-static long keyctl_search(long ring, const char *name)
-{
-	return syscall(SYS_keyctl, KEYCTL_SEARCH, ring, "user", name, 0L);
-}
 
 /* The payload of key id into buf (NUL-terminated); its length, or -1 (also when too long). */
 static long keyctl_read(long id, char *buf, size_t buflen)
@@ -49,6 +47,24 @@ static long keyctl_read(long id, char *buf, size_t buflen)
 		return -1;
 	buf[n] = '\0';
 	return n;
+}
+
+/*
+ * The info key's serial when the user keyring itself links both keys, as the user's own; else 0
+ * (also when it links more than PS_KEYLIST_WARM_MAX keys: the helper's path, never a slower one).
+ */
+static long user_keys(uid_t uid)
+{
+	struct ps_key_link keys[2] = {{.name = PS_KEY_INFO}, {.name = PS_KEY_TOKEN}};
+	size_t i;
+
+	if (ps_keylist_find(KEY_SPEC_USER_KEYRING, keys, 2, PS_KEYLIST_WARM_MAX) < 0)
+		return 0;
+	for (i = 0; i < 2; i++) {
+		if (keys[i].id <= 0 || keys[i].uid != (unsigned long)uid)
+			return 0;
+	}
+	return keys[0].id;
 }
 
 /*
@@ -68,8 +84,8 @@ static bool token_fresh(const struct ps_config *cfg, uid_t uid, long long *expir
 	*lost = false;
 	if (setresuid(uid, (uid_t)-1, (uid_t)-1) < 0)
 		return false;
-	info_id = keyctl_search(KEY_SPEC_USER_KEYRING, PS_KEY_INFO);
-	if (info_id > 0 && keyctl_search(KEY_SPEC_USER_KEYRING, PS_KEY_TOKEN) > 0)
+	info_id = user_keys(uid);
+	if (info_id > 0)
 		n = keyctl_read(info_id, buf, sizeof(buf));
 	if (setresuid(ruid, (uid_t)-1, (uid_t)-1) < 0) {
 		*lost = true;
