@@ -306,7 +306,9 @@ PY
 ps_services() {
 	local p
 	for p in $(pgrep -f '^pam_spotify_helper service$'); do
-		[ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "${1:-$PS_HELPER}" ] && echo "$p"
+		case "$(readlink "/proc/$p/exe" 2>/dev/null)" in
+		"${1:-$PS_HELPER}" | "${1:-$PS_HELPER} (deleted)") echo "$p" ;; # (deleted): reinstalled since
+		esac
 	done
 	return 0
 }
