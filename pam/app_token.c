@@ -141,8 +141,8 @@ static enum ps_app_outcome ensure_keeper(struct app_open *a, struct ps_spawn_res
 	/* drop the entries of sessions that died unclosed (the app keeper may not: RUNDIR's
 	 * registry is root's); here, not at every login, which would read /proc for each entry */
 	ps_registry_scan(a->sfd, NULL, NULL);
-	if (keeper_start(a, res) < 0)
-		return fallback(a);
+	if (keeper_start(a, res) < 0) /* a refused helper file: run_helper logs that, once */
+		return res->refused ? PS_APP_FALLBACK : fallback(a);
 	/* 1: it cannot serve here; 127: it did not start (e.g. the helper is not the app user's) */
 	if (!res->timed_out && (res->exit_code == PS_EXIT_NO_TOKEN || res->exit_code == 127)) {
 		ps_strlcpy(a->why, res->message, sizeof(a->why));
