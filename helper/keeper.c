@@ -72,12 +72,38 @@ static int keeper_lock_try(struct ps_store *s, int *fd)
 
 /* --- attach, detach, poke */
 
-/* Start `pam_spotify_helper keeper` with the request on its stdin; wait for its "ready". */
+/*
+ * Read one line of the form WANT[ ...] from fd by the deadline (a monotonic time in ms): true when
+ * it came. One byte at a time, so nothing after the line is taken from the pipe.
+ */
+static bool line_within(int fd, const char *want, long long deadline)
+{
+	char line[64];
+	size_t len = 0;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		long long left = deadline - ps_mono_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left) != 1 || read(fd, line + len, 1) != 1)
+			return false;
+		if (line[len] == '\n' || ++len == sizeof(line) - 1)
+			break;
+	}
+	line[len] = '\0';
+	len = strlen(want);
+	return strncmp(line, want, len) == 0 && (line[len] == '\0' || line[len] == ' ');
+}
+
+/*
+ * Start `pam_spotify_helper keeper`; once it says it is hardened, the request on its stdin; then
+ * wait for its "ready".
+ */
 static int keeper_spawn(const struct ps_request *req, char *line, size_t linelen)
 {
-	char buf[PS_REQUEST_MAX], ready[16] = "";
+	char buf[PS_REQUEST_MAX];
 	int in[2], out[2], len, null;
-	struct pollfd p;
+	bool ok = false;
 	pid_t pid;
 
 	len = ps_request_format(&req->cfg, PS_OP_OPEN, buf, sizeof(buf));
@@ -101,17 +127,15 @@ static int keeper_spawn(const struct ps_request *req, char *line, size_t linelen
 	}
 	close(in[0]);
 	close(out[1]);
-	if (pid > 0)
+	if (pid > 0 && line_within(out[0], PS_HELPER_HELLO, ps_mono_ms() + READY_WAIT_MS)) {
 		ps_write_all(in[1], buf, (size_t)len);
-	explicit_bzero(buf, sizeof(buf));
-	close(in[1]);
-	p = (struct pollfd){.fd = out[0], .events = POLLIN};
-	if (pid > 0 && poll(&p, 1, READY_WAIT_MS) == 1 &&
-	    read(out[0], ready, sizeof(ready) - 1) > 0 && strncmp(ready, "ready", 5) == 0) {
-		close(out[0]);
-		return 0;
+		ok = true;
 	}
+	close(in[1]);
+	ok = ok && line_within(out[0], "ready", ps_mono_ms() + READY_WAIT_MS);
 	close(out[0]);
+	if (ok)
+		return 0;
 	ps_errf(line, linelen, "the keeper did not start: the token will not be renewed");
 	return -1;
 }

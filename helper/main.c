@@ -56,6 +56,15 @@ static int harden(void)
 	return 0;
 }
 
+/*
+ * Tell whoever started us (the module, or a keeper's starter) that we are hardened: it writes
+ * the request, which may hold the client secret, only after this line (pam/request.h).
+ */
+static void say_hardened(void)
+{
+	ps_write_all(STDOUT_FILENO, PS_HELPER_HELLO "\n", strlen(PS_HELPER_HELLO "\n"));
+}
+
 static bool running_as_root(void)
 {
 	return getuid() == 0 || geteuid() == 0;
@@ -524,6 +533,8 @@ int main(int argc, char **argv)
 				argv[1]);
 		return PS_EXIT_CONFIG;
 	}
+	if (pam_mode || keeper_mode)
+		say_hardened(); /* before anything is read from stdin */
 	if (keeper_mode)
 		return run_keeper();
 	return pam_mode ? run_pam() : run_user(argc, argv);

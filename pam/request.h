@@ -9,6 +9,11 @@
  *   <config key> = <value>     (the same keys and checks as pam_spotify.conf)
  *   interactive, session, app_uid, service = <value>  (request only: see struct ps_config)
  *   end
+ *
+ * The helper writes PS_HELPER_HELLO and a newline on its stdout once it is hardened
+ * (non-dumpable, no core files), before it reads anything; whoever starts it writes the request
+ * only after that line, so nothing secret is ever in a pipe or socket of a process the user could
+ * still ptrace. Any other first line is the helper's answer: it failed before it was hardened.
  */
 #ifndef PS_REQUEST_H
 #define PS_REQUEST_H
@@ -20,6 +25,7 @@
 #define PS_REQUEST_VERSION 1
 #define PS_REQUEST_MAGIC   "pam_spotify-request"
 #define PS_REQUEST_MAX	   16384
+#define PS_HELPER_HELLO	   "hardened"
 
 enum ps_op {
 	PS_OP_OPEN = 0,	 /* obtain a token and store it */

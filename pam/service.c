@@ -28,6 +28,7 @@
 #include "pam/request.h"
 #include "pam/rundir.h"
 #include "pam/service.h"
+#include "pam/spawn.h"
 #include "pam/util.h"
 
 #define REPLY_MAX 1024
@@ -270,6 +271,8 @@ static int service_start(struct ps_config *cfg, long long deadline, char *line, 
 	unsigned long code;
 	pid_t pid;
 
+	if (ps_spawn_check_helper(line, linelen) < 0)
+		return PS_EXIT_CONFIG; /* it would run as root, and hold the secret */
 	len = ps_request_format(cfg, PS_OP_OPEN, req, sizeof(req));
 	if (len < 0) {
 		ps_errf(line, linelen, "the request to the system service is too large");

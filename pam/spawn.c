@@ -1,7 +1,8 @@
 /*
  * spawn.c: run the helper as the user (see spawn.h). Privilege separation after OpenSSH's
  * permanently_set_uid and Linux-PAM's helper idiom: default SIGCHLD while we wait, sanitized fds,
- * an explicit environment, waitpid retried on EINTR; and, unlike pam_unix, a deadline.
+ * an explicit environment, waitpid retried on EINTR; and, unlike pam_unix, a deadline. The
+ * request is written only once the helper has said it is hardened.
  */
 #include <config.h> /* autoconf; "config.h" here would be pam/config.h */
 
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -22,6 +24,7 @@
 #include <security/pam_ext.h>
 #include <security/pam_modutil.h>
 
+#include "pam/request.h"
 #include "pam/spawn.h"
 #include "pam/util.h"
 
@@ -147,6 +150,37 @@ static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 	child_fail("execute " PS_HELPER_PATH, errno);
 }
 
+int ps_spawn_check_helper(char *why, size_t whylen)
+{
+	const char *path = PS_HELPER_PATH;
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		ps_errf(why, whylen, "cannot use the helper %s: %s; reinstall pam_spotify", path,
+			strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ps_errf(why, whylen,
+			"refusing the helper %s: not a regular file; reinstall pam_spotify", path);
+		return -1;
+	}
+	if (st.st_uid != 0) {
+		ps_errf(why, whylen,
+			"refusing the helper %s: not owned by root; run: chown root %s", path,
+			path);
+		return -1;
+	}
+	if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
+		ps_errf(why, whylen,
+			"refusing the helper %s: mode %04o lets group or others read or write it, "
+			"so a user could trace it before it hardens; run: chmod 0711 %s",
+			path, (unsigned)(st.st_mode & 07777), path);
+		return -1;
+	}
+	return 0;
+}
+
 long long ps_spawn_deadline(unsigned timeout_s)
 {
 	return ps_mono_ms() + (long long)timeout_s * 1000;
@@ -175,7 +209,12 @@ static pid_t waitpid_eintr(pid_t pid, int *status, int options)
 
 struct waiter {
 	pam_handle_t *pamh;
-	int in_fd; /* the helper's stdin, for answers to prompts; -1 when not interactive */
+	int sock;	     /* the helper's stdin: the request, then answers to prompts */
+	bool interactive;    /* prompts are answered on sock */
+	bool hardened;	     /* the helper's first line was PS_HELPER_HELLO; the request is out */
+	const char *request; /* what goes on sock once the helper is hardened */
+	size_t reqlen;
+	int in_fd; /* sock once the request is out and when interactive; else -1 */
 	int out_fd;
 	char line[PS_LINE_MAX];
 	size_t len;
@@ -206,13 +245,36 @@ static void conv_prompt(struct waiter *w, const char *prompt)
 }
 
 /*
- * One line from the helper: "conv-info TEXT" and "conv-prompt TEXT" ask for the PAM
- * conversation (interactive requests only, and they give the user PS_ENROLL_WAIT_S more);
- * the first other line is the helper's answer.
+ * The helper said it is hardened: now, and not before, hand it the request. The request fits in
+ * the socket buffer; MSG_NOSIGNAL: a dead helper must not SIGPIPE us.
+ */
+static void hand_over(struct waiter *w)
+{
+	w->hardened = true;
+	if (send(w->sock, w->request, w->reqlen, MSG_NOSIGNAL) != (ssize_t)w->reqlen)
+		ps_strlcpy(w->res->message, "could not hand the request to the helper",
+			   sizeof(w->res->message));
+	if (w->interactive)
+		w->in_fd = w->sock; /* stays open for the answers to the helper's prompts */
+	else
+		shutdown(w->sock, SHUT_WR);
+}
+
+/*
+ * One line from the helper. The first must be PS_HELPER_HELLO; any other first line is the
+ * answer of a helper that failed before it was hardened, and the request is never written.
+ * Then "conv-info TEXT" and "conv-prompt TEXT" ask for the PAM conversation (interactive
+ * requests only, and they give the user PS_ENROLL_WAIT_S more); the first other line is the
+ * helper's answer.
  */
 static void on_line(struct waiter *w, const char *line)
 {
-	if (w->in_fd >= 0 && strncmp(line, "conv-info ", 10) == 0) {
+	if (!w->hardened && !w->res->message[0] && strcmp(line, PS_HELPER_HELLO) == 0) {
+		hand_over(w);
+	} else if (!w->hardened && !w->res->message[0]) {
+		shutdown(w->sock, SHUT_WR); /* no request for it: EOF */
+		ps_sanitize_text(w->res->message, sizeof(w->res->message), line, strlen(line));
+	} else if (w->in_fd >= 0 && strncmp(line, "conv-info ", 10) == 0) {
 		pam_info(w->pamh, "%s", line + 10);
 		w->deadline = ps_mono_ms() + PS_ENROLL_WAIT_S * 1000LL;
 	} else if (w->in_fd >= 0 && strncmp(line, "conv-prompt ", 12) == 0) {
@@ -223,22 +285,25 @@ static void on_line(struct waiter *w, const char *line)
 	}
 }
 
-/* Read what the helper wrote and act on each complete line; false at EOF or error. */
-static bool read_lines(struct waiter *w)
+enum read_state { READ_DATA, READ_NONE, READ_END };
+
+/* Read what the helper wrote and act on each complete line: READ_END at EOF or error, READ_NONE
+ * when nothing is there now. */
+static enum read_state read_lines(struct waiter *w)
 {
 	char chunk[1024];
 	ssize_t n = read(w->out_fd, chunk, sizeof(chunk));
 	ssize_t i;
 
 	if (n < 0)
-		return errno == EINTR || errno == EAGAIN;
+		return errno == EINTR || errno == EAGAIN ? READ_NONE : READ_END;
 	if (n == 0) {
 		if (w->len && !w->overflow) {
 			w->line[w->len] = '\0';
 			on_line(w, w->line);
 		}
 		w->len = 0;
-		return false;
+		return READ_END;
 	}
 	for (i = 0; i < n; i++) {
 		if (chunk[i] == '\n') {
@@ -253,7 +318,7 @@ static bool read_lines(struct waiter *w)
 			w->overflow = true;
 		}
 	}
-	return true;
+	return READ_DATA;
 }
 
 /*
@@ -284,13 +349,15 @@ static void wait_helper(pid_t pid, struct waiter *w)
 		    errno != EINTR)
 			break;
 		if (open_out && p[0].revents)
-			open_out = read_lines(w);
+			open_out = read_lines(w) != READ_END;
 		if (waitpid_eintr(pid, &status, WNOHANG) == pid)
 			exited = true;
 	}
 	if (!exited && waitpid_eintr(pid, &status, 0) == pid)
 		exited = !w->res->timed_out;
-	while (open_out && read_lines(w))
+	/* what it wrote before it ended; not until EOF, which a process that holds a copy of its
+	 * stdout (a child it left, or the user's, taken with pidfd_getfd) could put off forever */
+	while (open_out && read_lines(w) == READ_DATA)
 		;
 	if (pidfd >= 0)
 		close(pidfd);
@@ -302,7 +369,12 @@ static void wait_helper(pid_t pid, struct waiter *w)
 static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqlen,
 			  const struct ps_spawn_opts *o, struct ps_spawn_result *res)
 {
-	struct waiter w = {.pamh = c->pamh, .in_fd = -1, .res = res};
+	struct waiter w = {.pamh = c->pamh,
+			   .in_fd = -1,
+			   .interactive = o->interactive,
+			   .request = request,
+			   .reqlen = reqlen,
+			   .res = res};
 	int sv[2], out[2];
 	pid_t pid;
 
@@ -325,14 +397,8 @@ static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqle
 		close(out[0]);
 		return -1;
 	}
-	/* The request fits in the socket buffer; MSG_NOSIGNAL: a dead helper must not SIGPIPE us. */
-	if (send(sv[0], request, reqlen, MSG_NOSIGNAL) != (ssize_t)reqlen)
-		ps_strlcpy(res->message, "could not hand the request to the helper",
-			   sizeof(res->message));
-	if (o->interactive)
-		w.in_fd = sv[0]; /* stays open for the answers to the helper's prompts */
-	else
-		shutdown(sv[0], SHUT_WR);
+	/* the request goes out when the helper says it is hardened (on_line) */
+	w.sock = sv[0];
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	w.out_fd = out[0];
 	w.deadline = o->deadline_ms;
@@ -351,6 +417,9 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 
 	memset(res, 0, sizeof(*res));
 	res->exit_code = -1;
+	if (ps_spawn_check_helper(res->message, sizeof(res->message)) < 0) {
+		return -1;
+	}
 	if (user_groups(pw, &c.groups, &c.ngroups) < 0) {
 		snprintf(res->message, sizeof(res->message), "cannot list the groups of %s",
 			 pw->pw_name);

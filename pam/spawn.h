@@ -1,8 +1,10 @@
 /*
  * spawn.h: run the helper as the user. The module forks; the child sets up its fds, drops to the
  * user irreversibly (and proves it), and execs the helper from the path fixed at configure time
- * with a minimal environment. The request goes on the helper's stdin; the helper's one-line answer
- * comes back on its stdout. The parent waits with a deadline and kills the helper past it.
+ * with a minimal environment. The helper first says it is hardened (PS_HELPER_HELLO, pam/request.h)
+ * on its stdout; only then does the request go on its stdin; its one-line answer comes back on its
+ * stdout. The parent waits with a deadline and kills the helper past it. A helper file that others
+ * can read or write, or that is not root's, is refused before anything is forked.
  */
 #ifndef PS_SPAWN_H
 #define PS_SPAWN_H
@@ -35,13 +37,21 @@ long long ps_spawn_deadline(unsigned timeout_s);
 long long ps_spawn_left_ms(long long deadline);
 
 /*
+ * The helper file must be root's, a regular file, and neither readable nor writable by group or
+ * others (0711): the kernel makes a process non-dumpable from the exec of a file its user cannot
+ * read, so nothing of the user's can ptrace it, take its fds or read its memory before the
+ * helper's own PR_SET_DUMPABLE. 0, or -1 with one line in why that names the path and the fix.
+ */
+int ps_spawn_check_helper(char *why, size_t whylen);
+
+/*
  * Run the helper for pw with request on its stdin, killing it at o->deadline_ms. When
  * o->interactive, the helper may ask for the PAM conversation with "conv-info TEXT" and
  * "conv-prompt TEXT" lines on its stdout; the module shows them (pam_info, pam_prompt with echo
  * on), answers each prompt with "answer TEXT" (or "cancel") on the helper's stdin, and gives the
  * user 300 s from the last such line.
  * Returns 0 when the helper ran (see res), -1 when it could not be started (reason in
- * res->message).
+ * res->message, also when ps_spawn_check_helper refused the file).
  */
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res);

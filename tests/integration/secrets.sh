@@ -594,7 +594,7 @@ helper_run() {
 	as_user $U timeout 60 "$PS_HELPER" --pam <"$P/req" >"$T/o.h-$1" 2>/dev/null
 	rc=$?
 	el=$(($(now_ms) - t0))
-	out=$(cat "$T/o.h-$1")
+	out=$(sed '1{/^hardened$/d}' "$T/o.h-$1") # without the helper's hello line
 }
 # body SIZE CHUNKED: a good token answer of exactly SIZE bytes, with Content-Length or chunked.
 body() {
