@@ -417,9 +417,8 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 
 	memset(res, 0, sizeof(*res));
 	res->exit_code = -1;
-	if (ps_spawn_check_helper(res->message, sizeof(res->message)) < 0) {
+	if (ps_spawn_check_helper(res->message, sizeof(res->message)) < 0)
 		return -1;
-	}
 	if (user_groups(pw, &c.groups, &c.ngroups) < 0) {
 		snprintf(res->message, sizeof(res->message), "cannot list the groups of %s",
 			 pw->pw_name);
