@@ -40,28 +40,36 @@ struct limits {
 	int n;
 	int resource[RLIM_NLIMITS];
 	struct rlimit value[RLIM_NLIMITS];
+	rlim_t need[RLIM_NLIMITS];
 };
 
+/*
+ * Each limit in /proc/1/limits, and the least the service needs of it where root cannot raise it
+ * back to init's (no CAP_SYS_RESOURCE: a container): a caller's lower limit below that keeps the
+ * service from starting; UNLIMITED: init's or nothing (a CPU limit would end it some day).
+ */
+#define UNLIMITED RLIM_INFINITY
 static const struct {
 	const char *name;
 	int resource;
+	rlim_t need;
 } limit_names[] = {
-	{"Max cpu time", RLIMIT_CPU},
-	{"Max file size", RLIMIT_FSIZE},
-	{"Max data size", RLIMIT_DATA},
-	{"Max stack size", RLIMIT_STACK},
-	{"Max core file size", RLIMIT_CORE},
-	{"Max resident set", RLIMIT_RSS},
-	{"Max processes", RLIMIT_NPROC},
-	{"Max open files", RLIMIT_NOFILE},
-	{"Max locked memory", RLIMIT_MEMLOCK},
-	{"Max address space", RLIMIT_AS},
-	{"Max file locks", RLIMIT_LOCKS},
-	{"Max pending signals", RLIMIT_SIGPENDING},
-	{"Max msgqueue size", RLIMIT_MSGQUEUE},
-	{"Max nice priority", RLIMIT_NICE},
-	{"Max realtime priority", RLIMIT_RTPRIO},
-	{"Max realtime timeout", RLIMIT_RTTIME},
+	{"Max cpu time", RLIMIT_CPU, UNLIMITED},
+	{"Max file size", RLIMIT_FSIZE, 0},
+	{"Max data size", RLIMIT_DATA, 1024UL * 1024 * 1024},
+	{"Max stack size", RLIMIT_STACK, 8UL * 1024 * 1024},
+	{"Max core file size", RLIMIT_CORE, 0},
+	{"Max resident set", RLIMIT_RSS, 0},
+	{"Max processes", RLIMIT_NPROC, 256},
+	{"Max open files", RLIMIT_NOFILE, 1024},
+	{"Max locked memory", RLIMIT_MEMLOCK, 0},
+	{"Max address space", RLIMIT_AS, 1024UL * 1024 * 1024},
+	{"Max file locks", RLIMIT_LOCKS, 0},
+	{"Max pending signals", RLIMIT_SIGPENDING, 64},
+	{"Max msgqueue size", RLIMIT_MSGQUEUE, 0},
+	{"Max nice priority", RLIMIT_NICE, 0},
+	{"Max realtime priority", RLIMIT_RTPRIO, 0},
+	{"Max realtime timeout", RLIMIT_RTTIME, 0},
 };
 
 /* "unlimited" or a decimal number; the end of the token in *end. 0 or -1. */
@@ -112,6 +120,7 @@ static void limits_of_init(struct limits *l)
 			if (limit_value(p, &r.rlim_cur, &p) == 0 &&
 			    limit_value(p, &r.rlim_max, &p) == 0) {
 				l->resource[l->n] = limit_names[i].resource;
+				l->need[l->n] = limit_names[i].need;
 				l->value[l->n++] = r;
 			}
 			break;
@@ -134,9 +143,10 @@ static void __attribute__((noreturn)) child_refuse(const char *why)
 
 /*
  * The context every process of the host starts with, whatever the login's caller set: init's
- * resource limits, nice 0, every CPU, oom_score_adj 0, default signals, umask 022, /. A limit or
- * a priority the caller lowered and that cannot be raised again (root without CAP_SYS_RESOURCE
- * or CAP_SYS_NICE) is not carried into the host's service: it is not started from this login.
+ * resource limits, nice 0, every CPU, oom_score_adj 0, default signals, umask 022, /. A limit the
+ * caller lowered below what the service needs (limit_names) or a priority, which cannot be raised
+ * again (root without CAP_SYS_RESOURCE or CAP_SYS_NICE), is not carried into the host's service:
+ * it is not started from this login.
  */
 static void child_clean_context(const struct limits *l)
 {
@@ -154,9 +164,12 @@ static void child_clean_context(const struct limits *l)
 	if (l->n == 0)
 		child_refuse("cannot read init's resource limits in /proc/1/limits");
 	for (i = 0; i < l->n; i++) {
+		rlim_t cur = l->value[i].rlim_cur, max = l->value[i].rlim_max;
+
 		setrlimit(l->resource[i], &l->value[i]);
-		if (getrlimit(l->resource[i], &now) < 0 || now.rlim_cur < l->value[i].rlim_cur ||
-		    now.rlim_max < l->value[i].rlim_max)
+		cur = cur < l->need[i] ? cur : l->need[i];
+		max = max < l->need[i] ? max : l->need[i];
+		if (getrlimit(l->resource[i], &now) < 0 || now.rlim_cur < cur || now.rlim_max < max)
 			child_refuse("a resource limit of the login is below init's and cannot be "
 				     "raised");
 	}
@@ -197,9 +210,9 @@ static void child_fds(int in, int status)
 static void __attribute__((noreturn)) child_run(int in, int status)
 {
 	static const char failed[] = "fail 7 cannot execute " PS_HELPER_PATH "\n";
-	static const struct rlimit some_files = {1024, 1024};
 	char *const argv[] = {(char *)"pam_spotify_helper", (char *)"service", NULL};
 	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", NULL};
+	struct rlimit files;
 	struct limits l;
 	pid_t pid;
 
@@ -208,8 +221,13 @@ static void __attribute__((noreturn)) child_run(int in, int status)
 	pid = fork();
 	if (pid != 0)
 		_exit(pid < 0 ? 127 : 0);
-	/* descriptors first, with room to move them: the caller may have left us very few */
-	setrlimit(RLIMIT_NOFILE, &some_files);
+	/* descriptors first, with room to move them: the caller may have left us very few (the
+	 * soft limit only: a hard one lowered here could not be raised again without
+	 * CAP_SYS_RESOURCE) */
+	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 1024) {
+		files.rlim_cur = files.rlim_max < 1024 ? files.rlim_max : 1024;
+		setrlimit(RLIMIT_NOFILE, &files);
+	}
 	child_fds(in, status);
 	limits_of_init(&l); /* open, read and parse only: safe after fork */
 	child_clean_context(&l);
@@ -220,14 +238,28 @@ static void __attribute__((noreturn)) child_run(int in, int status)
 	_exit(127);
 }
 
-static pid_t waitpid_eintr(pid_t pid, int *status)
+/*
+ * Reap the intermediate child, which ends at once unless the login's caller (who may signal it
+ * until it is root in full) stopped it: then it is killed at the deadline, never waited for past.
+ */
+static void reap_within(pid_t pid, long long deadline)
 {
+	long us = 100;
 	pid_t r;
 
-	do
-		r = waitpid(pid, status, 0);
-	while (r < 0 && errno == EINTR);
-	return r;
+	for (;;) {
+		r = waitpid(pid, NULL, WNOHANG);
+		if (r != 0 && !(r < 0 && errno == EINTR))
+			return;
+		if (ps_mono_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+				;
+			return;
+		}
+		usleep((useconds_t)us);
+		us = us < 10000 ? us * 2 : us;
+	}
 }
 
 /* Read the service's status line ("ready", "busy", "fail CODE TEXT") until deadline. */
@@ -295,7 +327,7 @@ static int service_start(struct ps_config *cfg, long long deadline, char *line, 
 	close(in[0]);
 	close(st[1]);
 	if (pid > 0)
-		waitpid_eintr(pid, NULL); /* the intermediate child ends at once */
+		reap_within(pid, deadline);
 	sigaction(SIGCHLD, &old, NULL);
 	if (pid < 0) {
 		close(st[0]);

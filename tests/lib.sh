@@ -305,7 +305,7 @@ PY
 # and wait up to 5 s.
 ps_services() {
 	local p
-	for p in $(pgrep -f '^pam_spotify_helper service$'); do
+	for p in $(pgrep -f 'pam_spotify_helper service$'); do
 		case "$(readlink "/proc/$p/exe" 2>/dev/null)" in
 		"${1:-$PS_HELPER}" | "${1:-$PS_HELPER} (deleted)") echo "$p" ;; # (deleted): reinstalled since
 		esac
