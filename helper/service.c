@@ -46,8 +46,8 @@
 #define IDLE_EXIT_MS	 2000  /* nothing counted, nothing under way: end after this */
 #define FIRST_WAIT_MS	 10000 /* ...but wait this long for the login that started us */
 #define BACKOFF_MAX_S	 300
-#define UID_BURST	 10   /* token requests a uid may make at once... */
-#define UID_REFILL_MS	 6000 /* ...and one more each this long */
+#define UID_BURST	 20   /* token requests a uid may make at once... */
+#define UID_REFILL_MS	 3000 /* ...and one more each this long */
 #define REQ_MAX		 (16 * 1024)
 #define MAX_JOBS	 16
 #define REPORT_MAX	 (PS_TOKEN_INFO_MAX + PS_TOKEN_MAX + PS_ERR_MAX + 64)

@@ -186,6 +186,7 @@ RT=$(sed -n 2p "$STORE/pkceclient.refresh")
 # session is closed. It renews nothing meanwhile: the token lives 60 s.)
 good_login() {
 	conf good "$1" "$acc_URL" 3 "refresh_margin = 120" "remove_on_close = no"
+	[ "$1" = cc ] && ps_stop_services # a running service serves its token: a new one is wanted
 	session good
 	GOOD_TOKEN=$(keys | sed -n 2p)
 	[ "$OPEN" = 0 ] && issued "$GOOD_TOKEN"
@@ -264,6 +265,7 @@ one_case() {
 	# this failed login is alone (beside a running keeper it would join it: see section 2)
 	wait_ms 5000 '[ "$(nkeepers)" = 0 ]' || diag "$tag: the good login's keeper is still there"
 	n0=$(log_lines)
+	[ "$grant" = cc ] && ps_stop_services # a running one would serve its token, not ask
 	session case
 	f1=$(faults_served)
 	ps_server_control "$acc_URL" '{"fault": null}'

@@ -363,6 +363,7 @@ expect "10 concurrent opens: after the last close the keeper ends within 2 s (${
 # 503 x3: the old token stays readable until it expires, retries back off, renewal resumes.
 ps_server_control "$acc_URL" '{"expires_in": 6}'
 clear_keys pstest1
+ps_stop_services # a running service serves the hour-long token it has: 6 s tokens are wanted
 open_held cc pstest1 s503
 drv=$HELD_PID
 r0=$(requests)
@@ -401,6 +402,7 @@ wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 # 429 with Retry-After: 4: the next token request comes at least 4 s later.
 ps_server_control "$acc_URL" '{"expires_in": 6, "retry_after": 4}'
 clear_keys pstest1
+ps_stop_services
 open_held cc pstest1 s429
 drv=$HELD_PID
 r0=$(requests)

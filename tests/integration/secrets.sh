@@ -384,6 +384,7 @@ expect "client_credentials: the keeper ends with the session" 'wait_ms 3000 "[ -
 # ==== 1b. client_credentials: the system service alone holds the secret, as the app user (never
 # root), non-dumpable, no core, no capabilities, no_new_privs; the user cannot look in
 ps_ensure_app_user
+ps_stop_services # section 1's holds requests back after the quoting server: a new one
 APP_UID=$(id -u _pam_spotify)
 ctl '{"expires_in": 3600, "delay": 5}'
 open_held ccapp ccapp
@@ -572,24 +573,30 @@ mapfile -t rest < <(grep -v -x -F -f "$T/shown.list" "$T/files.list")
 mapfile -t leaks < <(hits "${rest[@]}")
 expect "no state in those files but where the authorize URL is shown${leaks:+: ${leaks[*]}}" '[ ${#leaks[@]} = 0 ]'
 
-# ==== transport rules, seen from outside: the helper run by hand as the user (see
-# helper_client_credentials.sh), the request (with the secret) from a file.
+# ==== transport rules, seen from outside: the system service started by hand as the module
+# starts it (see helper_client_credentials.sh), its configuration from a file, and the helper run
+# by hand as the user to ask it for the token.
 # helper_run NAME [OP]: one client_credentials request (token_url $TOKEN_URL, timeout $TIMEOUT,
 # default the good server and 5 s); sets rc, out and el (ms).
 helper_run() {
-	local t0
+	local t0 url=${TOKEN_URL:-$acc_URL/api/token}
 	{
 		echo "pam_spotify-request 1"
 		echo "op = ${2:-open}"
 		echo "flow = client_credentials"
 		echo "client_id = testclient"
-		echo "token_url = ${TOKEN_URL:-$acc_URL/api/token}"
+		echo "token_url = $url"
 		echo "timeout = ${TIMEOUT:-5}"
 		echo "connect_timeout = 2"
 		echo "ca_file = $CA"
-		echo "secret = $SECRET"
+		echo "client_secret_file = $P/secret"
+		echo "app_uid = $(id -u _pam_spotify)"
+		echo "service = $PS_RUNDIR/$(ps_service_name testclient "$url" "" "$P/secret").sock"
 		echo "end"
 	} >"$P/req"
+	ps_stop_services
+	"$PS_HELPER" service <"$P/req" >"$T/o.s-$1" 2>&1 &
+	wait_ms 10000 "[ -s '$T/o.s-$1' ]"
 	t0=$(now_ms)
 	as_user $U timeout 60 "$PS_HELPER" --pam <"$P/req" >"$T/o.h-$1" 2>/dev/null
 	rc=$?

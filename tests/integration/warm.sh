@@ -263,10 +263,11 @@ C1=$HELD_PID
 expect "cc cold open: PAM_SUCCESS, the helper ran" '[ "$(open_rc C1)" = 0 ] && [ "$(open_kids C1)" -gt 0 ]'
 wait_ms 3000 "[ \"\$(nkeepers $U)\" = 1 ]"
 tokc=$(as_user_q $U "$PS_READER")
-# libcurl is loaded at a helper's first request (helper/curl_load.c): the system service, which asked
-# for the token, has it mapped; the user's keeper, which only copies the app token, does not
-check "cc: the system service has libcurl mapped (it made the request)" \
-	grep -q 'libcurl\.so' "/proc/$(app_pid)/maps"
+# libcurl is loaded at a process's first request (helper/curl_load.c): the system service makes
+# each request in a child of its own, so neither it nor the user's keeper, which copies the app
+# token, ever maps it
+check "cc: the system service (its requests run in children) never mapped libcurl" \
+	sh -c '[ -r "/proc/$1/maps" ] && ! grep -q "libcurl\.so" "/proc/$1/maps"' sh "$(app_pid)"
 ck=$(keepers $U)
 expect "cc: the user's keeper, which copies the app token, never mapped libcurl" \
 	'[ -n "$ck" ] && [ -r "/proc/$ck/maps" ] && ! grep -q "libcurl\.so" "/proc/$ck/maps"'
