@@ -38,7 +38,8 @@
 #include "pam/secret.h"
 #include "pam/util.h"
 
-#define MAX_CONNS	 64
+#define MAX_CONNS	 256
+#define MAX_UID_CONNS	 8 /* a user's open connections (the module, root, has no cap) */
 #define MAX_SESSIONS	 4096
 #define MAX_UID_SESSIONS 512
 #define MAX_UIDS	 256
@@ -690,6 +691,16 @@ static bool conn_read(struct service *s, struct conn *c)
 	return handle(s, c, c->buf + 4, need);
 }
 
+/* The connections a user has open (root's, the module's, are not counted). */
+static int conns_of(const struct service *s, uid_t uid)
+{
+	int i, n = 0;
+
+	for (i = 0; uid != 0 && i < s->nconns; i++)
+		n += s->conns[i].uid == uid;
+	return n;
+}
+
 static void conn_accept(struct service *s)
 {
 	struct conn *c;
@@ -701,9 +712,10 @@ static void conn_accept(struct service *s)
 	c = &s->conns[s->nconns];
 	*c = (struct conn){.fd = fd, .passfd = -1, .deadline = ps_mono_ms() + CONN_WAIT_MS};
 	c->buf = malloc(REQ_MAX + 5);
-	if (!c->buf || ps_frame_peer_uid(fd, &c->uid, &pid) < 0) {
+	if (!c->buf || ps_frame_peer_uid(fd, &c->uid, &pid) < 0 ||
+	    conns_of(s, c->uid) >= MAX_UID_CONNS) {
 		free(c->buf);
-		close(fd);
+		close(fd); /* a user holding connections open keeps nobody else out */
 		return;
 	}
 	s->nconns++;

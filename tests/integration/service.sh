@@ -196,6 +196,31 @@ expect "no answer carries the secret" '[ $? = 0 ]'
 kill -USR1 "$HELD" 2>/dev/null
 wait "$HELD" 2>/dev/null
 
+# a user who holds many connections open and idle keeps no other user's login out
+cat >"$T/hold.py" <<'PY'
+import socket, sys, time
+held = []
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(sys.argv[1]); held.append(s)
+    except OSError:
+        pass
+open(sys.argv[3], "w").write("%d\n" % len(held))
+time.sleep(float(sys.argv[4]))
+PY
+chmod 644 "$T/hold.py"
+setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
+	/usr/bin/python3 "$T/hold.py" "$sock" 300 "$T/held.n" 8 &
+hold=$!
+wait_ms 5000 '[ -s "$T/held.n" ]'
+clear_keys pstest1
+session cc pstest1
+expect "while pstest2 holds $(cat "$T/held.n") idle connections to the service, pstest1's login opens within timeout (${MS} ms)" \
+	'[ "$OPEN" = 0 ] && [ "${MS:-99999}" -lt 3000 ]'
+kill "$hold" 2>/dev/null
+wait "$hold" 2>/dev/null
+
 # authorization_code: the service posts only code exchanges and refreshes, and rations each uid
 stop_services
 PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" ac pstest1 -- true >"$T/held.ac" 2>&1 &
