@@ -921,8 +921,8 @@ static int start_by_systemd(struct service *s, char *line, size_t linelen)
 	if (dir)
 		snprintf(path, sizeof(path), "%s/client_secret", dir);
 	if (s->cfg.flow != PS_FLOW_PKCE &&
-	    ps_secret_read(dir ? path : s->cfg.client_secret_file, dir ? getuid() : 0, s->secret,
-			   sizeof(s->secret), line, linelen) < 0)
+	    ps_secret_read(dir ? path : s->cfg.client_secret_file, dir ? PS_SECRET_ANY_OWNER : 0,
+			   s->secret, sizeof(s->secret), line, linelen) < 0)
 		return PS_EXIT_CONFIG;
 	s->lfd = 3;
 	fcntl(s->lfd, F_SETFD, FD_CLOEXEC);

@@ -28,6 +28,8 @@ static int secret_stat_check(int fd, const char *path, uid_t owner, char *err, s
 			 path);
 		return -1;
 	}
+	if (owner == PS_SECRET_ANY_OWNER)
+		return 0; /* a systemd credential: systemd gives it to the service's user alone */
 	if (st.st_uid != owner && owner != 0) {
 		snprintf(err, errlen, "client secret file %s is not owned by uid %u", path,
 			 (unsigned)owner);

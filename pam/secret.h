@@ -5,7 +5,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PS_SECRET_MAX 512
+#define PS_SECRET_MAX	    512
+#define PS_SECRET_ANY_OWNER ((uid_t)-1) /* owner: a systemd credential, any owner and mode */
 
 /*
  * Read the client secret from path into buf (cap bytes, NUL-terminated). The file must be a
