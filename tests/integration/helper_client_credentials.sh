@@ -88,7 +88,18 @@ helper() {
 	secs=$((($(date +%s%N) - t0) / 1000000000))
 	out=$(answer_of "$T/$name.out")
 }
-ps_on_exit "ps_stop_services '$SERVICE_BIN'"
+# forget_services: stop the services this test started and remove their sockets and locks (make
+# distcheck runs it with the built helper and checks that nothing is left under its prefix)
+forget_services() {
+	local f p
+	ps_stop_services "$SERVICE_BIN"
+	for f in "$T"/*.req; do
+		p=$(sed -n 's/^service = //p' "$f")
+		[ -n "$p" ] && rm -f "$p" "${p%.sock}.lock"
+	done
+	return 0
+}
+ps_on_exit forget_services
 
 # read_key NAME: print pstest1's key spotify:NAME as pstest1 (a process that does not possess it).
 read_key() {
