@@ -76,10 +76,13 @@ limits_clean() {
 }
 ps_on_exit stop_services
 
-# ==== 1. who holds the secret, and where it listens
+# ==== 1. who holds the secret, and where it listens (while a session holds the service)
 stop_services
-session cc pstest1
-expect "client_credentials login opens (PAM_SUCCESS) through the service" '[ "$OPEN" = 0 ]'
+PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" cc pstest1 -- true >"$T/held.one" 2>&1 &
+HELD=$!
+wait_ms 15000 "grep -q '^open=' '$T/held.one'"
+expect "client_credentials login opens (PAM_SUCCESS) through the service" \
+	'grep -q "^open=0 " "$T/held.one"'
 svc=$(services)
 expect "exactly one service runs ($(echo $svc))" '[ "$(echo "$svc" | wc -w)" = 1 ]'
 expect "the service runs as the app user, all four uids ($(field "$svc" Uid))" \
@@ -98,6 +101,8 @@ for p in $(pgrep -u pstest1) $(pgrep -u pstest2); do
 	ps_mem_has "$p" "$SECRET" && found="$found $p"
 done
 expect "no process of pstest1 or pstest2 holds the client secret (found:${found:- none})" '[ -z "$found" ]'
+kill -USR1 "$HELD" 2>/dev/null
+wait "$HELD" 2>/dev/null
 expect "the service ends once no session is left" 'wait_ms 6000 "[ -z \"\$(services)\" ]"'
 
 # ==== 2. the attacker's limits, nice and CPUs do not follow the service they start
@@ -107,14 +112,18 @@ stop_services
 : >"$PS_SYSLOG_FILE"
 setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
 	prlimit --nofile=16:16 --core=0:0 -- nice -n 19 taskset -c 0 \
-	"$SU" "$T/pam.d" cc pstest2 -- true >"$T/att.out" 2>&1
-svc=$(services)
+	"$SU" "$T/pam.d" cc pstest2 -- sleep 10 >"$T/att.out" 2>&1 &
+att=$!
+wait_ms 15000 "grep -q '^open=' '$T/att.out'"
+svc=$(services) HELD=""
 if [ -z "$svc" ]; then
 	expect "the attacker's login (nofile 16, nice 19, CPU 0) started no service it could not clean, and says why" \
 		'grep -q "the system service was not started from this login: a resource limit of the login is below init.s" "$PS_SYSLOG_FILE"'
-	session cc pstest1
+	PS_HOLD_OPEN=120 "$DRIVER" "$T/pam.d" cc pstest1 -- true >"$T/held.two" 2>&1 &
+	HELD=$!
+	wait_ms 15000 "grep -q '^open=' '$T/held.two'"
 	svc=$(services)
-	expect "the victim's next login starts it" '[ "$OPEN" = 0 ] && [ -n "$svc" ]'
+	expect "the victim's next login starts it" 'grep -q "^open=0 " "$T/held.two" && [ -n "$svc" ]'
 else
 	ok "the attacker's login (nofile 16, nice 19, CPU 0) started the service"
 fi
@@ -129,9 +138,13 @@ if [ -n "$svc" ]; then
 		'[ "$(stat_field "$svc" 4)" != "$(stat_field $$ 4)" ]'
 	expect "the attacker cannot signal it" \
 		'! setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- kill -0 "$svc" 2>/dev/null'
+	clear_keys pstest1
 	session cc pstest1
 	expect "a victim's login through it succeeds" '[ "$OPEN" = 0 ]'
 fi
+[ -n "$HELD" ] && kill -USR1 "$HELD" 2>/dev/null && wait "$HELD" 2>/dev/null
+kill "$att" 2>/dev/null
+wait "$att" 2>/dev/null
 
 # ==== 3. a stopped su-like login blocks nobody else, at any point of its start
 worst=0
