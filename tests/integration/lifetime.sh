@@ -138,8 +138,15 @@ done
 as_user_q pstest1 rm -rf "$STORE1"
 as_user_q pstest2 rm -rf "$STORE2"
 
+# expiry JSON: the fake server's settings for the next tokens (expires_in...), and no system service
+# left running: a running one would serve the token it holds, of the old lifetime, without asking
+expiry() {
+	ps_server_control "$acc_URL" "$1"
+	ps_stop_services
+}
+
 # ==== 1. several expiry periods: always a valid token, a new one every period
-ps_server_control "$acc_URL" '{"expires_in": 6}'
+expiry '{"expires_in": 6}'
 # lifetime FLOW SERVICE STORE-CLIENT: one held session, 20 s of samples, and the checks.
 lifetime() {
 	local flow=$1 svc=$2 client=$3 kp serial0 serial1 r0 r1
@@ -203,7 +210,7 @@ clear_keys pstest1
 lifetime client_credentials cc testclient
 
 # --- 7. (while a session is open) a same-UID non-possessor reads the token; another user cannot
-ps_server_control "$acc_URL" '{"expires_in": 3600}'
+expiry '{"expires_in": 3600}'
 open_held cc pstest1 seven
 seven=$HELD_PID
 id1=$(user_key pstest1 spotify:access_token)
@@ -225,7 +232,7 @@ expect "keyring = session: the session opens and no keeper is started" \
 close_held "$sess"
 
 # --- keyring = persistent: a keeper runs and renews the token there
-ps_server_control "$acc_URL" '{"expires_in": 6}'
+expiry '{"expires_in": 6}'
 open_held persist pstest1 persist
 drv=$HELD_PID
 p1=$(reader pstest1 --config="$T/persist.conf")
@@ -243,7 +250,7 @@ expect "keyring = persistent: after the close the keeper ends within 2 s and no 
 	'[ -n "$kp" ] && [ $gone = 0 ] && [ $rc = 1 ]'
 
 # pkce: a non-rotating store (Spotify today), enrolled with a minted refresh token
-ps_server_control "$acc_URL" '{"expires_in": 6, "rotate_refresh": false}'
+expiry '{"expires_in": 6, "rotate_refresh": false}'
 enroll pstest1
 rt_before=$(cat "$STORE1/pkceclient.refresh")
 g0=$(grants refresh_token)
@@ -255,7 +262,7 @@ expect "pkce: the non-rotating store kept its refresh token" \
 	'[ "$(cat "$STORE1/pkceclient.refresh")" = "$rt_before" ] && [ ! -e "$STORE1/pkceclient.reauth" ]'
 
 # ==== 2. two sessions of one user: one close leaves a fresh token; the second removes all
-ps_server_control "$acc_URL" '{"expires_in": 6}'
+expiry '{"expires_in": 6}'
 clear_keys pstest1
 open_held cc pstest1 twoA
 drvA=$HELD_PID
@@ -291,7 +298,7 @@ expect "two sessions: no keeper of the user is left" '[ "$(nkeepers pstest1)" = 
 # readable when that process dies, so the keeper drops its <pid>-<start time> entry at once (the
 # start time keeps a recycled pid from passing for the dead session) and, as that was the last
 # session, removes the keys and exits.
-ps_server_control "$acc_URL" '{"expires_in": 3600}'
+expiry '{"expires_in": 3600}'
 clear_keys pstest1
 open_held cc pstest1 killed
 drvK=$HELD_PID
@@ -361,9 +368,8 @@ expect "10 concurrent opens: after the last close the keeper ends within 2 s (${
 
 # ==== 5. the server fails during a renewal
 # 503 x3: the old token stays readable until it expires, retries back off, renewal resumes.
-ps_server_control "$acc_URL" '{"expires_in": 6}'
+expiry '{"expires_in": 6}'
 clear_keys pstest1
-ps_stop_services # a running service serves the hour-long token it has: 6 s tokens are wanted
 open_held cc pstest1 s503
 drv=$HELD_PID
 r0=$(requests)
@@ -400,9 +406,8 @@ close_held "$drv"
 wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 
 # 429 with Retry-After: 4: the next token request comes at least 4 s later.
-ps_server_control "$acc_URL" '{"expires_in": 6, "retry_after": 4}'
+expiry '{"expires_in": 6, "retry_after": 4}'
 clear_keys pstest1
-ps_stop_services
 open_held cc pstest1 s429
 drv=$HELD_PID
 r0=$(requests)
@@ -430,7 +435,7 @@ wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
 ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
 
 # invalid_grant during a renewal (pkce): the store is marked, renewing stops, the reader exits 4.
-ps_server_control "$acc_URL" '{"expires_in": 6}'
+expiry '{"expires_in": 6}'
 enroll pstest1
 clear_keys pstest1
 open_held pkce pstest1 revoked
@@ -454,7 +459,7 @@ expect "invalid_grant: the keeper still ends with the last session" '[ "$(nkeepe
 
 # ==== 6. spotify-token --min-valid=N and spotify-token refresh, both flows
 # 20 s tokens (key 18 s), renewed 3 s before expiry: 5 s in, a token lives ~15 s.
-ps_server_control "$acc_URL" '{"expires_in": 20}'
+expiry '{"expires_in": 20}'
 # min_valid FLOW SERVICE CONF GRANT: pkce renews for the user; a client_credentials token is the
 # host's app token, renewed for everyone before it expires: --min-valid cannot ask for more and
 # says so, and refresh copies the current one.
