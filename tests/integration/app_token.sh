@@ -160,6 +160,7 @@ expect "storm: every user keeper ends and every user's keys are removed (within 
 
 # ==== 2. renewals: 6 s tokens renewed 3 s early, 3 users logged in: one request a period
 ps_server_control "$acc_URL" '{"expires_in": 6}'
+ps_stop_services # the storm's must be gone: it would serve its hour-long token
 open_held app pstestb1 r1
 h1=$HELD_PID
 open_held app pstestb2 r2

@@ -372,6 +372,7 @@ beside rt malformed_json
 # goes to syslog (/dev/log), which a test cannot capture here; its behaviour is what is checked:
 # same process, no gap in the token, a new token after the fault, the store untouched.
 ps_server_control "$acc_URL" '{"expires_in": 12}'
+ps_stop_services # a running one would serve its hour-long token: 12 s tokens are wanted
 # keeper_faults GRANT FAULT...
 keeper_faults() {
 	local grant=$1 drv kp tok0 tok1 f0 f1 gaps t0 took fault
