@@ -355,13 +355,14 @@ SCAN_PID=$!
 wait_ms 20000 '[ -e "$T/scan.ready" ]' || bail "the /proc scanner did not start"
 
 # ==== 1. client_credentials: the helper during a login, the keeper, renewals, a quoting server
-# (the server takes 5 s to answer a login's token request, so that the helper can be looked at)
-ctl '{"expires_in": 6, "delay": 5}'
+# (the server takes 5 s to answer a login's token request, so that the helper can be looked at;
+# the token's life counts from the request, so the login's lives 12 s, and the renewals' 6 s)
+ctl '{"expires_in": 12, "delay": 5}'
 open_held cc cc
 cc_drv=$HELD_PID
 inspect "client_credentials helper during a login" cc-helper "$(find_proc 'pam_spotify_helper --pam')" pam
 wait_ms 15000 '[ -n "$(held_open cc)" ]'
-ctl '{"delay": 0}'
+ctl '{"delay": 0, "expires_in": 6}'
 expect "client_credentials: the held session opened (PAM_SUCCESS)" '[ "$(held_open cc)" = 0 ]'
 inspect "client_credentials keeper (copies the app token)" cc-keeper "$(find_proc "$KEEPER_PAT")" pam
 g0=$(grants client_credentials)
