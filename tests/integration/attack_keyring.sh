@@ -108,10 +108,12 @@ check "anchor session: one keeper runs" wait_ms 3000 "[ \"\$(nkeepers)\" = 1 ]"
 
 # traced NAME SERVICE: one whole session (open, close) under strace -f, keyctl calls only, in
 # $T/NAME.trace; the driver's output in $T/NAME.out. At most 120 s (the old module, searching the
-# graph, takes some 12 s an open).
+# graph, takes some 12 s an open). LeakSanitizer cannot run under ptrace: detect_leaks=0 for
+# sanitizer builds.
 traced() {
 	timeout 120 strace -f -qq -T -o "$T/$1.trace" -e trace=keyctl \
-		env PS_SHOW_CHILDREN=1 "$DRIVER" "$T/pam.d" "$2" $U >"$T/$1.out" 2>&1
+		env PS_SHOW_CHILDREN=1 ASAN_OPTIONS=detect_leaks=0 "$DRIVER" "$T/pam.d" "$2" $U \
+		>"$T/$1.out" 2>&1
 }
 ncalls() { grep -c 'keyctl(KEYCTL_' "$T/$1.trace"; }
 # KEYCTL_DESCRIBE calls of the login program itself (pam_keyinit's and the module's), not of a
