@@ -309,7 +309,7 @@ if [ -n "$shipped" ] && [ "$(md5sum <"$T/conf.saved" | cut -d' ' -f1)" = "$shipp
 		'[ $rc = 0 ] && [ "$out" = "rc=1" ]' failed_diag
 	if have_log; then
 		expect_else "as shipped: the log names the missing client secret file" \
-			'tail -n +$((n0 + 1)) "$LOG" | grep -q "user $U: client secret file $secret: cannot open (No such file or directory)"' \
+			'tail -n +$((n0 + 1)) "$LOG" | grep -q "user $U: open: client secret file $secret: cannot open (No such file or directory)"' \
 			failed_diag
 	fi
 else
