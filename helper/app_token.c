@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "helper/app_token.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 /* Seconds the keyring may keep a token that expires at expires_at; 0 when it has expired. */
 static unsigned keyring_timeout(long long expires_at)

@@ -12,7 +12,7 @@
 
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
-#include "pam/config.h"
+#include "common/config.h"
 
 struct ps_app_token {
 	char token[PS_TOKEN_MAX + 1];

@@ -5,7 +5,7 @@
  * scheme, host, port and path of redirect_uri. Messages say what is wrong and what to do; they
  * never quote a value from the callback (it may hold the code).
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <limits.h>
 #include <stdarg.h>
@@ -15,7 +15,7 @@
 #include <strings.h>
 
 #include "helper/authorize.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define AGAIN "start the login again"
 #define PASTE "copy the whole address from the browser's address bar"

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_CODE_MAX	  1024 /* longest authorization code accepted */
 #define PS_CALLBACK_Q_MAX 4096 /* longest query string accepted */

@@ -1,14 +1,14 @@
 /*
  * curl_load.c: libcurl on first use (see curl_load.h).
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <dlfcn.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "helper/curl_load.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 struct ps_curl_api ps_curl;
 

@@ -15,7 +15,7 @@
 #include "helper/oauth_error.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define FORM_MAX    16384
 #define QUOTE_PROBE 12 /* leading bytes of a credential that count as quoting it */

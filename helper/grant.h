@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "helper/token_response.h"
-#include "pam/config.h"
+#include "common/config.h"
 
 /* Each returns PS_EXIT_OK with tok filled in, or a PS_EXIT_* code with one line in line. */
 int ps_grant_client_credentials(const struct ps_config *cfg, const char *secret,

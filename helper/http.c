@@ -3,7 +3,7 @@
  * (schemes, TLS verification, redirects, proxies, limits) and turns curl's failures into one
  * line that names the server and what to do. It never logs the form, the credentials or the body.
  */
-#include <config.h> /* autoconf; "config.h" could be taken for pam/config.h */
+#include <config.h> /* autoconf; "config.h" could be taken for common/config.h */
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -15,7 +15,7 @@
 
 #include "helper/curl_load.h"
 #include "helper/http.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 /* Drop the transfer when fewer than PS_HTTP_LOW_SPEED bytes/s arrive for PS_HTTP_STALL_S s. */
 #define PS_HTTP_STALL_S	   10L

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_HTTP_BODY_MAX (64 * 1024)
 

@@ -29,7 +29,7 @@
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
 #include "pam/registry.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define READY_WAIT_MS 3000
 #define STORE_LOCK_S  10

@@ -16,7 +16,7 @@
 
 #include <stdbool.h>
 
-#include "pam/request.h"
+#include "common/request.h"
 
 /*
  * At session open, after the token is stored: register the session and start the keeper unless

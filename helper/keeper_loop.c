@@ -22,9 +22,9 @@
 
 #include "helper/grant.h"
 #include "helper/keeper_loop.h"
-#include "pam/config.h"
+#include "common/config.h"
 #include "pam/registry.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define BACKOFF_MAX_S 60
 #define WAIT_MAX_MS   86400000LL /* poll(2) takes an int: wake at least once a day */

@@ -6,7 +6,7 @@
  * redirected URL. Nothing a client sends is ever echoed back; request buffers are zeroed because
  * they may hold an authorization code.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,7 +30,7 @@
 
 #include "helper/listener.h"
 #include "helper/pkce.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define PS_LISTEN_BACKLOG  8
 #define PS_CONN_MAX	   4	 /* connections read at once: browsers open spare ones */

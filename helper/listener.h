@@ -16,7 +16,7 @@
 #include <sys/types.h>
 
 #include "helper/authorize.h"
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_START_PATH_LEN (7 + 32) /* "/start/" and 128 random bits in hex */
 

@@ -6,7 +6,7 @@
  * code is a PS_EXIT_* value; nothing goes to stderr. No secret, token or response body is ever
  * printed.
  */
-#include <config.h> /* autoconf; "config.h" could be taken for pam/config.h */
+#include <config.h> /* autoconf; "config.h" could be taken for common/config.h */
 
 #include <errno.h>
 #include <limits.h>
@@ -35,9 +35,9 @@
 #include "helper/user_token.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
-#include "pam/request.h"
-#include "pam/rundir.h"
-#include "pam/util.h"
+#include "common/request.h"
+#include "common/paths.h"
+#include "common/util.h"
 
 #define PROG		"pam_spotify_helper"
 #define ANSWER_MAX	PS_ERR_MAX /* the answer line; the module reads fewer than 512 bytes */
@@ -58,7 +58,7 @@ static int harden(void)
 
 /*
  * Tell whoever started us (the module, or a keeper's starter) that we are hardened: it writes
- * the request, which may hold the client secret, only after this line (pam/request.h).
+ * the request, which may hold the client secret, only after this line (common/request.h).
  */
 static void say_hardened(void)
 {

@@ -4,7 +4,7 @@
  * the error code and its description are ever quoted from the server, sanitized and bounded;
  * never the body.
  */
-#include <config.h> /* autoconf; "config.h" could be taken for pam/config.h */
+#include <config.h> /* autoconf; "config.h" could be taken for common/config.h */
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 
 #include "helper/oauth_error.h"
 #include "helper/token_response.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define PS_ERROR_BODY_MAX (64 * 1024)
 #define PS_ERROR_TEXT_MAX 151 /* server text quoted in a message, with the NUL */

@@ -4,7 +4,7 @@
  * characters are drawn without modulo bias, and every buffer that held random bytes or a digest
  * is zeroed before it goes out of scope.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <stdint.h>

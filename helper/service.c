@@ -32,11 +32,11 @@
 #include "helper/grant.h"
 #include "helper/service.h"
 #include "helper/token_response.h"
-#include "pam/frame.h"
-#include "pam/request.h"
-#include "pam/rundir.h"
-#include "pam/secret.h"
-#include "pam/util.h"
+#include "common/frame.h"
+#include "common/request.h"
+#include "common/paths.h"
+#include "common/secret.h"
+#include "common/util.h"
 
 #define MAX_CONNS	 256
 #define MAX_UID_CONNS	 8 /* a user's open connections (the module, root, has no cap) */

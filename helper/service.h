@@ -1,7 +1,7 @@
 /*
  * service.h: the system service, `pam_spotify_helper service`: the one process that holds the
  * client secret. It runs as the system user app_user (_pam_spotify), which no person owns, listens
- * on a root-owned Unix socket in RUNDIR (pam/rundir.h) and checks each peer with SO_PEERCRED.
+ * on a root-owned Unix socket in RUNDIR (common/paths.h) and checks each peer with SO_PEERCRED.
  *
  * It obtains and renews the host's app token (client_credentials) and hands it to any local user's
  * helper or keeper, and it makes the token requests that need client authentication on behalf of
@@ -18,7 +18,7 @@
  * writes "ready" (or "busy", or "fail CODE TEXT") on stdout. It ends when no session it counts is
  * open, no request is under way, and no Retry-After window is running.
  *
- * Messages (pam/frame.h), each answered with "status CODE" (a PS_EXIT_* value) and, on failure,
+ * Messages (common/frame.h), each answered with "status CODE" (a PS_EXIT_* value) and, on failure,
  * "message TEXT":
  *   op open|close, service NAME, uid, pid (+ the session's pidfd)   root only: count a session
  *   op token, service NAME   -> info JSON, body: the app token      client_credentials
@@ -32,7 +32,7 @@
 
 #include "helper/app_token.h"
 #include "helper/http.h"
-#include "pam/config.h"
+#include "common/config.h"
 
 /* The service role: main() has parsed the command line; run until the end. An exit code. */
 int ps_service_main(void);

@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "helper/service.h"
-#include "pam/frame.h"
-#include "pam/rundir.h"
-#include "pam/util.h"
+#include "common/frame.h"
+#include "common/paths.h"
+#include "common/util.h"
 
 /* Connect to cfg's service and check it is the app user's. The fd, or -1 with line. */
 static int client_connect(const struct ps_config *cfg, char *line, size_t linelen)

@@ -13,7 +13,7 @@
  * O_NOFOLLOW; a new token is written to a fresh O_EXCL file and renamed over the old one, so a
  * link planted as CLIENT.refresh is replaced, never written through.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +31,8 @@
 #include <unistd.h>
 
 #include "helper/store.h"
-#include "pam/util.h"
+#include "common/paths.h"
+#include "common/util.h"
 
 #define STORE_MAGIC    "pam_spotify-refresh 1\n"
 #define STORE_FILE_MAX (8 * 1024)
@@ -40,68 +41,8 @@
 #define TMP_TRIES      100
 #define REAUTH_TEXT    "re-authorization needed: run spotify-token login\n"
 #define RELOGIN	       "run spotify-token logout, then spotify-token login"
-#define STORE_REL_XDG  "spotify-token"
 /* The longest client ID whose temporary file name (CLIENT.refresh.XXXXXX) fits NAME_MAX. */
 #define CLIENT_NAME_MAX (NAME_MAX - (sizeof(TMP_SUFFIX) - 1))
-
-/* --- where the store lives */
-
-/* An absolute home directory: $HOME, else the password database. NULL when there is none. */
-static const char *home_dir(void)
-{
-	const char *home = getenv("HOME");
-	struct passwd *pw;
-
-	if (home && home[0] == '/')
-		return home;
-	pw = getpwuid(getuid());
-	if (pw && pw->pw_dir && pw->pw_dir[0] == '/')
-		return pw->pw_dir;
-	return NULL;
-}
-
-/*
- * The base directory (followed as is) and the components below it that the store owns (never
- * followed). The XDG base directory spec says a relative $XDG_STATE_HOME is to be ignored.
- */
-static int store_base(char *base, size_t baselen, const char **rel)
-{
-	const char *xdg = getenv("XDG_STATE_HOME");
-	const char *b;
-	size_t n;
-
-	if (xdg && xdg[0] == '/') {
-		b = xdg;
-		*rel = STORE_REL_XDG;
-	} else {
-		b = home_dir();
-		*rel = PS_STORE_REL_HOME;
-	}
-	if (!b || ps_strlcpy(base, b, baselen) >= baselen)
-		return -1;
-	for (n = strlen(base); n > 1 && base[n - 1] == '/'; n--)
-		base[n - 1] = '\0';
-	return 0;
-}
-
-/* dir "/" name into out, without doubling a slash. 0 or -1 when it does not fit. */
-static int path_join(char *out, size_t outlen, const char *dir, const char *name)
-{
-	const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
-	int n = snprintf(out, outlen, "%s%s%s", dir, sep, name);
-
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
-int ps_store_dir(char *out, size_t outlen)
-{
-	char base[PATH_MAX];
-	const char *rel;
-
-	if (store_base(base, sizeof(base), &rel) < 0)
-		return -1;
-	return path_join(out, outlen, base, rel);
-}
 
 /* Letters, digits and -._~, not starting with '.', short enough to name every store file. */
 static bool client_id_valid(const char *id)
@@ -125,10 +66,10 @@ static bool client_id_valid(const char *id)
 /* The base directory, following links; $XDG_STATE_HOME is created when absent (not $HOME). */
 static int open_base(const char *base, const char *rel, char *err, size_t errlen)
 {
-	const char *what = strcmp(rel, STORE_REL_XDG) == 0 ? "XDG_STATE_HOME" : "home directory";
+	const char *what = strcmp(rel, PS_STORE_REL_XDG) == 0 ? "XDG_STATE_HOME" : "home directory";
 	int fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	if (fd < 0 && errno == ENOENT && strcmp(rel, STORE_REL_XDG) == 0 &&
+	if (fd < 0 && errno == ENOENT && strcmp(rel, PS_STORE_REL_XDG) == 0 &&
 	    (mkdir(base, 0700) == 0 || errno == EEXIST))
 		fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -253,14 +194,14 @@ int ps_store_open(struct ps_store *s, const char *client_id, char *err, size_t e
 			(size_t)CLIENT_NAME_MAX);
 		return PS_EXIT_CONFIG;
 	}
-	if (store_base(base, sizeof(base), &rel) < 0) {
+	if (ps_store_base(base, sizeof(base), &rel) < 0) {
 		ps_errf(err, errlen,
 			"cannot place the refresh-token store: no usable XDG_STATE_HOME or HOME, "
 			"and "
 			"no home directory in the password database");
 		return PS_EXIT_CONFIG;
 	}
-	if (path_join(s->dir, sizeof(s->dir), base, rel) < 0) {
+	if (ps_path_join(s->dir, sizeof(s->dir), base, rel) < 0) {
 		ps_errf(err, errlen, "the refresh-token store path under %s is too long", base);
 		return PS_EXIT_CONFIG;
 	}

@@ -14,13 +14,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_REFRESH_TOKEN_MAX 4096
 
-/* The store below the home directory, when XDG_STATE_HOME is not set (the module's warm path
- * walks it too, pam/warm.c); below $XDG_STATE_HOME it is "spotify-token". */
-#define PS_STORE_REL_HOME ".local/state/spotify-token"
 
 struct ps_store {
 	int dirfd;
@@ -36,8 +33,6 @@ struct ps_store {
  */
 int ps_store_open(struct ps_store *s, const char *client_id, char *err, size_t errlen);
 
-/* The directory path the store would use for the calling user (no I/O). 0 or -1. */
-int ps_store_dir(char *out, size_t outlen);
 
 /* Take the per-client lock, waiting at most timeout_s. PS_EXIT_OK, or PS_EXIT_CONFIG on timeout. */
 int ps_store_lock(struct ps_store *s, unsigned timeout_s, char *err, size_t errlen);

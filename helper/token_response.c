@@ -8,7 +8,7 @@
  * tokener's internal buffer is freed unzeroed, which json-c's API does not let us avoid. The
  * helper is non-dumpable and exits right after, which bounds that exposure.
  */
-#include <config.h> /* autoconf; "config.h" could be taken for pam/config.h */
+#include <config.h> /* autoconf; "config.h" could be taken for common/config.h */
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,7 +20,7 @@
 
 #include "helper/token_response.h"
 #include "keyring/keys.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define PS_TOKEN_RESPONSE_MAX (64 * 1024)
 #include "helper/store.h" /* PS_REFRESH_TOKEN_MAX */

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_EXPIRES_MIN 1L
 #define PS_EXPIRES_MAX 604800L /* one week */

@@ -25,7 +25,7 @@
 #include "helper/user_token.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define LOCK_WAIT_MAX_S 30 /* another login's refresh is bounded by its own timeout */
 #define REUSE_MIN_S	60 /* a token stored by another login is reused when it lives this long */

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 enum ps_enroll_via {
 	PS_VIA_TERMINAL, /* spotify-token login: listener + paste on stdin, text on stderr */

@@ -4,7 +4,7 @@
  * link into another keyring, and the work is at most one read of max_links serials and one
  * describe of each.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <linux/keyctl.h>

@@ -17,7 +17,7 @@
  * reason keyctl_get_persistent attaches the persistent keyring to the thread keyring, not to the
  * session: readers look the persistent keyring up themselves.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <keyutils.h>
@@ -29,7 +29,7 @@
 #include "keyring/keylist.h"
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define SKEW_MAX 30
 

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_KEY_TOKEN "spotify:access_token"
 #define PS_KEY_INFO  "spotify:token_info"

@@ -2,13 +2,13 @@
  * reader_opts.c: the command line of spotify-token. Pure parsing, no I/O: each mistake becomes one
  * message for the caller to print.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdio.h>
 #include <string.h>
 
 #include "keyring/reader_opts.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define ARG_SHOWN 64 /* how much of a bad argument a message repeats */
 #define SEE_HELP  "; see 'spotify-token --help'"

@@ -4,7 +4,7 @@
  * libkeyutils and libc only. Errors are one line on stderr that says what to do; exit codes as in
  * spotify-token(1) (enum ps_exit).
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <signal.h>
@@ -17,12 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "helper/store.h"
+#include "common/paths.h"
 #include "keyring/keys.h"
 #include "keyring/reader_opts.h"
 #include "keyring/token_info.h"
-#include "pam/config.h"
-#include "pam/util.h"
+#include "common/config.h"
+#include "common/util.h"
 
 #define PROG	"spotify-token"
 #define OUT_MAX 16384 /* the token, plus info strings at up to 6 bytes a byte when escaped */

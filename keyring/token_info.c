@@ -3,7 +3,7 @@
  * a strict parser for exactly the object it writes. No JSON library: the reader links libc and
  * libkeyutils only.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "keyring/token_info.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 /* 9999-12-31T23:59:59Z: any later expires_at is nonsense, and gmtime handles all before it. */
 #define EXPIRES_AT_MAX 253402300799LL

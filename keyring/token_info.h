@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_TOKEN_INFO_MAX 4096
 

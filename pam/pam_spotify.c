@@ -5,7 +5,7 @@
  * logs one line. At session close it has the helper count the session and remove the keys. It
  * links libpam only: the network, TLS and JSON live in the helper; it never reads the secret.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <pwd.h>
 #include <stdbool.h>
@@ -18,11 +18,11 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
-#include "pam/config.h"
-#include "pam/request.h"
+#include "common/config.h"
+#include "common/request.h"
 #include "pam/service.h"
 #include "pam/spawn.h"
-#include "pam/util.h"
+#include "common/util.h"
 #include "pam/warm.h"
 
 #define PS_EXPORT __attribute__((visibility("default")))

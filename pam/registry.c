@@ -3,7 +3,7 @@
  * the start time in its name; a zombie is not alive (the session's process has ended, whether or
  * not its parent has reaped it).
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "pam/registry.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 /*
  * The start time of pid (field 22 of /proc/PID/stat); 0 when there is no such process or it has

@@ -3,7 +3,7 @@
  * PAM application, which under su or sudo the user can signal and limit: nothing here holds a
  * lock, and nothing waits past the login's deadline.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #define _GNU_SOURCE 1
 #include <errno.h>
@@ -24,12 +24,12 @@
 #include <security/pam_ext.h>
 #include <security/pam_modutil.h>
 
-#include "pam/frame.h"
-#include "pam/request.h"
-#include "pam/rundir.h"
+#include "common/frame.h"
+#include "common/request.h"
+#include "common/paths.h"
 #include "pam/service.h"
 #include "pam/spawn.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define REPLY_MAX 1024
 

@@ -5,7 +5,7 @@
  * session (its pidfd travels with the message), and tells the user's helper where the service
  * listens (cfg->service, cfg->app_uid). The module never reads the secret.
  *
- * The service of a configuration is reached at RUNDIR/SERVICE.sock (pam/rundir.h), or, under
+ * The service of a configuration is reached at RUNDIR/SERVICE.sock (common/paths.h), or, under
  * systemd, at RUNDIR/service.sock when that one serves the same configuration. Without systemd
  * the module starts it itself, in a clean context: a fresh session, the real uid root (so that a
  * su or sudo caller can no longer signal it), every resource limit as init has it, nice 0, every
@@ -20,7 +20,7 @@
 #include <pwd.h>
 #include <security/pam_modules.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 /*
  * At an open of pw's session (cfg->session_pid), before deadline (ms, ps_mono_ms): the service

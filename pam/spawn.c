@@ -4,7 +4,7 @@
  * an explicit environment, waitpid retried on EINTR; and, unlike pam_unix, a deadline. The
  * request is written only once the helper has said it is hardened.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,9 +24,9 @@
 #include <security/pam_ext.h>
 #include <security/pam_modutil.h>
 
-#include "pam/request.h"
+#include "common/request.h"
 #include "pam/spawn.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 struct child_ctx {
 	pam_handle_t *pamh;

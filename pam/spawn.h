@@ -1,7 +1,7 @@
 /*
  * spawn.h: run the helper as the user. The module forks; the child sets up its fds, drops to the
  * user irreversibly (and proves it), and execs the helper from the path fixed at configure time
- * with a minimal environment. The helper first says it is hardened (PS_HELPER_HELLO, pam/request.h)
+ * with a minimal environment. The helper first says it is hardened (PS_HELPER_HELLO, common/request.h)
  * on its stdout; only then does the request go on its stdin; its one-line answer comes back on its
  * stdout. The parent waits with a deadline and kills the helper past it. A helper file that others
  * can read or write, or that is not root's, is refused before anything is forked.
@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <security/pam_modules.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_HELPER_LINE_MAX 512
 

@@ -14,7 +14,7 @@
  * and then given to the user. A home directory that root may not enter (NFS with root_squash)
  * simply takes the slow path.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,8 +34,8 @@
 #include "helper/store.h" /* PS_STORE_REL_HOME only: the module does not link the store */
 #include "keyring/token_info.h"
 #include "pam/registry.h"
-#include "pam/rundir.h"
-#include "pam/util.h"
+#include "common/paths.h"
+#include "common/util.h"
 #include "pam/warm.h"
 
 /* The payload of key id into buf (NUL-terminated); its length, or -1 (also when too long). */

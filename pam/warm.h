@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 /*
  * At open: 1 when the session is registered with the user's running keeper and the token in

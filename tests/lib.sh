@@ -289,7 +289,7 @@ PY
 }
 
 # ps_service_name CLIENT_ID TOKEN_URL SCOPES SECRET_FILE: the name of that configuration's
-# system service in RUNDIR (pam/rundir.c: "service-" and FNV-1a of those settings, 8 hex digits).
+# system service in RUNDIR (common/paths.c: "service-" and FNV-1a of those settings, 8 hex digits).
 ps_service_name() {
 	"$PYTHON" - "$@" <<'PY'
 import sys

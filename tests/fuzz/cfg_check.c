@@ -1,11 +1,11 @@
 /* cfg_check.c: the contract of a parsed configuration (see cfg_check.h). */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pam/util.h"
+#include "common/util.h"
 #include "tests/fuzz/cfg_check.h"
 #include "tests/fuzz/fuzz.h"
 

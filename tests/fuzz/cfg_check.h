@@ -7,8 +7,8 @@
 
 #include <stdbool.h>
 
-#include "pam/config.h"
-#include "pam/request.h"
+#include "common/config.h"
+#include "common/request.h"
 
 /* Abort unless cfg holds only values the setters accept (finished: after ps_config_finish). */
 void ps_fuzz_check_config(const struct ps_config *cfg, bool finished);

@@ -9,15 +9,15 @@
  * within their fields and free of control bytes, error and error_description printable ASCII;
  * on failure, one non-empty line that quotes neither code nor state, and a zeroed callback.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helper/authorize.h"
-#include "pam/config.h"
-#include "pam/util.h"
+#include "common/config.h"
+#include "common/util.h"
 #include "tests/fuzz/fuzz.h"
 
 /* Shorter values could match the fixed text of a message. */

@@ -1,5 +1,5 @@
 /* fuzz_check.c: the input copies and contract checks every fuzz target uses (see fuzz.h). */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdio.h>
 #include <stdlib.h>

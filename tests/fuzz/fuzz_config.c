@@ -7,12 +7,12 @@
  * success, every setting within its buffer and its range, and after ps_config_finish a
  * configuration that survives the module->helper request unchanged.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 #include "tests/fuzz/cfg_check.h"
 #include "tests/fuzz/fuzz.h"
 

@@ -6,12 +6,12 @@
  * buffers and ranges, a service path within RUNDIR, and, once finished, a request that formats
  * and parses back to the same. A request carries no secret.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "pam/request.h"
+#include "common/request.h"
 #include "tests/fuzz/cfg_check.h"
 #include "tests/fuzz/fuzz.h"
 

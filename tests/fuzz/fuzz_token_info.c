@@ -8,7 +8,7 @@
  * formats (ps_token_info_format), and when that text fits PS_TOKEN_INFO_MAX it parses back to
  * the same struct and formats to the same text.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
  * non-empty line that does not quote the access or refresh token. The describer always says one
  * line and picks a failure exit code.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +21,7 @@
 #include "helper/store.h"
 #include "helper/token_response.h"
 #include "keyring/keys.h"
-#include "pam/util.h"
+#include "common/util.h"
 #include "tests/fuzz/fuzz.h"
 
 /* Shorter secrets could match the fixed text of a message. */

@@ -4,7 +4,7 @@
  * plan; a broken contract aborts. Arguments: files or directories to replay instead of
  * $top_srcdir/tests/fuzz/corpus/TARGET (to check a crash input without clang).
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pam/util.h"
+#include "common/util.h"
 #include "tests/fuzz/fuzz.h"
 
 #ifndef PS_FUZZ_TARGET

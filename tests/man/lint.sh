@@ -28,7 +28,7 @@ fi
 text() { MANWIDTH=200 man -l "$man/$1" 2>/dev/null | col -b; }
 conf5=$(text pam_spotify.conf.5)
 example="$top_srcdir/pam/pam_spotify.conf.example"
-for key in $(sed -n 's/^\t{"\([a-z_]*\)", PS_SET_.*/\1/p' "$top_srcdir/pam/config.c"); do
+for key in $(sed -n 's/^\t{"\([a-z_]*\)", PS_SET_.*/\1/p' "$top_srcdir/common/config.c"); do
 	expect "pam_spotify.conf(5) documents the key $key" 'grep -q -- "^ *$key\b" <<<"$conf5"'
 	expect "the example configuration shows the key $key" 'grep -q -E "^#?$key = " "$example"'
 done

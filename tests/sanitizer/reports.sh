@@ -2,7 +2,7 @@
 # reports.sh: after the rest of the suite (see Makefile.am), no program of this build reported a
 # bug. In a sanitizer build (configure --enable-sanitizers) every ASan, LSan or UBSan report is a
 # file asan.PROGRAM.PID or ubsan.PROGRAM.PID in $PS_REPORT_DIR, whoever ran the program and with
-# whatever environment (pam/sanitizer_options.c); in the valgrind pass (PS_VALGRIND=1, see
+# whatever environment (common/sanitizer_options.c); in the valgrind pass (PS_VALGRIND=1, see
 # tests/run) memcheck writes one file vg.PID per process there, empty unless it found an error
 # or a definite leak. Any report fails, and its head is shown. Canaries with a deliberate bug
 # then prove that such a bug would have been reported there: as an unprivileged user, with no

@@ -15,8 +15,8 @@
 #include <cmocka.h>
 
 #include "helper/authorize.h"
-#include "pam/config.h"
-#include "pam/util.h"
+#include "common/config.h"
+#include "common/util.h"
 
 /* Every code in the tables starts with this; no error message may contain it. */
 #define SECRET "SECRETcode"

@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 static int parse(struct ps_config *cfg, const char *text, char *err)
 {

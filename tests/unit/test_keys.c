@@ -9,7 +9,7 @@
  * tests use the real user keyring, holding /tmp/pam_spotify-tests.lock (the shell tests that
  * plant keys take it too), and skip when it already holds a Spotify token.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,7 +36,7 @@
 
 #include "keyring/keys.h"
 #include "keyring/token_info.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define TOKEN  "BQD-test_token.1~+/=="
 #define TOKEN2 "BQD-second-token"

@@ -10,7 +10,7 @@
  * socket, other endpoints, errors, truncation); a client of another uid (root only: a child
  * that drops to 65534) gets 403 with nothing of the login, and the wait goes on.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -40,8 +40,8 @@
 
 #include "helper/authorize.h"
 #include "helper/listener.h"
-#include "pam/config.h"
-#include "pam/util.h"
+#include "common/config.h"
+#include "common/util.h"
 
 #define STATE	    "Zm9vYmFyYmF6cXV4MTIzNA" /* 22 characters, like ps_pkce_state's */
 #define OTHER_STATE "QmFkQmFkQmFkQmFkQmFkQQ"

@@ -1,7 +1,7 @@
 /*
  * test_reader_opts.c: spotify-token's command line, as a table of argv -> result or message.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "keyring/reader_opts.h"
-#include "pam/config.h"
+#include "common/config.h"
 
 #define MAX_ARGS 6
 

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pam/request.h"
+#include "common/request.h"
 
 static void sample_config(struct ps_config *cfg)
 {

@@ -13,7 +13,7 @@
  * characters, longer than the slack malloc may leave at the end of a block, so stale bytes from
  * earlier, unseen frees cannot fake a finding.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <ftw.h>
 #include <keyutils.h>
@@ -34,7 +34,7 @@
 #include "helper/store.h"
 #include "helper/token_response.h"
 #include "keyring/keys.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define ACCESS	"BQsentinelACCESS0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJK"
 #define REFRESH "AQsentinelREFRESH0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"

@@ -9,7 +9,7 @@
  * ROOT/home. Wrong-owner cases chown to another uid, so they need root; otherwise they say so and
  * pass.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <dirent.h>
 #include <errno.h>
@@ -32,8 +32,9 @@
 
 #include <cmocka.h>
 
+#include "common/paths.h"
 #include "helper/store.h"
-#include "pam/util.h"
+#include "common/util.h"
 
 #define CLIENT	  "0123456789abcdef0123456789abcdef"
 #define TOKEN	  "AQD-sentinel_REFRESH.token~!#$%&'()*+,/:;<=>?@[]^`{|}\"\\"

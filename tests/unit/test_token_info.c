@@ -2,7 +2,7 @@
  * test_token_info.c: the spotify:token_info payload round-trips, escapes what JSON needs, and the
  * parser refuses everything but exactly the object the serializer writes.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <setjmp.h>
 #include <stdarg.h>

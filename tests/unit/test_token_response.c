@@ -14,8 +14,8 @@
 
 #include "helper/oauth_error.h"
 #include "helper/token_response.h"
-#include "pam/config.h"
-#include "pam/util.h"
+#include "common/config.h"
+#include "common/util.h"
 
 /* A token that must never show up in an error message. */
 #define TOKEN "BQDxSENTINELtokenVALUE-._~+/0123456789abcdef=="

@@ -3,13 +3,13 @@
  * pam_spotify.conf lines and are parsed by the same setter, so the helper checks every value
  * again instead of trusting its input.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <stdio.h>
 #include <string.h>
 
-#include "pam/request.h"
-#include "pam/util.h"
+#include "common/request.h"
+#include "common/util.h"
 
 int ps_request_format(const struct ps_config *cfg, enum ps_op op, char *buf, size_t buflen)
 {

@@ -2,7 +2,7 @@
  * frame.c: framed messages over a Unix socket (see frame.h). Sockets are non-blocking and every
  * wait is a poll(2) bounded by the caller's deadline.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <poll.h>
@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "pam/frame.h"
+#include "common/frame.h"
 
 /* Wait for events on fd until deadline. 0, or -1 with errno ETIMEDOUT (or poll's). */
 static int wait_for(int fd, short events, long long deadline)

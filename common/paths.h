@@ -13,14 +13,14 @@
  * Every directory is opened with O_NOFOLLOW and must belong to root and be closed to writes by
  * group and others. libc only: the module, the service and the users' helpers share it.
  */
-#ifndef PS_RUNDIR_H
-#define PS_RUNDIR_H
+#ifndef PS_PATHS_H
+#define PS_PATHS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_SERVICE_NAME_MAX 32
 #define PS_SERVICE_SYSTEMD  "service.sock" /* pam_spotify.socket's ListenStream, in RUNDIR */
@@ -36,5 +36,22 @@ void ps_service_path(const struct ps_config *cfg, const char *suffix, char *out,
  * by root and not writable by group or others. The fd, or -1 with a reason in err.
  */
 int ps_rundir_open(bool create, char *err, size_t errlen);
+
+/*
+ * The refresh-token store (helper/store.h): ~/.local/state/spotify-token, or
+ * $XDG_STATE_HOME/spotify-token. Its files are CLIENT.refresh, CLIENT.reauth and CLIENT.lock.
+ */
+#define PS_STORE_REL_HOME ".local/state/spotify-token"
+#define PS_STORE_REL_XDG  "spotify-token"
+
+/* The base directory (followed as is: $XDG_STATE_HOME, else the home directory) and, in *rel,
+ * the components below it that the store owns (never followed). 0 or -1. */
+int ps_store_base(char *base, size_t baselen, const char **rel);
+
+/* The directory path the store would use for the calling user (no I/O). 0 or -1. */
+int ps_store_dir(char *out, size_t outlen);
+
+/* dir "/" name into out, without doubling a slash. 0 or -1 when it does not fit. */
+int ps_path_join(char *out, size_t outlen, const char *dir, const char *name);
 
 #endif

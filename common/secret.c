@@ -1,5 +1,5 @@
 /* secret.c: the client secret file. Read by the system service, checked before a byte is used. */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pam/secret.h"
-#include "pam/util.h"
+#include "common/secret.h"
+#include "common/util.h"
 
 /* Refuse a file that anyone but its owner (root) could have written or could read. */
 static int secret_stat_check(int fd, const char *path, uid_t owner, char *err, size_t errlen)

@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-#include "pam/config.h"
+#include "common/config.h"
 
 #define PS_REQUEST_VERSION 1
 #define PS_REQUEST_MAGIC   "pam_spotify-request"

@@ -1,9 +1,11 @@
 /*
- * rundir.c: the layout of RUNDIR and safe ways into it (see rundir.h).
+ * paths.c: where things live: RUNDIR and the refresh-token store (see paths.h).
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <errno.h>
+#include <pwd.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -11,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pam/rundir.h"
-#include "pam/util.h"
+#include "common/paths.h"
+#include "common/util.h"
 
 /* FNV-1a, 32 bits: a name, not a secret; a collision only lets two configurations share. */
 static uint32_t fnv1a(uint32_t h, const char *s)
@@ -130,3 +132,63 @@ int ps_rundir_open(bool create, char *err, size_t errlen)
 	make_parents();
 	return dir_open(AT_FDCWD, PS_RUNDIR, PS_RUNDIR, create, 0755, 0, 0, err, errlen);
 }
+
+/* --- where the store lives */
+
+/* An absolute home directory: $HOME, else the password database. NULL when there is none. */
+static const char *home_dir(void)
+{
+	const char *home = getenv("HOME");
+	struct passwd *pw;
+
+	if (home && home[0] == '/')
+		return home;
+	pw = getpwuid(getuid());
+	if (pw && pw->pw_dir && pw->pw_dir[0] == '/')
+		return pw->pw_dir;
+	return NULL;
+}
+
+/*
+ * The base directory (followed as is) and the components below it that the store owns (never
+ * followed). The XDG base directory spec says a relative $XDG_STATE_HOME is to be ignored.
+ */
+int ps_store_base(char *base, size_t baselen, const char **rel)
+{
+	const char *xdg = getenv("XDG_STATE_HOME");
+	const char *b;
+	size_t n;
+
+	if (xdg && xdg[0] == '/') {
+		b = xdg;
+		*rel = PS_STORE_REL_XDG;
+	} else {
+		b = home_dir();
+		*rel = PS_STORE_REL_HOME;
+	}
+	if (!b || ps_strlcpy(base, b, baselen) >= baselen)
+		return -1;
+	for (n = strlen(base); n > 1 && base[n - 1] == '/'; n--)
+		base[n - 1] = '\0';
+	return 0;
+}
+
+/* dir "/" name into out, without doubling a slash. 0 or -1 when it does not fit. */
+int ps_path_join(char *out, size_t outlen, const char *dir, const char *name)
+{
+	const char *sep = dir[strlen(dir) - 1] == '/' ? "" : "/";
+	int n = snprintf(out, outlen, "%s%s%s", dir, sep, name);
+
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int ps_store_dir(char *out, size_t outlen)
+{
+	char base[PATH_MAX];
+	const char *rel;
+
+	if (ps_store_base(base, sizeof(base), &rel) < 0)
+		return -1;
+	return ps_path_join(out, outlen, base, rel);
+}
+

@@ -1,5 +1,5 @@
 /* util.c: small string, number, URL and I/O helpers shared by the module, the helper and the reader. */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pam/util.h"
+#include "common/util.h"
 
 size_t ps_strlcpy(char *dst, const char *src, size_t size)
 {

@@ -2,7 +2,7 @@
  * config.c: pam_spotify.conf, module arguments and the request's settings. One table of keys
  * and one setter serve all three, so a value is checked the same way wherever it comes from.
  */
-#include <config.h> /* autoconf; "config.h" here would be pam/config.h */
+#include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
 #include <ctype.h>
 #include <errno.h>
@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pam/config.h"
-#include "pam/util.h"
+#include "common/config.h"
+#include "common/util.h"
 
 #define LINE_MAX_LEN 4096
 #define FILE_MAX_LEN (64 * 1024)

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "pam/util.h"
+#include "common/util.h"
 
 #define PS_FRAME_MAX (80 * 1024) /* a 64 KiB response body and its header */
 
