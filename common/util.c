@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -294,4 +295,18 @@ int ps_flock_within(int fd, long wait_ms, bool *waited)
 bool ps_flock_busy(int fd)
 {
 	return flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}
+
+long long ps_backoff_ms(unsigned failures, unsigned max_s, long retry_after)
+{
+	long long base = 1000LL << (failures > 8 ? 8 : failures), cap = max_s * 1000LL;
+	unsigned short r = 0;
+
+	if (base > cap)
+		base = cap;
+	(void)!getrandom(&r, sizeof(r), 0);
+	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
+	if (retry_after >= 0 && retry_after * 1000LL > base)
+		base = retry_after * 1000LL;
+	return base;
 }

@@ -95,4 +95,10 @@ enum ps_exit {
 	PS_EXIT_CONFIG = 7,   /* configuration error */
 };
 
+/*
+ * How long to hold requests back after failures in a row (0 for the first): 1 s doubling up to
+ * max_s, with +-20% jitter, and at least the server's Retry-After (seconds, -1 for none).
+ */
+long long ps_backoff_ms(unsigned failures, unsigned max_s, long retry_after);
+
 #endif

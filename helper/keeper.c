@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -275,21 +274,6 @@ static long long renew_at(long long expires_at, unsigned margin_s)
 	return life - margin > 0 ? now + life - margin : now;
 }
 
-/* Capped exponential backoff with +-20% jitter; at least Retry-After (a 429, or a 503 with one). */
-static long long backoff_ms(unsigned failures, long retry_after)
-{
-	long long base = 1000LL << (failures > 6 ? 6 : failures - 1);
-	unsigned short r = 0;
-
-	if (base > BACKOFF_MAX_S * 1000LL)
-		base = BACKOFF_MAX_S * 1000LL;
-	(void)!getrandom(&r, sizeof(r), 0);
-	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
-	if (retry_after >= 0 && retry_after * 1000LL > base)
-		base = retry_after * 1000LL;
-	return base;
-}
-
 /* Send an answer (status, message, and the token when t) on fd, and close it. */
 static void reply(int fd, int rc, const char *message, const struct ps_app_token *t)
 {
@@ -491,7 +475,8 @@ static void renewal_done(struct keeper *k)
 			k->next_ms = NEVER; /* the store is marked: the user must log in */
 		} else {
 			k->failures++;
-			k->not_before_ms = now_ms() + backoff_ms(k->failures, retry);
+			k->not_before_ms =
+				now_ms() + ps_backoff_ms(k->failures - 1, BACKOFF_MAX_S, retry);
 			k->next_ms = k->not_before_ms;
 		}
 	}
@@ -759,7 +744,8 @@ static void on_timer(struct keeper *k)
 	    now_ms() >= k->not_before_ms && renewal_start(k, line, sizeof(line)) < 0) {
 		syslog(LOG_WARNING, "%s: %s", k->who, line);
 		k->failures++;
-		k->not_before_ms = k->next_ms = now_ms() + backoff_ms(k->failures, -1);
+		k->not_before_ms = k->next_ms =
+			now_ms() + ps_backoff_ms(k->failures - 1, BACKOFF_MAX_S, -1);
 	}
 }
 
