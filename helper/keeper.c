@@ -606,6 +606,35 @@ static bool reload(struct keeper *k)
 }
 
 /* --- messages */
+/* spotify-token logout: the token held goes, and nothing is renewed until a login asks. */
+static void forget(struct keeper *k, int fd)
+{
+	ps_app_token_clear(&k->tok);
+	k->next_ms = NEVER;
+	reply(fd, PS_EXIT_OK, "ok the keeper holds no token now", NULL);
+}
+
+/*
+ * The token held is fresh: make sure the keyring still holds it (a user may have removed the
+ * keys by hand): stored again when not.
+ */
+static void keys_again(struct keeper *k)
+{
+	struct ps_keys_found found;
+	char err[PS_ERR_MAX];
+	bool there;
+
+	if (k->cfg.keyring == PS_KEYRING_SESSION)
+		return;
+	memset(&found, 0, sizeof(found));
+	there = ps_keys_read(k->cfg.keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) ==
+			0 &&
+		found.token && found.token_len == k->tok.token_len &&
+		memcmp(found.token, k->tok.token, found.token_len) == 0;
+	ps_keys_found_free(&found);
+	if (!there && ps_app_token_store(&k->cfg, &k->tok, err, sizeof(err)) != PS_EXIT_OK)
+		syslog(LOG_WARNING, "%s: %s", k->who, err);
+}
 
 static void op_open(struct keeper *k, int fd, const char *msg, size_t n, int pidfd)
 {
@@ -627,9 +656,10 @@ static void op_open(struct keeper *k, int fd, const char *msg, size_t n, int pid
 	if (ps_msg_get(msg, n, "margin", num, sizeof(num)) < 0 ||
 	    ps_parse_ulong(num, 0, 0x7fffffff, &margin) < 0)
 		margin = k->cfg.refresh_margin;
-	if (ps_app_token_fresh(&k->tok, (unsigned)margin))
+	if (ps_app_token_fresh(&k->tok, (unsigned)margin)) {
+		keys_again(k);
 		reply_fresh(k, fd, false, "held by the keeper");
-	else
+	} else
 		want_renewal(k, fd, false, false);
 }
 
@@ -702,6 +732,8 @@ static void on_conn(struct keeper *k, int fd)
 		want_renewal(k, fd, true, false);
 	else if (!strcmp(op, "status"))
 		op_status(k, fd);
+	else if (!strcmp(op, "forget"))
+		forget(k, fd);
 	else if (!strcmp(op, "reload"))
 		reply(fd, reload(k) ? PS_EXIT_OK : PS_EXIT_NO_TOKEN,
 		      "reload: the keyring's token is held", NULL);
