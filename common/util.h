@@ -18,7 +18,13 @@ int ps_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned
  */
 int ps_url_check(const char *url, char *err, size_t errlen);
 
-/* True when the URL's host is a loopback literal (127.0.0.0/8 or [::1]). */
+/*
+ * True when host is a loopback literal: IPv4 in 127.0.0.0/8, or ::1 (bare or in a URL's
+ * brackets, any spelling). Names such as localhost are not literals: false.
+ */
+bool ps_host_is_loopback(const char *host);
+
+/* True when the URL's host is a loopback literal (ps_host_is_loopback). */
 bool ps_url_host_is_loopback(const char *url);
 
 /* Zero len bytes at p (explicit_bzero) and free p. NULL is fine. */
