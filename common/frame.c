@@ -233,6 +233,29 @@ const char *ps_msg_body(const char *msg, size_t len, size_t *bodylen)
 	return msg + hlen;
 }
 
+int ps_msg_call(int fd, const char *msg, size_t len, int passfd, long long deadline, char *reply,
+		size_t cap, size_t *replylen)
+{
+	if (ps_frame_send(fd, msg, len, passfd, deadline) < 0)
+		return -1;
+	return ps_frame_recv(fd, reply, cap, replylen, NULL, deadline);
+}
+
+int ps_msg_status(const char *reply, size_t len, char *line, size_t linelen)
+{
+	char code[8];
+	unsigned long rc;
+
+	if (ps_msg_get(reply, len, "status", code, sizeof(code)) < 0 ||
+	    ps_parse_ulong(code, 0, 7, &rc) < 0) {
+		ps_errf(line, linelen, "the system service's answer is malformed");
+		return PS_EXIT_NETWORK;
+	}
+	if (rc != PS_EXIT_OK && ps_msg_get(reply, len, "message", line, linelen) < 0)
+		ps_errf(line, linelen, "the system service refused (code %lu)", rc);
+	return (int)rc;
+}
+
 int ps_frame_connect(const char *path)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};

@@ -380,23 +380,14 @@ static int service_connect(const char *path, uid_t app_uid)
 static int exchange(int fd, const char *msg, size_t len, int passfd, long long deadline, char *line,
 		    size_t linelen)
 {
-	char reply[REPLY_MAX + 1], code[8];
-	unsigned long rc;
+	char reply[REPLY_MAX + 1];
 	size_t n;
 
-	if (ps_frame_send(fd, msg, len, passfd, deadline) < 0 ||
-	    ps_frame_recv(fd, reply, REPLY_MAX, &n, NULL, deadline) < 0) {
+	if (ps_msg_call(fd, msg, len, passfd, deadline, reply, REPLY_MAX, &n) < 0) {
 		ps_errf(line, linelen, "the system service did not answer: %s", strerror(errno));
 		return PS_EXIT_NETWORK;
 	}
-	if (ps_msg_get(reply, n, "status", code, sizeof(code)) < 0 ||
-	    ps_parse_ulong(code, 0, 7, &rc) < 0) {
-		ps_errf(line, linelen, "the system service's answer is malformed");
-		return PS_EXIT_NETWORK;
-	}
-	if (rc != PS_EXIT_OK && ps_msg_get(reply, n, "message", line, linelen) < 0)
-		ps_errf(line, linelen, "the system service refused (code %lu)", rc);
-	return (int)rc;
+	return ps_msg_status(reply, n, line, linelen);
 }
 
 /* The open message: the session (uid, pid, and its pidfd alongside), and which service. */
