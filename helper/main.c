@@ -30,6 +30,7 @@
 #include "helper/keeper.h"
 #include "helper/keeper_loop.h"
 #include "helper/service.h"
+#include "helper/service_start.h"
 #include "helper/store.h"
 #include "helper/token_response.h"
 #include "helper/user_token.h"
@@ -519,6 +520,8 @@ int main(int argc, char **argv)
 	}
 	if (service_mode)
 		return ps_service_main(); /* root (then the app user), or systemd's app user */
+	if (argc == 3 && !strcmp(argv[1], "service") && !strcmp(argv[2], "--start"))
+		return ps_service_start(); /* root: the module starts the service */
 	if (!pam_mode && !user_mode && !keeper_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;
