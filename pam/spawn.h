@@ -57,6 +57,12 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res);
 
 /*
+ * In a forked child: in_fd as stdin, out_fd as stdout, /dev/null as stderr, every other
+ * descriptor closed (it _exits when it cannot).
+ */
+void ps_spawn_child_fds(int in_fd, int out_fd);
+
+/*
  * For nowait: fork a detached process (double fork, so the caller has no child left to reap).
  * Returns 0 in the caller, 1 in the detached process, which runs the helper, logs and must end
  * with _exit(), and -1 when the fork failed.
