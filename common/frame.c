@@ -234,6 +234,14 @@ const char *ps_msg_body(const char *msg, size_t len, size_t *bodylen)
 	return msg + hlen;
 }
 
+int ps_msg_exchange(int fd, const char *msg, size_t len, int passfd, long long deadline,
+		    char *reply, size_t cap, size_t *replylen)
+{
+	if (ps_frame_send(fd, msg, len, passfd, deadline) < 0)
+		return -1;
+	return ps_frame_recv(fd, reply, cap, replylen, NULL, deadline);
+}
+
 int ps_frame_connect(const char *path)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -309,8 +317,8 @@ int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int p
 		errno = EPERM;
 		return -1;
 	}
-	if (ps_frame_send(fd, msg, len, passfd, deadline) == 0 &&
-	    (!reply || ps_frame_recv(fd, reply, cap, replylen, NULL, deadline) == 0))
+	if (reply ? ps_msg_exchange(fd, msg, len, passfd, deadline, reply, cap, replylen) == 0
+		  : ps_frame_send(fd, msg, len, passfd, deadline) == 0)
 		rc = 0;
 	else if (errno == ECONNRESET || errno == EPIPE)
 		errno = ECONNREFUSED; /* it went away before it answered: as if it never ran */

@@ -43,6 +43,14 @@ int ps_msg_get(const char *msg, size_t len, const char *key, char *out, size_t o
 /* The body of msg: a pointer into it and *bodylen, or NULL when the message has no header end. */
 const char *ps_msg_body(const char *msg, size_t len, size_t *bodylen);
 
+/*
+ * One exchange on the connected socket fd: msg (len bytes, with passfd or -1), then its reply into
+ * reply (cap bytes, one more for the NUL), *replylen. 0, or -1 with errno as ps_frame_send or
+ * ps_frame_recv set it: the caller says what did not answer.
+ */
+int ps_msg_exchange(int fd, const char *msg, size_t len, int passfd, long long deadline,
+		    char *reply, size_t cap, size_t *replylen);
+
 /* Connect to the Unix socket at path (non-blocking). The fd, or -1 with errno. */
 int ps_frame_connect(const char *path);
 

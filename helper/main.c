@@ -19,6 +19,7 @@
 #include "common/util.h"
 #include "helper/roles.h"
 #include "helper/service.h"
+#include "helper/service_start.h"
 
 /* Non-dumpable, no core files, private file modes: before anything secret is in memory. */
 static int harden(void)
@@ -83,6 +84,8 @@ int main(int argc, char **argv)
 	}
 	if (service_mode)
 		return ps_service_main(); /* root (then the app user), or systemd's app user */
+	if (argc == 3 && !strcmp(argv[1], "service") && !strcmp(argv[2], "--start"))
+		return ps_service_start(); /* root: the module starts the service */
 	if (!pam_mode && !user_mode && !keeper_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;

@@ -8,15 +8,11 @@
 #define _GNU_SOURCE 1
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <syslog.h>
@@ -33,214 +29,32 @@
 
 #define REPLY_MAX 1024
 
-/* --- the clean context of a service the module starts */
-
-/* init's resource limits (read in the child with open, read and a parser that allocates nothing). */
-struct limits {
-	int n;
-	int resource[RLIM_NLIMITS];
-	struct rlimit value[RLIM_NLIMITS];
-	rlim_t need[RLIM_NLIMITS];
-};
-
-/*
- * Each limit in /proc/1/limits, and the least the service needs of it where root cannot raise it
- * back to init's (no CAP_SYS_RESOURCE: a container): a caller's lower limit below that keeps the
- * service from starting; UNLIMITED: init's or nothing (a CPU limit would end it some day).
- */
-#define UNLIMITED RLIM_INFINITY
-static const struct {
-	const char *name;
-	int resource;
-	rlim_t need;
-} limit_names[] = {
-	{"Max cpu time", RLIMIT_CPU, UNLIMITED},
-	{"Max file size", RLIMIT_FSIZE, 0},
-	{"Max data size", RLIMIT_DATA, 1024UL * 1024 * 1024},
-	{"Max stack size", RLIMIT_STACK, 8UL * 1024 * 1024},
-	{"Max core file size", RLIMIT_CORE, 0},
-	{"Max resident set", RLIMIT_RSS, 0},
-	{"Max processes", RLIMIT_NPROC, 256},
-	{"Max open files", RLIMIT_NOFILE, 1024},
-	{"Max locked memory", RLIMIT_MEMLOCK, 0},
-	{"Max address space", RLIMIT_AS, 1024UL * 1024 * 1024},
-	{"Max file locks", RLIMIT_LOCKS, 0},
-	{"Max pending signals", RLIMIT_SIGPENDING, 64},
-	{"Max msgqueue size", RLIMIT_MSGQUEUE, 0},
-	{"Max nice priority", RLIMIT_NICE, 0},
-	{"Max realtime priority", RLIMIT_RTPRIO, 0},
-	{"Max realtime timeout", RLIMIT_RTTIME, 0},
-};
-
-/* "unlimited" or a decimal number; the end of the token in *end. 0 or -1. */
-static int limit_value(const char *s, rlim_t *v, const char **end)
-{
-	unsigned long long n = 0;
-
-	s += strspn(s, " ");
-	if (!strncmp(s, "unlimited", 9)) {
-		*v = RLIM_INFINITY;
-		*end = s + 9;
-		return 0;
-	}
-	if (*s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++)
-		n = n * 10 + (unsigned long long)(*s - '0');
-	*v = (rlim_t)n;
-	*end = s;
-	return 0;
-}
-
-/* /proc/1/limits: the limits every process starts with, before a login changes any. */
-static void limits_of_init(struct limits *l)
-{
-	char buf[4096], *line, *save = NULL;
-	size_t len = 0;
-	int fd = open("/proc/1/limits", O_RDONLY | O_CLOEXEC);
-
-	l->n = 0;
-	if (fd < 0)
-		return;
-	if (ps_read_all(fd, buf, sizeof(buf) - 1, &len) < 0)
-		len = 0;
-	close(fd);
-	buf[len] = '\0';
-	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		size_t i;
-
-		for (i = 0; i < sizeof(limit_names) / sizeof(limit_names[0]); i++) {
-			size_t n = strlen(limit_names[i].name);
-			const char *p = line + n;
-			struct rlimit r;
-
-			if (strncmp(line, limit_names[i].name, n) || p[0] != ' ' ||
-			    l->n >= RLIM_NLIMITS)
-				continue;
-			if (limit_value(p, &r.rlim_cur, &p) == 0 &&
-			    limit_value(p, &r.rlim_max, &p) == 0) {
-				l->resource[l->n] = limit_names[i].resource;
-				l->need[l->n] = limit_names[i].need;
-				l->value[l->n++] = r;
-			}
-			break;
-		}
-	}
-}
-
-/* In the child: nothing but async-signal-safe calls from here on. */
-/* In the child: tell the module why the service cannot start, and end. */
-static void __attribute__((noreturn)) child_refuse(const char *why)
-{
-	static const char head[] = "fail 6 the system service was not started from this login: ";
-	static const char tail[] = "; the next login that can starts it\n";
-
-	(void)!write(STDOUT_FILENO, head, sizeof(head) - 1);
-	(void)!write(STDOUT_FILENO, why, strlen(why));
-	(void)!write(STDOUT_FILENO, tail, sizeof(tail) - 1);
-	_exit(127);
-}
-
-/*
- * The context every process of the host starts with, whatever the login's caller set: init's
- * resource limits, nice 0, every CPU, oom_score_adj 0, default signals, umask 022, /. A limit the
- * caller lowered below what the service needs (limit_names) or a priority, which cannot be raised
- * again (root without CAP_SYS_RESOURCE or CAP_SYS_NICE), is not carried into the host's service:
- * it is not started from this login.
- */
-static void child_clean_context(const struct limits *l)
-{
-	static const char zero[] = "0\n";
-	cpu_set_t all;
-	sigset_t none;
-	struct rlimit now;
-	int i, fd;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (i = 1; i < NSIG; i++)
-		if (i != SIGKILL && i != SIGSTOP)
-			signal(i, SIG_DFL);
-	if (l->n == 0)
-		child_refuse("cannot read init's resource limits in /proc/1/limits");
-	for (i = 0; i < l->n; i++) {
-		rlim_t cur = l->value[i].rlim_cur, max = l->value[i].rlim_max;
-
-		setrlimit(l->resource[i], &l->value[i]);
-		cur = cur < l->need[i] ? cur : l->need[i];
-		max = max < l->need[i] ? max : l->need[i];
-		if (getrlimit(l->resource[i], &now) < 0 || now.rlim_cur < cur || now.rlim_max < max)
-			child_refuse("a resource limit of the login is below init's and cannot be "
-				     "raised");
-	}
-	errno = 0;
-	if (setpriority(PRIO_PROCESS, 0, 0) < 0 || getpriority(PRIO_PROCESS, 0) != 0)
-		child_refuse("the login's nice value cannot be reset to 0");
-	CPU_ZERO(&all);
-	for (i = 0; i < CPU_SETSIZE; i++)
-		CPU_SET(i, &all);
-	sched_setaffinity(0, sizeof(all), &all); /* the kernel keeps the CPUs that exist */
-	fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		(void)!write(fd, zero, sizeof(zero) - 1);
-		close(fd);
-	}
-	umask(022);
-	(void)!chdir("/");
-}
-
-/* In the child: the request on stdin, the status pipe on stdout, /dev/null on stderr. */
-static void child_fds(int in, int status)
-{
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-	in = fcntl(in, F_DUPFD_CLOEXEC, 3);
-	status = fcntl(status, F_DUPFD_CLOEXEC, 3);
-	null = null < 0 ? -1 : fcntl(null, F_DUPFD_CLOEXEC, 3);
-	if (in < 0 || status < 0 || null < 0 || dup2(in, STDIN_FILENO) < 0 ||
-	    dup2(status, STDOUT_FILENO) < 0 || dup2(null, STDERR_FILENO) < 0)
-		_exit(127);
-	closefrom(3);
-}
+/* --- starting it: pam_spotify_helper service --start (helper/service_start.h) */
 
 /*
  * The child: root in full at once (a su caller's real uid may signal us until then; it can no
- * longer after), a new session, and a grandchild that init adopts runs the service.
+ * longer after), the request on stdin, the status pipe on stdout, no other descriptor, an empty
+ * environment. The helper takes a clean context and forks the service off to init.
  */
-static void __attribute__((noreturn)) child_run(int in, int status)
+static void __attribute__((noreturn)) child_start(int in, int status)
 {
 	static const char failed[] = "fail 7 cannot execute " PS_HELPER_PATH "\n";
-	char *const argv[] = {(char *)"pam_spotify_helper", (char *)"service", NULL};
-	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", NULL};
-	struct rlimit files;
-	struct limits l;
-	pid_t pid;
+	char *const argv[] = {(char *)"pam_spotify_helper", (char *)"service", (char *)"--start",
+			      NULL};
+	char *const envp[] = {NULL};
 
-	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0 || setsid() < 0)
+	if (setresuid(0, 0, 0) < 0 || setresgid(0, 0, 0) < 0)
 		_exit(127);
-	pid = fork();
-	if (pid != 0)
-		_exit(pid < 0 ? 127 : 0);
-	/* descriptors first, with room to move them: the caller may have left us very few (the
-	 * soft limit only: a hard one lowered here could not be raised again without
-	 * CAP_SYS_RESOURCE) */
-	if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < 1024) {
-		files.rlim_cur = files.rlim_max < 1024 ? files.rlim_max : 1024;
-		setrlimit(RLIMIT_NOFILE, &files);
-	}
-	child_fds(in, status);
-	limits_of_init(&l); /* open, read and parse only: safe after fork */
-	child_clean_context(&l);
-	if (setgroups(0, NULL) < 0)
-		_exit(127);
+	ps_spawn_child_fds(in, status);
 	execve(PS_HELPER_PATH, argv, envp);
 	(void)!write(STDOUT_FILENO, failed, sizeof(failed) - 1);
 	_exit(127);
 }
 
 /*
- * Reap the intermediate child, which ends at once unless the login's caller (who may signal it
- * until it is root in full) stopped it: then it is killed at the deadline, never waited for past.
+ * Reap the child, which ends once it has forked the service unless the login's caller (who may
+ * signal it until it is root in full) stopped it: then it is killed at the deadline, never waited
+ * for past.
  */
 static void reap_within(pid_t pid, long long deadline)
 {
@@ -292,8 +106,8 @@ static void read_status(int fd, long long deadline, char *buf, size_t buflen)
 }
 
 /*
- * Start the service for cfg in a clean context and read how its start went. PS_EXIT_OK when it
- * serves (or another one does), else an exit code with line.
+ * Start the service for cfg and read how its start went. PS_EXIT_OK when it serves (or another
+ * one does), else an exit code with line.
  */
 static int service_start(struct ps_config *cfg, long long deadline, char *line, size_t linelen)
 {
@@ -323,7 +137,7 @@ static int service_start(struct ps_config *cfg, long long deadline, char *line, 
 	sigaction(SIGCHLD, &dfl, &old);
 	pid = w < 0 ? -1 : fork();
 	if (pid == 0)
-		child_run(in[0], st[1]);
+		child_start(in[0], st[1]);
 	close(in[0]);
 	close(st[1]);
 	if (pid > 0)
@@ -380,23 +194,14 @@ static int service_connect(const char *path, uid_t app_uid)
 static int exchange(int fd, const char *msg, size_t len, int passfd, long long deadline, char *line,
 		    size_t linelen)
 {
-	char reply[REPLY_MAX + 1], code[8];
-	unsigned long rc;
+	char reply[REPLY_MAX + 1];
 	size_t n;
 
-	if (ps_frame_send(fd, msg, len, passfd, deadline) < 0 ||
-	    ps_frame_recv(fd, reply, REPLY_MAX, &n, NULL, deadline) < 0) {
+	if (ps_msg_exchange(fd, msg, len, passfd, deadline, reply, REPLY_MAX, &n) < 0) {
 		ps_errf(line, linelen, "the system service did not answer: %s", strerror(errno));
 		return PS_EXIT_NETWORK;
 	}
-	if (ps_msg_get(reply, n, "status", code, sizeof(code)) < 0 ||
-	    ps_parse_ulong(code, 0, 7, &rc) < 0) {
-		ps_errf(line, linelen, "the system service's answer is malformed");
-		return PS_EXIT_NETWORK;
-	}
-	if (rc != PS_EXIT_OK && ps_msg_get(reply, n, "message", line, linelen) < 0)
-		ps_errf(line, linelen, "the system service refused (code %lu)", rc);
-	return (int)rc;
+	return ps_msg_status(reply, n, "the system service", line, linelen);
 }
 
 /* The open message: the session (uid, pid, and its pidfd alongside), and which service. */

@@ -7,12 +7,13 @@
  *
  * The service of a configuration is reached at RUNDIR/SERVICE.sock (common/paths.h), or, under
  * systemd, at RUNDIR/service.sock when that one serves the same configuration. Without systemd
- * the module starts it itself, in a clean context: a fresh session, the real uid root (so that a
- * su or sudo caller can no longer signal it), every resource limit as init has it, nice 0, every
- * CPU, oom_score_adj 0, no inherited descriptor, umask 022, an empty environment. What it cannot
- * reset is the cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no
- * lock while it starts one: the service takes its own lock, and a service that finds another
- * running ends.
+ * the module starts it itself: it runs `pam_spotify_helper service --start` as root in full (so
+ * that a su or sudo caller can no longer signal it), with the request on stdin, a status pipe on
+ * stdout, no other descriptor and an empty environment; the helper takes a clean context (a
+ * session of its own, init's resource limits, nice 0, every CPU, oom_score_adj 0: see
+ * helper/service_start.h) and forks the service off to init. What neither can reset is the
+ * cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no lock while it
+ * starts one: the service takes its own lock, and a service that finds another running ends.
  */
 #ifndef PS_SERVICE_H
 #define PS_SERVICE_H

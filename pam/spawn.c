@@ -118,10 +118,10 @@ static void child_reset_signals(void)
  * every number up to the hard RLIMIT_NOFILE one call at a time, 65535 system calls under a
  * systemd service, which is most of a login's time spent on nothing.
  */
-static void child_setup_fds(const struct child_ctx *c)
+void ps_spawn_child_fds(int in_fd, int out_fd)
 {
-	int in = fcntl(c->in_fd, F_DUPFD_CLOEXEC, 3);
-	int out = fcntl(c->out_fd, F_DUPFD_CLOEXEC, 3);
+	int in = fcntl(in_fd, F_DUPFD_CLOEXEC, 3);
+	int out = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	int err = null < 0 ? -1 : fcntl(null, F_DUPFD_CLOEXEC, 3);
 
@@ -139,7 +139,7 @@ static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 
 	child_reset_signals();
 	setsid();
-	child_setup_fds(c);
+	ps_spawn_child_fds(c->in_fd, c->out_fd);
 	child_drop_privileges(c);
 	snprintf(home, sizeof(home), "HOME=%s", c->pw->pw_dir);
 	snprintf(user, sizeof(user), "USER=%s", c->pw->pw_name);

@@ -56,4 +56,10 @@ int ps_spawn_check_helper(char *why, size_t whylen);
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res);
 
+/*
+ * In a forked child: in_fd as stdin, out_fd as stdout, /dev/null as stderr, every other
+ * descriptor closed (it _exits when it cannot).
+ */
+void ps_spawn_child_fds(int in_fd, int out_fd);
+
 #endif
