@@ -312,7 +312,7 @@ int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int p
 	*replylen = 0;
 	if (fd < 0)
 		return -1;
-	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || uid != peer) {
+	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || (uid != peer && uid != 0)) {
 		close(fd);
 		errno = EPERM;
 		return -1;

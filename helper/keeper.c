@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/child.h"
 #include "common/frame.h"
 #include "common/paths.h"
 #include "common/util.h"
@@ -103,7 +104,7 @@ static void fds_3_4(int lfd, int lockfd)
 static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, size_t linelen)
 {
 	char buf[PS_REQUEST_MAX];
-	int in[2], out[2], len, null;
+	int in[2], out[2], len;
 	bool ok = false;
 	pid_t pid;
 
@@ -117,12 +118,8 @@ static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, 
 	}
 	pid = fork();
 	if (pid == 0) {
-		null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
-		    dup2(null, STDERR_FILENO) < 0)
-			_exit(127);
 		fds_3_4(lfd, lockfd);
-		closefrom(5);
+		ps_child_fds(in[0], out[1], 5);
 		setsid();
 		execl(PS_HELPER_PATH, "pam_spotify_helper", "keeper", (char *)NULL);
 		_exit(127);

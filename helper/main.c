@@ -84,8 +84,10 @@ int main(int argc, char **argv)
 	}
 	if (service_mode)
 		return ps_service_main(); /* root (then the app user), or systemd's app user */
-	if (argc == 3 && !strcmp(argv[1], "service") && !strcmp(argv[2], "--start"))
+	if (argc == 3 && !strcmp(argv[1], "service") && !strcmp(argv[2], "--start")) {
+		say_hardened();		   /* the request follows on stdin (pam/spawn.h) */
 		return ps_service_start(); /* root: the module starts the service */
+	}
 	if (!pam_mode && !user_mode && !keeper_mode) {
 		usage(stderr);
 		return PS_EXIT_USAGE;

@@ -945,11 +945,16 @@ static int signals_open(void)
 }
 
 /* Tell the module how the start went, then stdout is /dev/null. */
+int ps_service_announce_fd = -1;
+
 static void announce(const char *what)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	ps_write_all(STDOUT_FILENO, what, strlen(what));
+	if (ps_service_announce_fd >= 0) /* our starter waits for this, then ends */
+		close(ps_service_announce_fd);
+	ps_service_announce_fd = -1;
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);

@@ -53,4 +53,7 @@ int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct
 int ps_service_post(const struct ps_config *cfg, const char *form, struct ps_http_response *resp,
 		    char *line, size_t linelen);
 
+/* Closed once the service has said how its start went: what its starter waits for (-1: none). */
+extern int ps_service_announce_fd;
+
 #endif

@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/child.h"
 #include "helper/service.h"
 #include "helper/service_start.h"
 #include "common/util.h"
@@ -129,25 +130,6 @@ static const char *limits_reset(void)
 }
 
 /*
- * An empty signal mask, and default dispositions: the exec reset every caught signal, but an
- * ignored one stays ignored across it (SIGPIPE stays so: the hardening ignores it). Handlers set
- * since (a sanitizer's) stay.
- */
-static void signals_reset(void)
-{
-	struct sigaction sa;
-	sigset_t none;
-	int i;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (i = 1; i < NSIG; i++)
-		if (i != SIGPIPE && sigaction(i, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
-		    sa.sa_handler == SIG_IGN)
-			signal(i, SIG_DFL);
-}
-
-/*
  * The context every process of the host starts with (service_start.h). NULL, or why the service
  * cannot start from this login.
  */
@@ -160,7 +142,8 @@ static const char *clean_context(void)
 	/* a process group leader cannot: the helper run by hand from a shell */
 	if (setsid() < 0 && getsid(0) != getpid())
 		return "it leads a process group, so it cannot have a session of its own";
-	signals_reset();
+	ps_child_reset_signals();
+	signal(SIGPIPE, SIG_IGN); /* as the helper's hardening left it */
 	if (setgroups(0, NULL) < 0)
 		return "it cannot leave the login's groups";
 	why = limits_reset();
@@ -184,7 +167,9 @@ static const char *clean_context(void)
 int ps_service_start(void)
 {
 	const char *why;
+	int done[2];
 	pid_t pid;
+	char c;
 
 	if (getuid() != 0 || geteuid() != 0) {
 		fprintf(stderr,
@@ -195,14 +180,26 @@ int ps_service_start(void)
 	why = clean_context();
 	if (why)
 		return refuse(why);
-	pid = fork();
+	pid = pipe2(done, O_CLOEXEC) < 0 ? -1 : fork();
 	if (pid < 0) {
 		char line[128];
 
 		snprintf(line, sizeof(line), "it cannot fork (%s)", strerror(errno));
 		return refuse(line);
 	}
-	if (pid > 0)
-		return PS_EXIT_OK; /* init adopts the service */
-	return ps_service_main();
+	if (pid == 0) {
+		close(done[0]);
+		ps_service_announce_fd = done[1];
+		return ps_service_main();
+	}
+	/* init adopts the service once we end: after it has said how its start went, on the
+	 * stdout we share, so that the module reads that before it sees us end */
+	close(done[1]);
+	for (;;) {
+		ssize_t n = read(done[0], &c, 1);
+
+		if (n == 0 || (n < 0 && errno != EINTR))
+			break;
+	}
+	return PS_EXIT_OK;
 }

@@ -19,6 +19,7 @@
 #define PS_SERVICE_H
 
 #include <pwd.h>
+#include <stdbool.h>
 #include <security/pam_modules.h>
 
 #include "common/config.h"
@@ -33,5 +34,16 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 
 /* At its close: the service forgets the session (it also sees the session's process end). */
 void ps_service_close(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw);
+
+/*
+ * One message about pw's session to the socket at path, whose peer must be uid peer or root
+ * (SO_PEERCRED): op ("open" with the session's pidfd alongside, or "close"), the service's name,
+ * the uid, the session's pid and the login's refresh_margin; the system service and the user's
+ * keeper (helper/keeper.h) each read what they need. Its answer's code with its line, waited for
+ * by deadline unless !wait. -1 when nothing serves at path.
+ */
+int ps_session_call(const struct ps_config *cfg, const struct passwd *pw, const char *path,
+		    uid_t peer, const char *op, long long deadline, bool wait, char *line,
+		    size_t linelen);
 
 #endif
