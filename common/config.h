@@ -18,7 +18,10 @@
 #define PS_DEFAULT_REDIRECT_URI "http://127.0.0.1/callback"
 #define PS_DEFAULT_APP_USER	"_pam_spotify"
 #define PS_USER_NAME_MAX	64
-#define PS_SERVICE_PATH_MAX	108 /* sun_path */
+/* The total time of a token request made outside a login (the keeper's, the system service's):
+ * long, because a refresh given up in flight can lose a rotated refresh token. */
+#define PS_REQUEST_TIMEOUT_S 120
+#define PS_SERVICE_PATH_MAX  108 /* sun_path */
 
 enum ps_flow {
 	PS_FLOW_CLIENT_CREDENTIALS = 0,
@@ -75,7 +78,7 @@ struct ps_config {
 	long app_uid; /* request only: the system service's uid (its peer credentials) */
 	char service[PS_SERVICE_PATH_MAX]; /* request only: the system service's socket */
 	enum ps_keyring keyring;
-	unsigned timeout;	  /* seconds the module waits for the helper; total HTTP time */
+	unsigned timeout; /* seconds a login waits; a login's own HTTP requests' total time */
 	unsigned connect_timeout; /* seconds for the TCP+TLS connect */
 	bool remove_on_close;
 	char ca_file[PATH_MAX];

@@ -268,3 +268,47 @@ int ps_frame_peer_uid(int fd, uid_t *uid, pid_t *pid)
 		*pid = cred.pid;
 	return 0;
 }
+
+int ps_msg_status(const char *reply, size_t len, const char *who, char *line, size_t linelen)
+{
+	char code[8];
+	unsigned long rc;
+
+	if (ps_msg_get(reply, len, "status", code, sizeof(code)) < 0 ||
+	    ps_parse_ulong(code, 0, 7, &rc) < 0) {
+		ps_errf(line, linelen, "the answer of %s is malformed", who);
+		return PS_EXIT_NETWORK;
+	}
+	if (ps_msg_get(reply, len, "message", line, linelen) < 0) {
+		if (rc == PS_EXIT_OK)
+			line[0] = '\0';
+		else
+			ps_errf(line, linelen, "%s refused (code %lu)", who, rc);
+	}
+	return (int)rc;
+}
+
+int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int passfd,
+		long long deadline, char *reply, size_t cap, size_t *replylen)
+{
+	uid_t uid;
+	int fd = ps_frame_connect(path), rc = -1;
+
+	*replylen = 0;
+	if (fd < 0)
+		return -1;
+	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || uid != peer) {
+		close(fd);
+		errno = EPERM;
+		return -1;
+	}
+	if (ps_frame_send(fd, msg, len, passfd, deadline) == 0 &&
+	    (!reply || ps_frame_recv(fd, reply, cap, replylen, NULL, deadline) == 0))
+		rc = 0;
+	else if (errno == ECONNRESET || errno == EPIPE)
+		errno = ECONNREFUSED; /* it went away before it answered: as if it never ran */
+	if (rc < 0 && errno != ECONNREFUSED)
+		rc = -2;
+	close(fd);
+	return rc;
+}

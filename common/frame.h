@@ -49,4 +49,20 @@ int ps_frame_connect(const char *path);
 /* The uid of the process at the other end of the socket fd: 0, or -1 with errno. */
 int ps_frame_peer_uid(int fd, uid_t *uid, pid_t *pid);
 
+/*
+ * The "status" of a reply (a PS_EXIT code) and its "message" into line; who names the peer in the
+ * message about a malformed reply (PS_EXIT_NETWORK then).
+ */
+int ps_msg_status(const char *reply, size_t len, const char *who, char *line, size_t linelen);
+
+/*
+ * One call on a new connection to the Unix socket at path, whose peer must be uid peer
+ * (SO_PEERCRED): msg goes out (with passfd, or -1), and, unless reply is NULL, one frame comes
+ * back into reply (cap bytes, and the NUL). Everything by deadline. 0; -1 when nothing serves
+ * there (errno ENOENT or ECONNREFUSED, also when the peer went away before answering) or the
+ * peer is not uid peer (EPERM); -2 when it did not answer in time or broke the protocol (errno).
+ */
+int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int passfd,
+		long long deadline, char *reply, size_t cap, size_t *replylen);
+
 #endif

@@ -48,6 +48,24 @@ void ps_service_path(const struct ps_config *cfg, const char *suffix, char *out,
 	snprintf(out, outlen, "%s/%s", PS_RUNDIR, name);
 }
 
+void ps_keeper_path(const struct ps_config *cfg, uid_t uid, const char *suffix, char *out,
+		    size_t outlen)
+{
+	uint32_t h = 2166136261u;
+
+	h = fnv1a(h, ps_flow_name(cfg->flow));
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, cfg->client_id);
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, cfg->token_url);
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, cfg->scopes);
+	h = fnv1a(h, "\n");
+	h = fnv1a(h, ps_keyring_name(cfg->keyring));
+	snprintf(out, outlen, "%s/user/%u/keeper-%08x%s", PS_RUNDIR, (unsigned)uid, (unsigned)h,
+		 suffix);
+}
+
 /* A directory owned by uid and not writable by group or others. 0, or -1 with err. */
 static int dir_check(int fd, const char *path, uid_t uid, char *err, size_t errlen)
 {
@@ -192,3 +210,31 @@ int ps_store_dir(char *out, size_t outlen)
 	return ps_path_join(out, outlen, base, rel);
 }
 
+int ps_user_dir_open(uid_t uid, gid_t gid, bool create, char *err, size_t errlen)
+{
+	char path[sizeof(PS_RUNDIR) + 32], name[16];
+	int rfd, ufd, fd = -1;
+	struct stat st;
+
+	rfd = ps_rundir_open(create, err, errlen);
+	if (rfd < 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/user", PS_RUNDIR);
+	ufd = dir_open(rfd, "user", path, create, 0755, 0, 0, err, errlen);
+	close(rfd);
+	if (ufd < 0)
+		return -1;
+	snprintf(name, sizeof(name), "%u", (unsigned)uid);
+	snprintf(path, sizeof(path), "%s/user/%s", PS_RUNDIR, name);
+	fd = dir_open(ufd, name, path, create, 0700, uid, gid, err, errlen);
+	close(ufd);
+	if (fd >= 0 && (fstat(fd, &st) < 0 || (st.st_mode & 077))) {
+		ps_errf(err, errlen,
+			"%s must be closed to group and others (mode %04o): remove it, "
+			"pam_spotify makes it again",
+			path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}

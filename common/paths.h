@@ -1,5 +1,6 @@
 /*
- * rundir.h: RUNDIR (configure --with-rundir, PS_RUNDIR), where the system service listens
+ * paths.h: where things live. RUNDIR (configure --with-rundir, PS_RUNDIR), where the system service
+ * and the users' keepers listen
  * (helper/service.h). A service serves one configuration: SERVICE names it by a hash of the client
  * ID, the token URL, the scopes and the client secret file (ps_service_name), so configurations
  * that ask different servers, for different scopes or with different secrets never share one.
@@ -9,9 +10,10 @@
  *                               service that cannot take it ends (another one serves)
  *   RUNDIR/SERVICE.sock         root 0666: the socket of a service the module started
  *   RUNDIR/service.sock         the socket of pam_spotify.socket (systemd), for the default file
+ *   RUNDIR/user/UID/KEEPER.sock the socket of the user's keeper (below), in the user's 0700 dir
  *
- * Every directory is opened with O_NOFOLLOW and must belong to root and be closed to writes by
- * group and others. libc only: the module, the service and the users' helpers share it.
+ * Every directory is opened with O_NOFOLLOW and must belong to root (RUNDIR/user/UID: the user)
+ * and be closed to writes by group and others. libc only: the module, the service and the users' helpers share it.
  */
 #ifndef PS_PATHS_H
 #define PS_PATHS_H
@@ -36,6 +38,22 @@ void ps_service_path(const struct ps_config *cfg, const char *suffix, char *out,
  * by root and not writable by group or others. The fd, or -1 with a reason in err.
  */
 int ps_rundir_open(bool create, char *err, size_t errlen);
+
+/*
+ * The users' keepers (helper/keeper.h): RUNDIR/user/ (root, 0755), and RUNDIR/user/UID/ (the
+ * user's, 0700, made by the module) holding KEEPER.sock, where the user's keeper for a
+ * configuration listens, and KEEPER.lock, which it holds flocked for its whole life. KEEPER is
+ * "keeper-" and 8 hex digits, a hash of the flow, client ID, token URL, scopes and keyring.
+ */
+void ps_keeper_path(const struct ps_config *cfg, uid_t uid, const char *suffix, char *out,
+		    size_t outlen);
+
+/*
+ * Open RUNDIR/user/UID, making the directories when create (as root: the last is given to uid
+ * and gid, mode 0700). It must be uid's, a directory, closed to group and others. The fd, or -1
+ * with a reason in err.
+ */
+int ps_user_dir_open(uid_t uid, gid_t gid, bool create, char *err, size_t errlen);
 
 /*
  * The refresh-token store (helper/store.h): ~/.local/state/spotify-token, or

@@ -36,7 +36,7 @@ int ps_app_token_parse(struct ps_app_token *t, const struct ps_config *cfg, cons
 	t->token_len = token_len;
 	if (ps_token_info_parse(&t->info, t->info_json, n) < 0 ||
 	    !ps_keys_token_valid(t->token, t->token_len) ||
-	    strcmp(t->info.flow, ps_flow_name(PS_FLOW_CLIENT_CREDENTIALS)) != 0 ||
+	    strcmp(t->info.flow, ps_flow_name(cfg->flow)) != 0 ||
 	    strcmp(t->info.client_id, cfg->client_id) != 0) {
 		ps_app_token_clear(t);
 		return -1;
@@ -62,8 +62,9 @@ int ps_app_token_store(const struct ps_config *cfg, const struct ps_app_token *t
 	rc = ps_keys_store(cfg->keyring, t->token, t->token_len, t->info_json, timeout_s, line,
 			   linelen);
 	if (rc == PS_EXIT_OK)
-		snprintf(line, linelen, "ok expires_in=%lld keyring=%s app token",
-			 t->info.expires_at - (long long)time(NULL), ps_keyring_name(cfg->keyring));
+		snprintf(line, linelen, "ok expires_in=%lld keyring=%s%s",
+			 t->info.expires_at - (long long)time(NULL), ps_keyring_name(cfg->keyring),
+			 cfg->flow == PS_FLOW_CLIENT_CREDENTIALS ? " app token" : "");
 	return rc;
 }
 

@@ -1,8 +1,8 @@
 /*
- * app_token.h: the host's app token (client credentials). The system service (service.h) obtains
- * and renews it; each user's helper and keeper ask the service for it and copy it into the user's
- * keyring. It travels as what the keyring's two keys hold: the spotify:token_info JSON (token_type,
- * scope, expires_at, flow, client_id) and the access token.
+ * app_token.h: a token as the keyring's two keys hold it: the spotify:token_info JSON (token_type,
+ * scope, expires_at, flow, client_id) and the access token. The host's app token (client
+ * credentials) travels so from the system service (service.h) to each user's keeper, and every
+ * keeper's renewal (keeper.h) hands its new token so to the keeper, which stores it.
  */
 #ifndef PS_APP_TOKEN_H
 #define PS_APP_TOKEN_H
@@ -23,12 +23,12 @@ struct ps_app_token {
 
 /*
  * Check and take a token the service answered: info (the JSON), token (token_len bytes). It must
- * be a client credentials token of cfg's client. 0, or -1 (t cleared).
+ * be a token of cfg's flow and client. 0, or -1 (t cleared).
  */
 int ps_app_token_parse(struct ps_app_token *t, const struct ps_config *cfg, const char *info,
 		       const char *token, size_t token_len);
 
-/* True when t lives more than margin_s seconds from now. */
+/* True when t lives more than margin_s seconds from now: the one test of a token's freshness. */
 bool ps_app_token_fresh(const struct ps_app_token *t, unsigned margin_s);
 
 /* Store t in cfg's keyring, with a timeout that ends before the token does. */

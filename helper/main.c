@@ -28,7 +28,6 @@
 #include "helper/oauth_error.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
-#include "helper/keeper_loop.h"
 #include "helper/service.h"
 #include "helper/store.h"
 #include "helper/token_response.h"
@@ -130,70 +129,45 @@ static int check_open_request(const struct ps_request *req, char *line, size_t l
 	return PS_EXIT_OK;
 }
 
+/* Whether this login may enroll: a user flow, a conversation, enroll = prompt. */
+static bool may_enroll(const struct ps_config *cfg)
+{
+	return cfg->flow != PS_FLOW_CLIENT_CREDENTIALS && cfg->interactive &&
+	       cfg->enroll == PS_ENROLL_PROMPT;
+}
+
 /*
- * The open failed for a network or server reason: when another session's keeper runs, this
- * session shares its token and is counted, or the other session's close would take the token
- * away from this one. The module's deadline comes first: wait for the store lock only when a
- * second is left before it (the transfer itself ends half a second before it).
+ * --pam, op open: enroll through the PAM conversation when the user has no refresh token and may,
+ * then make sure the user's keeper runs (it gets and keeps the token; the module asks it next).
+ * keyring = session: the keeper cannot reach the login's session keyring, so its token is
+ * copied there from here.
  */
-static void open_failed_join(const struct ps_config *cfg, long long started_ms, char *line,
-			     size_t linelen)
+static int op_open(const struct ps_request *req, char *line, size_t linelen)
 {
-	long long left_ms = (long long)cfg->timeout * 1000 - (ps_mono_ms() - started_ms) - 500;
-	size_t n = strlen(line);
-
-	if (ps_keeper_join(cfg, left_ms >= 1000 ? 1 : 0) && n < linelen)
-		snprintf(line + n, linelen - n,
-			 "; this session shares the token the user's other session keeps");
-}
-
-/* The time the token may take to arrive: the module's deadline, less a margin for our answer. */
-static unsigned wait_ms(const struct ps_config *cfg)
-{
-	return cfg->timeout > 1 ? cfg->timeout * 1000 - 500 : 500;
-}
-
-/* op open, client_credentials: the host's app token from the system service into the keyring. */
-static int op_open_app_token(const struct ps_request *req, char *line, size_t linelen)
-{
+	long long deadline =
+		ps_mono_ms() + (req->cfg.timeout > 1 ? req->cfg.timeout * 1000 - 500 : 500);
 	struct ps_app_token t;
-	int rc = ps_service_app_token(&req->cfg, ps_mono_ms() + wait_ms(&req->cfg), &t, line,
-				      linelen);
+	int rc = check_open_request(req, line, linelen);
 
+	if (rc == PS_EXIT_OK && may_enroll(&req->cfg) && !ps_user_token_enrolled(&req->cfg))
+		rc = ps_user_token_enroll(&req->cfg, PS_VIA_PAM, LOGIN_TIMEOUT_S, line, linelen);
+	if (rc == PS_EXIT_OK)
+		rc = ps_keeper_start(req, deadline, line, linelen);
+	if (rc != PS_EXIT_OK || req->cfg.keyring != PS_KEYRING_SESSION)
+		return rc;
+	rc = ps_keeper_ask(&req->cfg, "token", deadline, &t, line, linelen);
+	if (rc < 0) {
+		snprintf(line, linelen, "the keeper went away before it answered");
+		rc = PS_EXIT_NETWORK;
+	}
 	if (rc == PS_EXIT_OK)
 		rc = ps_app_token_store(&req->cfg, &t, line, linelen);
 	ps_app_token_clear(&t);
 	return rc;
 }
 
-static int op_open(const struct ps_request *req, char *line, size_t linelen)
-{
-	long long started_ms = ps_mono_ms();
-	int rc = check_open_request(req, line, linelen);
-
-	if (rc != PS_EXIT_OK)
-		return rc;
-	if (req->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
-		rc = op_open_app_token(req, line, linelen);
-	else
-		rc = ps_user_token_refresh(
-			&req->cfg, req->cfg.interactive && req->cfg.enroll == PS_ENROLL_PROMPT,
-			req->cfg.refresh_margin, line, linelen);
-	if (rc == PS_EXIT_OK)
-		rc = ps_keeper_attach(req, line, linelen);
-	else if (rc == PS_EXIT_NETWORK)
-		open_failed_join(&req->cfg, started_ms, line, linelen);
-	return rc;
-}
-
-/* op close: this session is gone; the last one out (or the keeper) removes the keys. */
-static int op_close(const struct ps_request *req, char *line, size_t linelen)
-{
-	return ps_keeper_detach(&req->cfg, line, linelen);
-}
-
 /* keeper: the request on stdin (from the helper that starts it), then keep the token fresh. */
-static int run_keeper(void)
+static int run_keeper(char *argv1)
 {
 	struct ps_request req;
 	char line[ANSWER_MAX];
@@ -203,7 +177,7 @@ static int run_keeper(void)
 	rc = read_request(&req, line, sizeof(line));
 	if (rc != PS_EXIT_OK)
 		return rc;
-	return ps_keeper_run(&req);
+	return ps_keeper_run(&req, argv1);
 }
 
 /* --pam: one request on stdin, one answer line on stdout. */
@@ -216,8 +190,7 @@ static int run_pam(void)
 	memset(&req, 0, sizeof(req));
 	rc = read_request(&req, line, sizeof(line));
 	if (rc == PS_EXIT_OK) {
-		rc = req.op == PS_OP_OPEN ? op_open(&req, line, sizeof(line))
-					  : op_close(&req, line, sizeof(line));
+		rc = op_open(&req, line, sizeof(line));
 		ps_curl_unload();
 	}
 	answer(line);
@@ -289,34 +262,6 @@ static int user_config(const struct user_cmd *cmd, struct ps_config *cfg, char *
 	return PS_EXIT_CONFIG;
 }
 
-/* A copy of the token in the keyring (NULL when there is none); free with ps_free_secret. */
-static char *token_copy(const struct ps_config *cfg, size_t *len)
-{
-	struct ps_keys_found found;
-	char err[PS_ERR_MAX], *copy = NULL;
-
-	memset(&found, 0, sizeof(found));
-	*len = 0;
-	if (ps_keys_read(cfg->keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) == 0 &&
-	    found.token && (copy = malloc(found.token_len + 1))) {
-		memcpy(copy, found.token, found.token_len + 1);
-		*len = found.token_len;
-	}
-	ps_keys_found_free(&found);
-	return copy;
-}
-
-/* The keyring holds a token other than old (compared by value: renewals can share a second). */
-static bool token_replaced(const struct ps_config *cfg, const char *old, size_t oldlen)
-{
-	size_t len;
-	char *now = token_copy(cfg, &len);
-	bool replaced = now && (!old || len != oldlen || memcmp(now, old, len) != 0);
-
-	ps_free_secret(now, len + 1);
-	return replaced;
-}
-
 /* Where a user's command finds the system service of cfg: its own socket, else systemd's. */
 static void user_service(struct ps_config *cfg)
 {
@@ -331,128 +276,24 @@ static void user_service(struct ps_config *cfg)
 		ps_strlcpy(cfg->service, PS_RUNDIR "/" PS_SERVICE_SYSTEMD, sizeof(cfg->service));
 }
 
-/* The host's app token (client_credentials) from the system service: PS_EXIT_OK with *t. */
-static int app_token_current(const struct ps_config *cfg, struct ps_app_token *t)
-{
-	char line[ANSWER_MAX];
-
-	memset(t, 0, sizeof(*t));
-	if (cfg->flow != PS_FLOW_CLIENT_CREDENTIALS || !cfg->service[0])
-		return PS_EXIT_NO_TOKEN;
-	return ps_service_app_token(cfg, ps_mono_ms() + 2000, t, line, sizeof(line));
-}
-
-/* The keyring holds the app token that the service holds now (it may have been renewed). */
-static bool app_token_copied(const struct ps_config *cfg, struct ps_app_token *app)
-{
-	size_t len = 0;
-	char *now;
-	bool same;
-
-	ps_app_token_clear(app);
-	if (app_token_current(cfg, app) != PS_EXIT_OK)
-		return false;
-	now = token_copy(cfg, &len);
-	same = now && len == app->token_len && memcmp(now, app->token, len) == 0;
-	ps_free_secret(now, len + 1);
-	return same;
-}
-
 /*
- * Wait up to 15 s for a token other than old (1) or, when the host shares an app token, for
- * that token in the keyring (2); 0 when neither came.
- */
-static int token_wait(const struct ps_config *cfg, const char *old, size_t oldlen, bool shared,
-		      struct ps_app_token *app)
-{
-	int i;
-
-	for (i = 0; i < 150; i++) { /* 15 s: a renewal is bounded by the configured timeout */
-		if (token_replaced(cfg, old, oldlen))
-			return 1;
-		if (shared && app_token_copied(cfg, app))
-			return 2;
-		usleep(100000);
-	}
-	return 0;
-}
-
-/*
- * When the user's keeper is inside a backoff window (after a failed renewal; at least the
- * server's Retry-After), it makes no request before the window ends, whatever it is sent: its
- * end in when (UTC), and true. See ps_loop_publish.
- */
-static bool keeper_window(const struct ps_config *cfg, char *when, size_t whenlen)
-{
-	char err[PS_ERR_MAX];
-	struct ps_store s;
-	long long until = 0;
-	struct tm tm;
-	time_t t;
-
-	if (ps_store_open(&s, cfg->client_id, err, sizeof(err)) == PS_EXIT_OK) {
-		until = ps_loop_window_read(s.dirfd, cfg->client_id);
-		ps_store_close(&s);
-	}
-	t = (time_t)until;
-	if (until && (!gmtime_r(&t, &tm) || !strftime(when, whenlen, "%Y-%m-%d %H:%M:%S UTC", &tm)))
-		snprintf(when, whenlen, "%lld (Unix time)", until);
-	return until != 0;
-}
-
-/*
- * spotify-token refresh: pkce refreshes here (always a network refresh); the other flows renew
- * in the keeper (through the system service, which holds the client secret): ask it, and wait
- * for the new token. The client credentials token is the host's, renewed by the system service
- * for everyone before it expires: the keeper copies the current one, and we say so. A keeper
- * inside a backoff window makes no request before it ends (keeper_loop.h): we say until when
- * rather than wait for nothing.
+ * spotify-token refresh: the user's keeper renews (it owns the store and every request) and
+ * answers when done. With no keeper (no session open), pkce refreshes here; the other flows need
+ * a login.
  */
 static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
 {
-	struct ps_app_token app;
-	char when[48];
-	size_t oldlen;
-	bool shared;
-	char *old;
-	int rc = PS_EXIT_NETWORK, got;
+	long long deadline = ps_mono_ms() + (PS_REQUEST_TIMEOUT_S + 10) * 1000LL;
+	int rc = ps_keeper_ask(cfg, "refresh-now", deadline, NULL, line, linelen);
 
+	if (rc >= 0)
+		return rc;
 	if (cfg->flow == PS_FLOW_PKCE)
-		return ps_user_token_refresh(cfg, false, UINT_MAX, line, linelen);
-	shared = app_token_current(cfg, &app) == PS_EXIT_OK;
-	old = token_copy(cfg, &oldlen);
-	if (ps_keeper_poke(cfg) < 0) {
-		snprintf(line, linelen,
-			 "no keeper runs for you (no open session with keyring = "
-			 "user or persistent): log in again for a new token");
-		rc = PS_EXIT_NO_TOKEN;
-	} else if (keeper_window(cfg, when, sizeof(when))) {
-		snprintf(line, linelen,
-			 "the keeper is inside a Retry-After/backoff window until %s: no request "
-			 "made; it retries then by itself, or try again after it",
-			 when);
-	} else if ((got = token_wait(cfg, old, oldlen, shared, &app)) == 2) {
-		snprintf(line, linelen,
-			 "the client_credentials token is the app's, shared by this host and "
-			 "renewed for every user %u s before it expires: your keyring holds the "
-			 "current one (it lives %lld s more)",
-			 cfg->refresh_margin, app.info.expires_at - (long long)time(NULL));
-		rc = PS_EXIT_OK;
-	} else if (got == 1) {
-		snprintf(line, linelen, "ok renewed by the keeper");
-		rc = PS_EXIT_OK;
-	} else if (keeper_window(cfg, when, sizeof(when))) {
-		snprintf(line, linelen,
-			 "the keeper's renewal failed (see the log) and it waits in a "
-			 "Retry-After/backoff window until %s: it retries then by itself",
-			 when);
-	} else {
-		snprintf(line, linelen,
-			 "the keeper did not renew the token within 15 s: see the log");
-	}
-	ps_free_secret(old, oldlen + 1);
-	ps_app_token_clear(&app);
-	return rc;
+		return ps_user_token_refresh(cfg, line, linelen);
+	snprintf(line, linelen,
+		 "no keeper runs for you (no open session with this configuration): log in "
+		 "again for a new token");
+	return PS_EXIT_NO_TOKEN;
 }
 
 /* spotify-token login|logout|refresh: messages on stderr, nothing secret anywhere. */
@@ -536,6 +377,6 @@ int main(int argc, char **argv)
 	if (pam_mode || keeper_mode)
 		say_hardened(); /* before anything is read from stdin */
 	if (keeper_mode)
-		return run_keeper();
+		return run_keeper(argv[1]);
 	return pam_mode ? run_pam() : run_user(argc, argv);
 }

@@ -477,6 +477,10 @@ static void grant_child(struct service *s, void *arg, int out)
 	long retry = -1;
 	int rc;
 
+	/* never given up early: a refresh abandoned in flight can lose a rotated refresh token
+	 * (this is the child's copy of the configuration) */
+	if (s->cfg.timeout < PS_REQUEST_TIMEOUT_S)
+		s->cfg.timeout = PS_REQUEST_TIMEOUT_S;
 	rc = ps_http_post_form(&s->cfg, s->cfg.token_url, g->form, s->cfg.client_id, s->secret,
 			       &resp, line, sizeof(line));
 	if (rc != PS_EXIT_OK) {

@@ -19,6 +19,7 @@
 #include "helper/authorize.h"
 #include "helper/grant.h"
 #include "helper/keeper.h"
+#include "helper/app_token.h"
 #include "helper/listener.h"
 #include "helper/pkce.h"
 #include "helper/store.h"
@@ -27,8 +28,7 @@
 #include "keyring/token_info.h"
 #include "common/util.h"
 
-#define LOCK_WAIT_MAX_S 30 /* another login's refresh is bounded by its own timeout */
-#define REUSE_MIN_S	60 /* a token stored by another login is reused when it lives this long */
+#define LOCK_WAIT_MAX_S 30 /* the store lock: spotify-token login, or a refresh without keeper */
 #define PASTE_TRIES	3
 #define AUTH_URL_MAX	(4 * PS_URL_MAX)
 
@@ -273,6 +273,7 @@ int ps_user_token_enroll(const struct ps_config *cfg, enum ps_enroll_via via, un
 			 char *line, size_t linelen)
 {
 	struct ps_token_response tok;
+	char why[PS_ERR_MAX];
 	struct enrollment e;
 	struct ps_store s;
 	time_t started;
@@ -296,9 +297,9 @@ int ps_user_token_enroll(const struct ps_config *cfg, enum ps_enroll_via via, un
 		if (rc == PS_EXIT_OK)
 			rc = keep_tokens(cfg, &s, &tok, NULL, started, line, linelen);
 		ps_token_response_clear(&tok);
-		/* a keeper stopped by invalid_grant renews again, from the new refresh token */
+		/* a running keeper (stopped by an invalid_grant, maybe) keeps the new token */
 		if (rc == PS_EXIT_OK)
-			ps_keeper_poke(cfg);
+			ps_keeper_ask(cfg, "reload", ps_mono_ms() + 2000, NULL, why, sizeof(why));
 	}
 	enrollment_clear(&e);
 	ps_store_close(&s);
@@ -317,44 +318,20 @@ static const char *connect_hint(const struct ps_config *cfg)
 					   "your account";
 }
 
-/* A token of this flow and client that another login stored and that still lives long enough. */
-static bool fresh_token_present(const struct ps_config *cfg, unsigned min_valid)
+/*
+ * Under the store lock: refresh from the stored refresh token. A rotated refresh token is stored
+ * before anything else; the new access token goes into t. (The keeper's renewal: keeper.h.)
+ */
+static int renew_locked(const struct ps_config *cfg, struct ps_store *s, struct ps_app_token *t,
+			char *line, size_t linelen)
 {
-	struct ps_keys_found found;
-	struct ps_token_info info;
-	char err[PS_ERR_MAX];
-	bool fresh = false;
-
-	if (cfg->keyring == PS_KEYRING_SESSION)
-		return false; /* a new session keyring holds nothing yet */
-	memset(&found, 0, sizeof(found));
-	if (ps_keys_read(cfg->keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) == 0 &&
-	    found.info && ps_token_info_parse(&info, found.info, found.info_len) == 0 &&
-	    strcmp(info.flow, ps_flow_name(cfg->flow)) == 0 &&
-	    strcmp(info.client_id, cfg->client_id) == 0 &&
-	    info.expires_at - (long long)time(NULL) > (long long)min_valid)
-		fresh = true;
-	ps_keys_found_free(&found);
-	return fresh;
-}
-
-static int refresh_locked(const struct ps_config *cfg, struct ps_store *s, bool may_enroll,
-			  unsigned min_valid, char *line, size_t linelen)
-{
+	char info[PS_TOKEN_INFO_MAX];
 	struct ps_token_response tok;
 	char *refresh = NULL;
 	size_t len = 0;
 	time_t started;
-	int rc;
+	int rc = ps_store_read(s, &refresh, &len, line, linelen);
 
-	if (fresh_token_present(cfg, min_valid)) {
-		snprintf(line, linelen, "ok token still valid keyring=%s",
-			 ps_keyring_name(cfg->keyring));
-		return PS_EXIT_OK;
-	}
-	rc = ps_store_read(s, &refresh, &len, line, linelen);
-	if ((rc == PS_EXIT_NO_TOKEN || rc == PS_EXIT_REAUTH) && may_enroll)
-		return ps_user_token_enroll(cfg, PS_VIA_PAM, 300, line, linelen);
 	if (rc == PS_EXIT_NO_TOKEN)
 		snprintf(line, linelen, "not connected to Spotify yet: %s", connect_hint(cfg));
 	else if (rc == PS_EXIT_REAUTH)
@@ -365,7 +342,18 @@ static int refresh_locked(const struct ps_config *cfg, struct ps_store *s, bool 
 	started = time(NULL);
 	rc = ps_grant_refresh(cfg, refresh, &tok, line, linelen);
 	if (rc == PS_EXIT_OK) {
-		rc = keep_tokens(cfg, s, &tok, refresh, started, line, linelen);
+		if (tok.refresh_token && strcmp(refresh, tok.refresh_token) != 0)
+			rc = ps_store_write(s, tok.refresh_token, tok.refresh_token_len, line,
+					    linelen);
+		if (rc == PS_EXIT_OK)
+			rc = ps_grant_info(cfg, &tok, started, info, sizeof(info), line, linelen);
+		if (rc == PS_EXIT_OK &&
+		    ps_app_token_parse(t, cfg, info, tok.access_token, tok.access_token_len) < 0) {
+			ps_errf(line, linelen, "the token endpoint's access token is malformed");
+			rc = PS_EXIT_NETWORK;
+		}
+		if (rc == PS_EXIT_OK)
+			snprintf(line, linelen, "ok expires_in=%ld", tok.expires_in);
 		ps_token_response_clear(&tok);
 	} else if (rc == PS_EXIT_REAUTH) {
 		/* invalid_grant: expired or revoked. Only this marks the store; 5xx never do. */
@@ -380,29 +368,49 @@ static int refresh_locked(const struct ps_config *cfg, struct ps_store *s, bool 
 	return rc;
 }
 
-/* Give up on the lock before the module's deadline, so that the log says why. */
-static unsigned lock_wait(const struct ps_config *cfg)
-{
-	unsigned wait = cfg->timeout > 2 ? cfg->timeout - 2 : 1;
-
-	return wait < LOCK_WAIT_MAX_S ? wait : LOCK_WAIT_MAX_S;
-}
-
-int ps_user_token_refresh(const struct ps_config *cfg, bool may_enroll, unsigned min_valid,
-			  char *line, size_t linelen)
+int ps_user_token_renew(const struct ps_config *cfg, struct ps_app_token *t, char *line,
+			size_t linelen)
 {
 	struct ps_store s;
 	int rc = ps_store_open(&s, cfg->client_id, line, linelen);
 
+	memset(t, 0, sizeof(*t));
 	if (rc != PS_EXIT_OK)
 		return rc;
-	rc = ps_store_lock(&s, lock_wait(cfg), line, linelen);
+	rc = ps_store_lock(&s, LOCK_WAIT_MAX_S, line, linelen);
 	if (rc == PS_EXIT_OK) {
-		rc = refresh_locked(cfg, &s, may_enroll, min_valid, line, linelen);
+		rc = renew_locked(cfg, &s, t, line, linelen);
 		ps_store_unlock(&s);
 	}
 	ps_store_close(&s);
 	return rc;
+}
+
+int ps_user_token_refresh(const struct ps_config *cfg, char *line, size_t linelen)
+{
+	struct ps_app_token t;
+	int rc = ps_user_token_renew(cfg, &t, line, linelen);
+
+	if (rc == PS_EXIT_OK)
+		rc = ps_app_token_store(cfg, &t, line, linelen);
+	ps_app_token_clear(&t);
+	return rc;
+}
+
+bool ps_user_token_enrolled(const struct ps_config *cfg)
+{
+	char line[PS_ERR_MAX], *refresh = NULL;
+	struct ps_store s;
+	size_t len = 0;
+	int rc;
+
+	if (ps_store_open(&s, cfg->client_id, line, sizeof(line)) != PS_EXIT_OK)
+		return true; /* a broken store is no reason to prompt: the renewal says what is wrong */
+	rc = ps_store_read(&s, &refresh, &len, line, sizeof(line));
+	if (rc == PS_EXIT_OK)
+		ps_free_secret(refresh, len + 1);
+	ps_store_close(&s);
+	return rc != PS_EXIT_NO_TOKEN && rc != PS_EXIT_REAUTH;
 }
 
 int ps_user_token_logout(const struct ps_config *cfg, char *line, size_t linelen)

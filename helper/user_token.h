@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "common/config.h"
+#include "helper/app_token.h"
 
 enum ps_enroll_via {
 	PS_VIA_TERMINAL, /* spotify-token login: listener + paste on stdin, text on stderr */
@@ -16,15 +17,20 @@ enum ps_enroll_via {
 };
 
 /*
- * At session open, in the keeper and for spotify-token refresh: refresh from the stored refresh
- * token under the per-user lock, unless the keyring already holds a token of this flow and
- * client that lives more than min_valid seconds (another login or the keeper stored it). With no refresh
- * token: enroll through the PAM conversation when allowed, else PS_EXIT_NO_TOKEN with a hint.
+ * The keeper's renewal (keeper.h): refresh from the stored refresh token under the store's lock,
+ * store a rotated refresh token first, and hand the access token back in t (not stored).
  * authorization_code's requests go through the system service (cfg->service), which holds the
- * client secret.
+ * client secret. With no refresh token: PS_EXIT_NO_TOKEN (PS_EXIT_REAUTH when refused earlier),
+ * with what to do in line; invalid_grant marks the store (PS_EXIT_REAUTH).
  */
-int ps_user_token_refresh(const struct ps_config *cfg, bool may_enroll, unsigned min_valid,
-			  char *line, size_t linelen);
+int ps_user_token_renew(const struct ps_config *cfg, struct ps_app_token *t, char *line,
+			size_t linelen);
+
+/* spotify-token refresh with no keeper running (pkce): renew, and store the token. */
+int ps_user_token_refresh(const struct ps_config *cfg, char *line, size_t linelen);
+
+/* The store holds a refresh token that was not refused: no enrollment is needed. */
+bool ps_user_token_enrolled(const struct ps_config *cfg);
 
 /* Enroll: authorize, exchange the code, store the refresh token and the access token. */
 int ps_user_token_enroll(const struct ps_config *cfg, enum ps_enroll_via via, unsigned timeout_s,

@@ -17,6 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define KEEPER_WAIT_MS 15000 /* how long a reader waits for the keeper to renew */
+
+#include "common/frame.h"
 #include "common/paths.h"
 #include "keyring/keys.h"
 #include "keyring/reader_opts.h"
@@ -201,9 +204,30 @@ static bool reauth_marked(const struct ps_config *cfg)
 }
 
 /*
+ * The user's keeper for cfg, when one runs (a session is open): ask it to renew now, and wait for
+ * its answer. True when it renewed (or holds a fresh token).
+ */
+static bool keeper_renewed(struct ps_config *cfg)
+{
+	char path[PS_SERVICE_PATH_MAX], msg[64], reply[PS_ERR_MAX + 256], line[PS_ERR_MAX];
+	struct ps_buf b = {.buf = msg, .cap = sizeof(msg)};
+	size_t n = 0;
+
+	if (cfg->keyring == PS_KEYRING_SESSION || ps_config_finish(cfg, line, sizeof(line)) < 0)
+		return false; /* a session keyring: its keeper cannot reach it */
+	ps_keeper_path(cfg, getuid(), ".sock", path, sizeof(path));
+	ps_msg_add(&b, "op", "refresh-now");
+	ps_msg_end(&b);
+	return ps_msg_call(path, getuid(), msg, b.len, -1, ps_mono_ms() + KEEPER_WAIT_MS, reply,
+			   sizeof(reply) - 1, &n) == 0 &&
+	       ps_msg_status(reply, n, "the keeper", line, sizeof(line)) == PS_EXIT_OK;
+}
+
+/*
  * The session and user keyrings first; the configuration is read only when they miss: to learn
- * whether the token lives in the persistent keyring, or whether a refresh was refused and the
- * user must log in again (exit 4). Errors are printed here.
+ * whether the token lives in the persistent keyring, to ask the user's keeper (when a session is
+ * open) to renew it, or whether a refresh was refused and the user must log in again (exit 4).
+ * Errors are printed here.
  */
 static int find_token(struct reader *r)
 {
@@ -224,6 +248,11 @@ static int find_token(struct reader *r)
 				rc = rc2;
 				memcpy(err, err2, sizeof(err));
 			}
+		}
+		if (rc != PS_EXIT_OK && have && keeper_renewed(&cfg)) {
+			ps_keys_found_free(&r->found);
+			rc = ps_keys_read(cfg.keyring == PS_KEYRING_PERSISTENT, &r->found, err,
+					  sizeof(err));
 		}
 		if (rc != PS_EXIT_OK && have && reauth_marked(&cfg)) {
 			rc = PS_EXIT_REAUTH;

@@ -1,17 +1,20 @@
 /*
- * pam_spotify.c: the PAM session module. At session open it reads the configuration, makes sure
- * the system service that holds the client secret runs (service.h; not for pkce), runs the
- * unprivileged helper as the user to obtain a Spotify access token into the user's keyring, and
- * logs one line. At session close it has the helper count the session and remove the keys. It
- * links libpam only: the network, TLS and JSON live in the helper; it never reads the secret.
+ * pam_spotify.c: the PAM session module. At session open it reads the configuration, checks the
+ * user, makes sure the system service that holds the client secret runs (service.h; not for
+ * pkce), asks the user's keeper for a token (starting the helper, which becomes the keeper, when
+ * none runs), and logs one line. At close it tells them the session ended. It links libpam only:
+ * the network, TLS and JSON live in the helper; it never reads the secret, never opens anything
+ * in a home directory, holds no lock, and never waits past its deadline.
  */
 #include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
+#include <errno.h>
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <syslog.h>
 #include <security/pam_ext.h>
@@ -19,11 +22,12 @@
 #include <security/pam_modutil.h>
 
 #include "common/config.h"
+#include "common/frame.h"
+#include "common/paths.h"
 #include "common/request.h"
 #include "pam/service.h"
 #include "pam/spawn.h"
 #include "common/util.h"
-#include "pam/warm.h"
 
 #define PS_EXPORT __attribute__((visibility("default")))
 
@@ -101,42 +105,26 @@ static const struct passwd *session_user(pam_handle_t *pamh, int *pam_rc)
 	return pw;
 }
 
-/* Map the helper's answer to a PAM code and log it: one line, never a secret. */
+/* Map an answer (a PS_EXIT code and its line) to a PAM code and log it: one line, no secret. */
 static int report(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw,
-		  const char *what, const struct ps_spawn_result *res)
+		  const char *what, int rc, const char *line)
 {
-	if (res->timed_out) {
-		pam_syslog(pamh, LOG_ERR,
-			   "user %s: %s: helper killed after the %u s timeout; "
-			   "is the accounts server at %s reachable?",
-			   pw->pw_name, what, cfg->timeout, cfg->token_url);
-		return PAM_SESSION_ERR;
-	}
-	switch (res->exit_code) {
+	switch (rc) {
 	case PS_EXIT_OK:
 		if (cfg->debug || strcmp(what, "open") == 0)
-			pam_syslog(pamh, LOG_INFO, "user %s: %s: %s", pw->pw_name, what,
-				   res->message);
+			pam_syslog(pamh, LOG_INFO, "user %s: %s: %s", pw->pw_name, what, line);
 		return PAM_SUCCESS;
 	case PS_EXIT_NO_TOKEN: /* e.g. not enrolled */
 	case PS_EXIT_REAUTH:   /* the refresh token was refused: the user must log in again */
-		pam_syslog(pamh, LOG_NOTICE, "user %s: %s: %s", pw->pw_name, what, res->message);
+		pam_syslog(pamh, LOG_NOTICE, "user %s: %s: %s", pw->pw_name, what, line);
 		if (cfg->interactive)
-			pam_info(pamh, "Spotify: %s", res->message);
+			pam_info(pamh, "Spotify: %s", line);
 		return PAM_IGNORE;
 	default:
-		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s (helper exit %d)", pw->pw_name, what,
-			   res->message[0] ? res->message : "helper failed without a message",
-			   res->exit_code);
+		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s (exit %d)", pw->pw_name, what,
+			   line[0] ? line : "failed without a message", rc);
 		return PAM_SESSION_ERR;
 	}
-}
-
-/* The fast path's open (warm.h): one log line, as the helper's answer would give. */
-static int warm_report(pam_handle_t *pamh, const struct passwd *pw, const char *message)
-{
-	pam_syslog(pamh, LOG_INFO, "user %s: open: %s", pw->pw_name, message);
-	return PAM_SUCCESS;
 }
 
 /* The flows whose token requests need the client secret go through the system service. */
@@ -145,92 +133,136 @@ static bool needs_service(const struct ps_config *cfg)
 	return cfg->flow != PS_FLOW_PKCE;
 }
 
-/* Run the helper for op, one deadline for it all (and for the system service before it). */
-static int run_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw,
-		      enum ps_op op, bool detached)
+/*
+ * One call on the user's keeper (helper/keeper.h): op with the session's pid (and, for open, its
+ * pidfd); the answer's code with its line, waited for by deadline unless !wait. -1 when no keeper
+ * runs. The keeper must be the user's (SO_PEERCRED): a socket the user planted hurts only this
+ * user's session, and only until the deadline.
+ */
+static int keeper_call(const struct ps_config *cfg, const struct passwd *pw, const char *op,
+		       long long deadline, bool wait, char *line, size_t linelen)
 {
-	const char *what = op == PS_OP_OPEN ? "open" : "close";
-	struct ps_spawn_opts o = {.mode = "--pam", .interactive = cfg->interactive && !detached};
-	char request[PS_REQUEST_MAX];
-	struct ps_spawn_result res;
-	int len, rc, ulock = -1;
-	bool waited = false;
+	char path[PS_SERVICE_PATH_MAX], msg[128], reply[PS_ERR_MAX + 256], num[32];
+	struct ps_buf b = {.buf = msg, .cap = sizeof(msg)};
+	int pidfd = -1, rc;
+	size_t n = 0;
 
-	o.deadline_ms = ps_spawn_deadline(cfg->timeout);
-	if (op == PS_OP_OPEN && needs_service(cfg)) {
-		memset(&res, 0, sizeof(res));
-		res.exit_code = ps_service_open(pamh, cfg, pw, o.deadline_ms, res.message,
-						sizeof(res.message));
-		if (res.exit_code != PS_EXIT_OK)
-			return report(pamh, cfg, pw, what, &res);
+	ps_keeper_path(cfg, pw->pw_uid, ".sock", path, sizeof(path));
+	ps_msg_add(&b, "op", op);
+	snprintf(num, sizeof(num), "%ld", cfg->session_pid);
+	ps_msg_add(&b, "pid", num);
+	snprintf(num, sizeof(num), "%u", cfg->refresh_margin);
+	ps_msg_add(&b, "margin", num);
+	ps_msg_end(&b);
+	if (!strcmp(op, "open") && cfg->session_pid > 0)
+		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)cfg->session_pid, 0);
+	rc = ps_msg_call(path, pw->pw_uid, msg, b.len, pidfd, deadline, wait ? reply : NULL,
+			 sizeof(reply) - 1, &n);
+	if (pidfd >= 0)
+		close(pidfd);
+	if (rc == -1)
+		return -1;
+	if (rc == -2 && errno == ETIMEDOUT)
+		ps_errf(line, linelen,
+			"no token within the %u s timeout: the keeper goes on and stores it "
+			"when it comes; is the accounts server at %s reachable?",
+			cfg->timeout, cfg->token_url);
+	else if (rc == -2)
+		ps_errf(line, linelen, "the keeper at %s broke off: %s", path, strerror(errno));
+	if (rc == -2)
+		return PS_EXIT_NETWORK;
+	if (!wait) {
+		snprintf(line, linelen, "ok the keeper was told (nowait: it gets the token)");
+		return PS_EXIT_OK;
 	}
-	if (op == PS_OP_OPEN && ps_warm_open(cfg, pw, true, res.message, sizeof(res.message)))
-		return warm_report(pamh, pw, res.message);
-	/* one helper at a time per user: a login that waited for another may need none */
-	if (op == PS_OP_OPEN && (ulock = ps_warm_login_lock(cfg, pw, &waited)) >= 0 && waited &&
-	    ps_warm_open(cfg, pw, true, res.message, sizeof(res.message))) {
-		close(ulock);
-		return warm_report(pamh, pw, res.message);
-	}
-	len = ps_request_format(cfg, op, request, sizeof(request));
-	if (len < 0) {
-		pam_syslog(pamh, LOG_ERR, "user %s: request to the helper is too large",
-			   pw->pw_name);
-		rc = PAM_SESSION_ERR;
-	} else if (ps_spawn_helper(pamh, pw, request, (size_t)len, &o, &res) < 0) {
-		pam_syslog(pamh, LOG_ERR, "user %s: %s: %s", pw->pw_name, what, res.message);
-		rc = PAM_SESSION_ERR;
-	} else {
-		rc = report(pamh, cfg, pw, what, &res);
-	}
-	if (ulock >= 0)
-		close(ulock); /* the next login of the user goes on */
-	return rc;
-}
-
-/* Open: with nowait, in a detached process that logs the outcome and ends. */
-static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
-{
-	char line[PS_ERR_MAX];
-	int detached = 0, rc;
-
-	/* nowait: a token that needs nothing is there at once, without a detached process (when
-	 * no system service must count the session: run_helper); this check never waits for
-	 * another login's lock */
-	if (cfg->nowait && !needs_service(cfg) && ps_warm_open(cfg, pw, false, line, sizeof(line)))
-		return warm_report(pamh, pw, line);
-	if (cfg->nowait) {
-		detached = ps_spawn_detach();
-		if (detached < 0)
-			pam_syslog(pamh, LOG_ERR, "user %s: cannot fork for nowait", pw->pw_name);
-		else if (detached == 0 && cfg->debug)
-			pam_syslog(pamh, LOG_DEBUG, "user %s: helper started (nowait)",
-				   pw->pw_name);
-		if (detached <= 0)
-			return detached < 0 ? PAM_SESSION_ERR : PAM_IGNORE;
-	}
-	rc = run_helper(pamh, cfg, pw, PS_OP_OPEN, detached);
-	if (detached)
-		_exit(0); /* the nowait waiter never returns into the application */
-	return rc;
+	return ps_msg_status(reply, n, "the keeper", line, linelen);
 }
 
 /*
- * Close: the system service forgets the session, then the user's side: at once when the user's
- * keeper runs (it sees the change and acts), else the helper counts the session.
+ * Start the helper as the user (spawn.h): it enrolls through the conversation when it must and
+ * may, and makes sure the user's keeper runs; for keyring = session it copies the token there.
  */
+static int start_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw,
+			long long deadline, char *line, size_t linelen)
+{
+	struct ps_spawn_opts o = {
+		.mode = "--pam", .interactive = cfg->interactive, .deadline_ms = deadline};
+	char request[PS_REQUEST_MAX];
+	struct ps_spawn_result res;
+	int len, dfd;
+
+	dfd = ps_user_dir_open(pw->pw_uid, pw->pw_gid, true, line, linelen);
+	if (dfd < 0)
+		return PS_EXIT_CONFIG;
+	close(dfd);
+	len = ps_request_format(cfg, PS_OP_OPEN, request, sizeof(request));
+	if (len < 0) {
+		ps_errf(line, linelen, "the request to the helper is too large");
+		return PS_EXIT_CONFIG;
+	}
+	if (ps_spawn_helper(pamh, pw, request, (size_t)len, &o, &res) < 0) {
+		ps_strlcpy(line, res.message, linelen);
+		return PS_EXIT_CONFIG;
+	}
+	if (res.timed_out) {
+		ps_errf(line, linelen, "helper killed after the %u s timeout", cfg->timeout);
+		return PS_EXIT_NETWORK;
+	}
+	ps_strlcpy(line, res.message[0] ? res.message : "helper failed without a message", linelen);
+	return res.exit_code;
+}
+
+/* The keeper says the user has no refresh token, and this login may connect the account. */
+static bool enroll_here(const struct ps_config *cfg, int rc)
+{
+	return (rc == PS_EXIT_NO_TOKEN || rc == PS_EXIT_REAUTH) && cfg->interactive &&
+	       cfg->flow != PS_FLOW_CLIENT_CREDENTIALS && cfg->enroll == PS_ENROLL_PROMPT;
+}
+
+/*
+ * Open: the system service (for the flows that need the secret), then the user's keeper; when
+ * none runs (or the account must be connected first), the helper, which starts one. One deadline
+ * for it all; past it we return, and the keeper goes on.
+ */
+static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
+{
+	long long deadline = ps_spawn_deadline(cfg->timeout);
+	bool wait = !cfg->nowait || cfg->keyring == PS_KEYRING_SESSION;
+	char line[PS_ERR_MAX] = "";
+	int rc = -1;
+
+	if (needs_service(cfg)) {
+		rc = ps_service_open(pamh, cfg, pw, deadline, line, sizeof(line));
+		if (rc != PS_EXIT_OK)
+			return report(pamh, cfg, pw, "open", rc, line);
+		rc = -1;
+	}
+	if (cfg->keyring != PS_KEYRING_SESSION)
+		rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
+	if (rc < 0 || enroll_here(cfg, rc)) {
+		rc = start_helper(pamh, cfg, pw, deadline, line, sizeof(line));
+		if (rc == PS_EXIT_OK)
+			rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
+		if (rc < 0) {
+			ps_errf(line, sizeof(line), "the keeper went away before it answered");
+			rc = PS_EXIT_NETWORK;
+		}
+	}
+	return report(pamh, cfg, pw, "open", rc, line);
+}
+
+/* Close: the system service and the keeper forget the session (both also see its process end). */
 static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
 {
+	char line[PS_ERR_MAX] = "no keeper runs";
+	int rc;
+
 	if (needs_service(cfg))
 		ps_service_close(pamh, cfg, pw);
-	if (ps_warm_close(cfg, pw)) {
-		if (cfg->debug)
-			pam_syslog(pamh, LOG_DEBUG,
-				   "user %s: close: left the running keeper's registry",
-				   pw->pw_name);
-		return PAM_SUCCESS;
-	}
-	return run_helper(pamh, cfg, pw, PS_OP_CLOSE, false);
+	rc = keeper_call(cfg, pw, "close", ps_spawn_deadline(1), true, line, sizeof(line));
+	if (cfg->debug)
+		pam_syslog(pamh, LOG_DEBUG, "user %s: close: %s", pw->pw_name, line);
+	return rc <= 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 }
 
 #define PS_DATA_SESSION "pam_spotify_session_pid"

@@ -144,7 +144,7 @@ static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 	snprintf(home, sizeof(home), "HOME=%s", c->pw->pw_dir);
 	snprintf(user, sizeof(user), "USER=%s", c->pw->pw_name);
 	snprintf(logname, sizeof(logname), "LOGNAME=%s", c->pw->pw_name);
-	if (chdir(c->pw->pw_dir) < 0 && chdir("/") < 0)
+	if (chdir("/") < 0) /* never the home directory: one that hangs must not hang us */
 		child_fail("chdir /", errno);
 	execve(PS_HELPER_PATH, argv, envp);
 	child_fail("execute " PS_HELPER_PATH, errno);
@@ -432,31 +432,5 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 	if (rc < 0)
 		snprintf(res->message, sizeof(res->message), "cannot start the helper: %s",
 			 strerror(errno));
-	return rc;
-}
-
-int ps_spawn_detach(void)
-{
-	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
-	pid_t a;
-	int status, rc = 0;
-
-	sigemptyset(&dfl.sa_mask);
-	sigaction(SIGCHLD, &dfl, &old);
-	a = fork();
-	if (a == 0) {
-		pid_t b = fork();
-		if (b != 0)
-			_exit(b < 0 ? 1 : 0);
-		/* The detached waiter: root, holding the request; keep it out of core dumps. */
-		sigaction(SIGCHLD, &dfl, NULL);
-		prctl(PR_SET_DUMPABLE, 0);
-		setsid();
-		return 1;
-	}
-	if (a < 0 || waitpid_eintr(a, &status, 0) != a || !WIFEXITED(status) ||
-	    WEXITSTATUS(status) != 0)
-		rc = -1;
-	sigaction(SIGCHLD, &old, NULL);
 	return rc;
 }

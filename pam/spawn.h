@@ -56,11 +56,4 @@ int ps_spawn_check_helper(char *why, size_t whylen);
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res);
 
-/*
- * For nowait: fork a detached process (double fork, so the caller has no child left to reap).
- * Returns 0 in the caller, 1 in the detached process, which runs the helper, logs and must end
- * with _exit(), and -1 when the fork failed.
- */
-int ps_spawn_detach(void);
-
 #endif

@@ -317,3 +317,55 @@ ps_stop_services() {
 	for p in $(ps_services "${1:-}"); do kill "$p" 2>/dev/null; done
 	wait_ms 5000 "[ -z \"\$(ps_services ${1:-})\" ]"
 }
+
+# ps_need_install: skip the whole test unless this build is installed under its prefix.
+ps_need_install() {
+	[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
+		skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+}
+
+# ps_conf FILE LINE...: write a pam_spotify.conf(5) (mode 0644) holding the lines given ("key =
+# value"), after "accounts_url = $acc_URL" and "ca_file = $CA" when those are set and no line
+# sets the key. The tests' own conf() wrappers add their defaults around it.
+ps_conf() {
+	local f=$1
+	shift
+	{
+		case "$*" in *"accounts_url ="* | *"token_url ="*) ;; *) [ -z "${acc_URL:-}" ] || echo "accounts_url = $acc_URL" ;; esac
+		case "$*" in *"ca_file ="*) ;; *) [ -z "${CA:-}" ] || echo "ca_file = $CA" ;; esac
+		printf '%s\n' "$@"
+	} >"$f"
+	chmod 644 "$f"
+}
+
+# ps_pam_service DIR NAME CONF [MODULE ARGS...]: the PAM service NAME in DIR (for pam_start_confdir,
+# tests/pam/pam_session): pam_keyinit, then pam_spotify with config=CONF.
+ps_pam_service() {
+	local dir=$1 name=$2 conf=$3
+	shift 3
+	mkdir -p "$dir"
+	[ -f "$dir/other" ] || printf '%s required pam_deny.so\n' auth account password session >"$dir/other"
+	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s%s\n' \
+		"$PS_SECUREDIR/pam_spotify.so" "$conf" "${*:+ $*}" >"$dir/$name"
+}
+
+# The users' keepers (helper/keeper.h): one process "pam_spotify_helper keeper" per user and
+# configuration, at $PS_RUNDIR/user/UID/keeper-HASH.sock; its renewals are children named
+# "pam_spotify_helper renew".
+# ps_keepers USER: their pids, one a line; ps_nkeepers USER: how many.
+ps_keepers() { pgrep -u "$1" -f 'pam_spotify_helper keeper$' || true; }
+ps_nkeepers() { ps_keepers "$1" | wc -l; }
+# ps_keeper_socks USER: the keepers' sockets in the user's RUNDIR directory.
+ps_keeper_socks() { ls -1 "$PS_RUNDIR/user/$(id -u "$1")"/keeper-*.sock 2>/dev/null || true; }
+# ps_keeper_status USER [KEY]: the status answer of the user's (one) keeper, or the value of KEY in
+# it (sessions, expires_at, not_before, renewing); nothing when no keeper answers.
+ps_keeper_status() {
+	local s
+	s=$(ps_keeper_socks "$1" | head -1)
+	[ -n "$s" ] || return 1
+	if [ -n "${2:-}" ]; then
+		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status | sed -n "s/^$2 //p"
+	else
+		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status
+	fi
+}
