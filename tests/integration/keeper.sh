@@ -145,6 +145,8 @@ keeper_cleanup() {
 		rm -f "$(udir $u)"/keeper-*.sock 2>/dev/null
 	done
 	rm -rf "$PS_RUNDIR/kt-evil"
+	# an older build's login lock (this RUNDIR outlives installs): stale() must see only new ones
+	rm -f "$PS_RUNDIR/login-$UID1.lock" "$PS_RUNDIR/login-$UID2.lock"
 	as_user_q $U rm -rf "$STORE1"
 	as_user_q $A rm -rf "$STORE2"
 	ps_stop_services
