@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/frame.h"
 
 /* Wait for events on fd until deadline. 0, or -1 with errno ETIMEDOUT (or poll's). */
@@ -284,6 +285,12 @@ int ps_msg_status(const char *reply, size_t len, const char *who, char *line, si
 			line[0] = '\0';
 		else
 			ps_errf(line, linelen, "%s refused (code %lu)", who, rc);
+	} else {
+		/* printable ASCII only: the peer may be anybody's program, and this goes to a log */
+		char raw[PS_ERR_MAX];
+
+		ps_strlcpy(raw, line, sizeof(raw));
+		ps_sanitize_text(line, linelen, raw, strlen(raw));
 	}
 	return (int)rc;
 }

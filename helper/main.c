@@ -144,13 +144,14 @@ static bool may_enroll(const struct ps_config *cfg)
  */
 static int op_open(const struct ps_request *req, char *line, size_t linelen)
 {
-	long long deadline =
-		ps_mono_ms() + (req->cfg.timeout > 1 ? req->cfg.timeout * 1000 - 500 : 500);
+	long long deadline;
 	struct ps_app_token t;
 	int rc = check_open_request(req, line, linelen);
 
 	if (rc == PS_EXIT_OK && may_enroll(&req->cfg) && !ps_user_token_enrolled(&req->cfg))
 		rc = ps_user_token_enroll(&req->cfg, PS_VIA_PAM, LOGIN_TIMEOUT_S, line, linelen);
+	/* the module's deadline, less a margin for our answer; after an enrollment it starts anew */
+	deadline = ps_mono_ms() + (req->cfg.timeout > 1 ? req->cfg.timeout * 1000 - 500 : 500);
 	if (rc == PS_EXIT_OK)
 		rc = ps_keeper_start(req, deadline, line, linelen);
 	if (rc != PS_EXIT_OK || req->cfg.keyring != PS_KEYRING_SESSION)
@@ -281,13 +282,24 @@ static void user_service(struct ps_config *cfg)
  * answers when done. With no keeper (no session open), pkce refreshes here; the other flows need
  * a login.
  */
-static int user_refresh(const struct ps_config *cfg, char *line, size_t linelen)
+static int user_refresh(struct ps_config *cfg, char *line, size_t linelen)
 {
 	long long deadline = ps_mono_ms() + (PS_REQUEST_TIMEOUT_S + 10) * 1000LL;
 	int rc = ps_keeper_ask(cfg, "refresh-now", deadline, NULL, line, linelen);
+	struct ps_app_token t;
 
+	/* keyring = session: the keeper cannot reach ours; we are in it, so we copy its token */
+	if (rc == PS_EXIT_OK && cfg->keyring == PS_KEYRING_SESSION) {
+		rc = ps_keeper_ask(cfg, "token", deadline, &t, line, linelen);
+		if (rc == PS_EXIT_OK)
+			rc = ps_app_token_store(cfg, &t, line, linelen);
+		ps_app_token_clear(&t);
+	}
 	if (rc >= 0)
 		return rc;
+	if (cfg->timeout < PS_REQUEST_TIMEOUT_S)
+		cfg->timeout = PS_REQUEST_TIMEOUT_S; /* a refresh given up in flight may lose a
+							rotated refresh token */
 	if (cfg->flow == PS_FLOW_PKCE)
 		return ps_user_token_refresh(cfg, line, linelen);
 	snprintf(line, linelen,

@@ -241,6 +241,9 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 		rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
 	if (rc < 0 || enroll_here(cfg, rc)) {
 		rc = start_helper(pamh, cfg, pw, deadline, line, sizeof(line));
+		/* a conversation gives the user minutes (spawn.h): the token's wait starts after it */
+		if (cfg->interactive && ps_mono_ms() >= deadline)
+			deadline = ps_spawn_deadline(cfg->timeout);
 		if (rc == PS_EXIT_OK)
 			rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
 		if (rc < 0) {
@@ -260,7 +263,9 @@ static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct pas
 	if (needs_service(cfg))
 		ps_service_close(pamh, cfg, pw);
 	rc = keeper_call(cfg, pw, "close", ps_spawn_deadline(1), true, line, sizeof(line));
-	if (cfg->debug)
+	if (rc > 0)
+		pam_syslog(pamh, LOG_ERR, "user %s: close: %s (exit %d)", pw->pw_name, line, rc);
+	else if (cfg->debug)
 		pam_syslog(pamh, LOG_DEBUG, "user %s: close: %s", pw->pw_name, line);
 	return rc <= 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 }
