@@ -43,8 +43,8 @@ for code in 0 1 2 3 4 5 6 7; do
 	expect "spotify-token(1) documents exit code $code" 'grep -q -E "^ +$code\b" <<<"$tok1"'
 done
 helper8=$(text pam_spotify_helper.8)
-# the modes and options the helper's main() compares its arguments with
-helper_opts=$(grep -o -E 'str(n)?cmp\((argv\[[^]]+\]|arg), "[^"]+"' "$top_srcdir/helper/main.c" |
+# the modes and options the helper compares its arguments with (main.c and its roles)
+helper_opts=$(grep -o -E 'str(n)?cmp\((argv\[[^]]+\]|arg), "[^"]+"' "$top_srcdir"/helper/main.c "$top_srcdir"/helper/role_*.c |
 	sed 's/.*"\(.*\)"/\1/; s/=$//' | sort -u)
 expect "the helper's modes and options are found in its source ($(echo $helper_opts))" \
 	'[ "$(wc -w <<<"$helper_opts")" -ge 10 ]'
