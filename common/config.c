@@ -1,6 +1,7 @@
 /*
  * config.c: pam_spotify.conf, module arguments and the request's settings. One table of keys
  * and one setter serve all three, so a value is checked the same way wherever it comes from.
+ * Also the one parser of redirect_uri, which the helper's listener and paste check share.
  */
 #include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -197,16 +200,50 @@ static int set_authorize_url(struct ps_config *cfg, const char *v, char *err, si
 		       errlen);
 }
 
-/*
- * Spotify's rules for redirect URIs (since 2025): http only on a loopback IP literal, never
- * "localhost". A missing port means "any port": the listener picks an ephemeral one.
- */
-static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+/* The host literal after "http://": sets r->family and r->host; the rest of the URI, or NULL. */
+static const char *redirect_host(const char *p, struct ps_redirect *r)
 {
-	const char *host = v + 7, *rest, *s;
+	/* strchr finds the terminator too: the host may end the URI (the path check refuses it) */
+	if (strncmp(p, "127.0.0.1", 9) == 0 && strchr(":/?#", p[9])) {
+		r->family = AF_INET;
+		r->host = "127.0.0.1";
+		return p + 9;
+	}
+	if (strncmp(p, "[::1]", 5) == 0 && strchr(":/?#", p[5])) {
+		r->family = AF_INET6;
+		r->host = "[::1]";
+		return p + 5;
+	}
+	return NULL; /* and 127.0.0.1.evil.example, 127.0.0.1@evil.example */
+}
+
+/* ":port" (1 to 65535, no leading zero, then the path) if present; the rest, or NULL. */
+static const char *redirect_port(const char *p, struct ps_redirect *r)
+{
+	char digits[8];
+	size_t n;
+
+	if (*p != ':')
+		return p;
+	p++;
+	n = strspn(p, "0123456789");
+	if (n == 0 || n >= sizeof(digits) || *p == '0' || (p[n] && !strchr("/?#", p[n])))
+		return NULL;
+	memcpy(digits, p, n);
+	digits[n] = '\0';
+	if (ps_parse_ulong(digits, 1, 65535, &r->port) < 0)
+		return NULL;
+	r->has_port = true;
+	return p + n;
+}
+
+int ps_redirect_parse(const char *uri, struct ps_redirect *r, char *err, size_t errlen)
+{
+	const char *host = uri + 7, *rest, *s;
 	struct shown sh;
 
-	for (s = v; *s; s++) {
+	memset(r, 0, sizeof(*r));
+	for (s = uri; *s; s++) {
 		if (!isgraph((unsigned char)*s)) {
 			ps_errf(err, errlen,
 				"redirect_uri may not hold spaces, control or non-ASCII "
@@ -214,58 +251,51 @@ static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, siz
 			return -1;
 		}
 	}
-	if (strncmp(v, "http://", 7) != 0) {
+	if (strncmp(uri, "http://", 7) != 0) {
 		ps_errf(err, errlen,
 			"redirect_uri must be http://127.0.0.1[:port]/path or "
 			"http://[::1][:port]/path, not '%s'",
-			show(&sh, v));
+			show(&sh, uri));
 		return -1;
 	}
-	if (strncmp(host, "localhost", 9) == 0) {
+	if (strncasecmp(host, "localhost", 9) == 0) {
 		ps_errf(err, errlen,
 			"redirect_uri may not use localhost: Spotify refuses it; use "
 			"http://127.0.0.1/callback (and register that in the app settings)");
 		return -1;
 	}
-	if (strncmp(host, "127.0.0.1", 9) == 0)
-		rest = host + 9;
-	else if (strncmp(host, "[::1]", 5) == 0)
-		rest = host + 5;
-	else
-		rest = NULL;
-	if (!rest || (*rest && !strchr(":/?#", *rest))) { /* 127.0.0.1.evil.example */
+	rest = redirect_host(host, r);
+	if (!rest) {
 		ps_errf(err, errlen,
 			"redirect_uri must point at the loopback address 127.0.0.1 or "
 			"[::1], not '%s'",
-			show(&sh, v));
+			show(&sh, uri));
 		return -1;
 	}
-	if (*rest == ':') {
-		unsigned long port;
-		char digits[8];
-		size_t n = strspn(rest + 1, "0123456789");
-
-		/* as the listener reads it: 1 to 65535, no leading zero */
-		if (n == 0 || n >= sizeof(digits) || rest[1] == '0' ||
-		    (rest[1 + n] && !strchr("/?#", rest[1 + n]))) {
-			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", show(&sh, v));
-			return -1;
-		}
-		memcpy(digits, rest + 1, n);
-		digits[n] = '\0';
-		if (ps_parse_ulong(digits, 1, 65535, &port) < 0) {
-			ps_errf(err, errlen, "redirect_uri '%s' has a bad port", show(&sh, v));
-			return -1;
-		}
-		rest += 1 + n;
+	rest = redirect_port(rest, r);
+	if (!rest) {
+		ps_errf(err, errlen,
+			"redirect_uri '%s' has a bad port: it must be a number from 1 to 65535",
+			show(&sh, uri));
+		return -1;
 	}
 	if (*rest != '/' || strpbrk(rest, "?#")) {
 		ps_errf(err, errlen,
 			"redirect_uri '%s' needs a path such as /callback and no query "
 			"or fragment",
-			show(&sh, v));
+			show(&sh, uri));
 		return -1;
 	}
+	r->path = rest;
+	return 0;
+}
+
+static int set_redirect_uri(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	struct ps_redirect r;
+
+	if (ps_redirect_parse(v, &r, err, errlen) < 0)
+		return -1;
 	return set_string(cfg->redirect_uri, sizeof(cfg->redirect_uri), v, "redirect_uri", err,
 			  errlen);
 }

@@ -133,6 +133,24 @@ int ps_config_from_args(struct ps_config *cfg, int argc, const char **argv, char
 /* Check that the settings form a usable whole and derive token_url. 0 or -1 with err. */
 int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen);
 
+/*
+ * A redirect_uri, as Spotify allows it (since 2025): http:// to the loopback literal 127.0.0.1 or
+ * [::1] (never localhost), an optional port from 1 to 65535 without a leading zero (none: any
+ * port, the listener takes an ephemeral one), a path, and no query, fragment, space, control or
+ * non-ASCII character. The configuration, the listener that binds it and the check of a pasted
+ * redirect all take it from ps_redirect_parse.
+ */
+struct ps_redirect {
+	int family;	    /* AF_INET or AF_INET6 */
+	bool has_port;	    /* false: any port */
+	unsigned long port; /* when has_port */
+	const char *host;   /* the literal as written: "127.0.0.1" or "[::1]" */
+	const char *path;   /* into the URI: from its '/' to the end */
+};
+
+/* Parse uri into *r. 0, or -1 with the reason in err (quoting at most 64 characters of uri). */
+int ps_redirect_parse(const char *uri, struct ps_redirect *r, char *err, size_t errlen);
+
 const char *ps_flow_name(enum ps_flow flow);
 const char *ps_keyring_name(enum ps_keyring where);
 

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/config.h"
 #include "common/frame.h"
 
 /* Wait for events on fd until deadline. 0, or -1 with errno ETIMEDOUT (or poll's). */
@@ -233,6 +234,14 @@ const char *ps_msg_body(const char *msg, size_t len, size_t *bodylen)
 	return msg + hlen;
 }
 
+int ps_msg_exchange(int fd, const char *msg, size_t len, int passfd, long long deadline,
+		    char *reply, size_t cap, size_t *replylen)
+{
+	if (ps_frame_send(fd, msg, len, passfd, deadline) < 0)
+		return -1;
+	return ps_frame_recv(fd, reply, cap, replylen, NULL, deadline);
+}
+
 int ps_frame_connect(const char *path)
 {
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
@@ -284,6 +293,12 @@ int ps_msg_status(const char *reply, size_t len, const char *who, char *line, si
 			line[0] = '\0';
 		else
 			ps_errf(line, linelen, "%s refused (code %lu)", who, rc);
+	} else {
+		/* printable ASCII only: the peer may be anybody's program, and this goes to a log */
+		char raw[PS_ERR_MAX];
+
+		ps_strlcpy(raw, line, sizeof(raw));
+		ps_sanitize_text(line, linelen, raw, strlen(raw));
 	}
 	return (int)rc;
 }
@@ -297,13 +312,13 @@ int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int p
 	*replylen = 0;
 	if (fd < 0)
 		return -1;
-	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || uid != peer) {
+	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || (uid != peer && uid != 0)) {
 		close(fd);
 		errno = EPERM;
 		return -1;
 	}
-	if (ps_frame_send(fd, msg, len, passfd, deadline) == 0 &&
-	    (!reply || ps_frame_recv(fd, reply, cap, replylen, NULL, deadline) == 0))
+	if (reply ? ps_msg_exchange(fd, msg, len, passfd, deadline, reply, cap, replylen) == 0
+		  : ps_frame_send(fd, msg, len, passfd, deadline) == 0)
 		rc = 0;
 	else if (errno == ECONNRESET || errno == EPIPE)
 		errno = ECONNREFUSED; /* it went away before it answered: as if it never ran */

@@ -43,6 +43,14 @@ int ps_msg_get(const char *msg, size_t len, const char *key, char *out, size_t o
 /* The body of msg: a pointer into it and *bodylen, or NULL when the message has no header end. */
 const char *ps_msg_body(const char *msg, size_t len, size_t *bodylen);
 
+/*
+ * One exchange on the connected socket fd: msg (len bytes, with passfd or -1), then its reply into
+ * reply (cap bytes, one more for the NUL), *replylen. 0, or -1 with errno as ps_frame_send or
+ * ps_frame_recv set it: the caller says what did not answer.
+ */
+int ps_msg_exchange(int fd, const char *msg, size_t len, int passfd, long long deadline,
+		    char *reply, size_t cap, size_t *replylen);
+
 /* Connect to the Unix socket at path (non-blocking). The fd, or -1 with errno. */
 int ps_frame_connect(const char *path);
 
@@ -56,11 +64,11 @@ int ps_frame_peer_uid(int fd, uid_t *uid, pid_t *pid);
 int ps_msg_status(const char *reply, size_t len, const char *who, char *line, size_t linelen);
 
 /*
- * One call on a new connection to the Unix socket at path, whose peer must be uid peer
- * (SO_PEERCRED): msg goes out (with passfd, or -1), and, unless reply is NULL, one frame comes
+ * One call on a new connection to the Unix socket at path, whose peer must be uid peer or root
+ * (SO_PEERCRED; root: systemd made the socket, or nobody but root could have put it there): msg goes out (with passfd, or -1), and, unless reply is NULL, one frame comes
  * back into reply (cap bytes, and the NUL). Everything by deadline. 0; -1 when nothing serves
  * there (errno ENOENT or ECONNREFUSED, also when the peer went away before answering) or the
- * peer is not uid peer (EPERM); -2 when it did not answer in time or broke the protocol (errno).
+ * peer is someone else (EPERM); -2 when it did not answer in time or broke the protocol (errno).
  */
 int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int passfd,
 		long long deadline, char *reply, size_t cap, size_t *replylen);

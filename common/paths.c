@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,28 +17,32 @@
 #include "common/paths.h"
 #include "common/util.h"
 
-/* FNV-1a, 32 bits: a name, not a secret; a collision only lets two configurations share. */
-static uint32_t fnv1a(uint32_t h, const char *s)
+/*
+ * FNV-1a, 32 bits, of the strings given (NULL-terminated) joined by newlines: a name, not a
+ * secret; a collision only lets two configurations share.
+ */
+static unsigned hash(const char *s, ...)
 {
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
+	uint32_t h = 2166136261u;
+	va_list ap;
+
+	va_start(ap, s);
+	while (s) {
+		for (; *s; s++)
+			h = (h ^ (unsigned char)*s) * 16777619u;
+		s = va_arg(ap, const char *);
+		if (s)
+			h = (h ^ '\n') * 16777619u;
 	}
-	return h;
+	va_end(ap);
+	return (unsigned)h;
 }
 
 void ps_service_name(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
 {
-	uint32_t h = 2166136261u;
-
-	h = fnv1a(h, cfg->client_id);
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, cfg->token_url);
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, cfg->scopes);
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, cfg->client_secret_file);
-	snprintf(out, outlen, "service-%08x%s", (unsigned)h, suffix);
+	snprintf(out, outlen, "service-%08x%s",
+		 hash(cfg->client_id, cfg->token_url, cfg->scopes, cfg->client_secret_file, NULL),
+		 suffix);
 }
 
 void ps_service_path(const struct ps_config *cfg, const char *suffix, char *out, size_t outlen)
@@ -51,18 +56,9 @@ void ps_service_path(const struct ps_config *cfg, const char *suffix, char *out,
 void ps_keeper_path(const struct ps_config *cfg, uid_t uid, const char *suffix, char *out,
 		    size_t outlen)
 {
-	uint32_t h = 2166136261u;
-
-	h = fnv1a(h, ps_flow_name(cfg->flow));
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, cfg->client_id);
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, cfg->token_url);
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, cfg->scopes);
-	h = fnv1a(h, "\n");
-	h = fnv1a(h, ps_keyring_name(cfg->keyring));
-	snprintf(out, outlen, "%s/user/%u/keeper-%08x%s", PS_RUNDIR, (unsigned)uid, (unsigned)h,
+	snprintf(out, outlen, "%s/user/%u/keeper-%08x%s", PS_RUNDIR, (unsigned)uid,
+		 hash(ps_flow_name(cfg->flow), cfg->client_id, cfg->token_url, cfg->scopes,
+		      ps_keyring_name(cfg->keyring), NULL),
 		 suffix);
 }
 

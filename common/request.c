@@ -16,7 +16,7 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, char *buf, siz
 	struct ps_buf o = {.buf = buf, .cap = buflen};
 
 	ps_buf_printf(&o, "%s %d\n", PS_REQUEST_MAGIC, PS_REQUEST_VERSION);
-	ps_buf_printf(&o, "op = %s\n", op == PS_OP_OPEN ? "open" : "close");
+	ps_buf_printf(&o, "op = %s\n", op == PS_OP_OPEN ? "open" : "?");
 	ps_buf_printf(&o, "flow = %s\n", ps_flow_name(cfg->flow));
 	ps_buf_printf(&o, "client_id = %s\n", cfg->client_id);
 	if (cfg->client_secret_file[0]) /* the path (not the secret): it names the app token */
@@ -87,12 +87,12 @@ static int parse_item(struct ps_request *req, char *line, char *err, size_t errl
 			snprintf(err, errlen, "request op is repeated");
 			return -1;
 		}
-		if (!strcmp(value, "open"))
+		if (!strcmp(value, "open")) {
 			req->op = PS_OP_OPEN;
-		else if (!strcmp(value, "close"))
-			req->op = PS_OP_CLOSE;
-		else {
-			snprintf(err, errlen, "request op must be open or close");
+		} else {
+			snprintf(err, errlen,
+				 "request op must be open (the keeper counts the "
+				 "sessions, and a close goes to it)");
 			return -1;
 		}
 		return 0;
@@ -193,7 +193,7 @@ int ps_request_parse(struct ps_request *req, const char *buf, size_t len, char *
 			 ended ? "request has data after 'end'" : "request is truncated");
 		goto out;
 	}
-	if (req->op != PS_OP_OPEN && req->op != PS_OP_CLOSE) {
+	if (req->op != PS_OP_OPEN) {
 		snprintf(err, errlen, "request has no op");
 		goto out;
 	}

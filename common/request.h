@@ -5,7 +5,7 @@
  *
  * Format (text, one item a line, no line longer than PS_REQUEST_LINE_MAX):
  *   pam_spotify-request 1
- *   op = open | close
+ *   op = open                  (the only one: a close goes to the keeper, helper/keeper.h)
  *   <config key> = <value>     (the same keys and checks as pam_spotify.conf)
  *   interactive, session, app_uid, service = <value>  (request only: see struct ps_config)
  *   end
@@ -28,8 +28,8 @@
 #define PS_HELPER_HELLO	   "hardened"
 
 enum ps_op {
-	PS_OP_OPEN = 0,	 /* obtain a token and store it */
-	PS_OP_CLOSE = 1, /* remove the keys */
+	PS_OP_OPEN =
+		0, /* make sure the keeper runs (and enroll first, when the user must and may) */
 };
 
 struct ps_request {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,16 +75,23 @@ static int url_host(const char *url, char *host, size_t hostlen, bool *is_https)
 	return 0;
 }
 
-static bool host_is_loopback(const char *host)
+bool ps_host_is_loopback(const char *host)
 {
+	char inner[64];
+	size_t n = strlen(host);
 	struct in_addr a4;
 	struct in6_addr a6;
 
 	if (inet_pton(AF_INET, host, &a4) == 1)
 		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, host, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return false;
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		if (n - 2 >= sizeof(inner))
+			return false;
+		memcpy(inner, host + 1, n - 2);
+		inner[n - 2] = '\0';
+		host = inner;
+	}
+	return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
 }
 
 bool ps_url_host_is_loopback(const char *url)
@@ -91,7 +99,7 @@ bool ps_url_host_is_loopback(const char *url)
 	char host[256];
 	bool https;
 
-	return url_host(url, host, sizeof(host), &https) == 0 && host_is_loopback(host);
+	return url_host(url, host, sizeof(host), &https) == 0 && ps_host_is_loopback(host);
 }
 
 int ps_url_check(const char *url, char *err, size_t errlen)
@@ -110,7 +118,7 @@ int ps_url_check(const char *url, char *err, size_t errlen)
 		ps_strlcpy(err, "not an absolute https:// URL with a host", errlen);
 		return -1;
 	}
-	if (!https && !host_is_loopback(host)) {
+	if (!https && !ps_host_is_loopback(host)) {
 		ps_strlcpy(err, "plain http:// is only allowed to a loopback address; use https://",
 			   errlen);
 		return -1;
@@ -294,4 +302,18 @@ int ps_flock_within(int fd, long wait_ms, bool *waited)
 bool ps_flock_busy(int fd)
 {
 	return flock(fd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+}
+
+long long ps_backoff_ms(unsigned failures, unsigned max_s, long retry_after)
+{
+	long long base = 1000LL << (failures > 8 ? 8 : failures), cap = max_s * 1000LL;
+	unsigned short r = 0;
+
+	if (base > cap)
+		base = cap;
+	(void)!getrandom(&r, sizeof(r), 0);
+	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
+	if (retry_after >= 0 && retry_after * 1000LL > base)
+		base = retry_after * 1000LL;
+	return base;
 }

@@ -18,7 +18,13 @@ int ps_parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned
  */
 int ps_url_check(const char *url, char *err, size_t errlen);
 
-/* True when the URL's host is a loopback literal (127.0.0.0/8 or [::1]). */
+/*
+ * True when host is a loopback literal: IPv4 in 127.0.0.0/8, or ::1 (bare or in a URL's
+ * brackets, any spelling). Names such as localhost are not literals: false.
+ */
+bool ps_host_is_loopback(const char *host);
+
+/* True when the URL's host is a loopback literal (ps_host_is_loopback). */
 bool ps_url_host_is_loopback(const char *url);
 
 /* Zero len bytes at p (explicit_bzero) and free p. NULL is fine. */
@@ -94,5 +100,11 @@ enum ps_exit {
 	PS_EXIT_NETWORK = 6,  /* network or server error */
 	PS_EXIT_CONFIG = 7,   /* configuration error */
 };
+
+/*
+ * How long to hold requests back after failures in a row (0 for the first): 1 s doubling up to
+ * max_s, with +-20% jitter, and at least the server's Retry-After (seconds, -1 for none).
+ */
+long long ps_backoff_ms(unsigned failures, unsigned max_s, long retry_after);
 
 #endif

@@ -416,45 +416,31 @@ static unsigned long url_port(const struct url_parts *u)
 	return port;
 }
 
-static bool path_equal(const struct url_parts *a, const struct url_parts *b)
-{
-	const char *pa = a->pathlen ? a->path : "/", *pb = b->pathlen ? b->path : "/";
-	size_t la = a->pathlen ? a->pathlen : 1, lb = b->pathlen ? b->pathlen : 1;
-
-	return la == lb && memcmp(pa, pb, la) == 0;
-}
-
 /* The pasted URL u against redirect_uri r: host literal, port when r names one, path. */
-static int url_match(const struct url_parts *u, const struct url_parts *r)
+static int url_match(const struct url_parts *u, const struct ps_redirect *r)
 {
-	if (u->hostlen != r->hostlen || memcmp(u->host, r->host, r->hostlen) != 0)
+	const char *path = u->pathlen ? u->path : "/";
+	size_t pathlen = u->pathlen ? u->pathlen : 1;
+
+	if (u->hostlen != strlen(r->host) || memcmp(u->host, r->host, u->hostlen) != 0)
 		return -1;
-	if (r->port && url_port(u) != url_port(r))
+	if (r->has_port && url_port(u) != r->port)
 		return -1;
-	if (!r->port && u->port && url_port(u) == 0)
+	if (!r->has_port && u->port && url_port(u) == 0)
 		return -1;
-	return path_equal(u, r) ? 0 : -1;
+	return pathlen == strlen(r->path) && memcmp(path, r->path, pathlen) == 0 ? 0 : -1;
 }
 
-static int not_the_redirect(const struct url_parts *r, char *err, size_t errlen)
+static int not_the_redirect(const struct ps_redirect *r, char *err, size_t errlen)
 {
-	return fail(
-		err, errlen,
-		"the pasted URL is not the redirect: it should start with http://%.*s%s%.*s and "
-		"have the path %.*s; " PASTE,
-		(int)r->hostlen, r->host, r->port ? ":" : "", (int)r->portlen,
-		r->port ? r->port : "", r->pathlen ? (int)r->pathlen : 1,
-		r->pathlen ? r->path : "/");
-}
+	char port[8] = "";
 
-/* redirect_uri itself: http:// to a loopback literal, a valid port if any, no query. */
-static int redirect_split(const char *redirect_uri, struct url_parts *r)
-{
-	if (url_split(redirect_uri, strlen(redirect_uri), r) < 0 || r->query)
-		return -1;
-	if (r->port && url_port(r) == 0)
-		return -1;
-	return ps_url_host_is_loopback(redirect_uri) ? 0 : -1;
+	if (r->has_port)
+		snprintf(port, sizeof(port), ":%lu", r->port);
+	return fail(err, errlen,
+		    "the pasted URL is not the redirect: it should start with http://%s%s and "
+		    "have the path %s; " PASTE,
+		    r->host, port, r->path);
 }
 
 static bool url_space(char c)
@@ -465,15 +451,14 @@ static bool url_space(char c)
 int ps_callback_parse_url(const char *url, const char *redirect_uri, struct ps_callback *cb,
 			  char *err, size_t errlen)
 {
-	struct url_parts u, r;
+	struct url_parts u;
+	struct ps_redirect r;
 	const char *p;
 	size_t len;
 
 	ps_callback_clear(cb);
-	if (redirect_split(redirect_uri, &r) < 0)
-		return fail(err, errlen,
-			    "redirect_uri is not http://127.0.0.1[:port]/path or "
-			    "http://[::1][:port]/path; fix it in the configuration");
+	if (ps_redirect_parse(redirect_uri, &r, err, errlen) < 0)
+		return -1;
 	while (url_space(*url))
 		url++;
 	len = strlen(url);

@@ -5,7 +5,6 @@
  */
 #include <config.h> /* autoconf; "config.h" could be taken for common/config.h */
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -114,22 +113,6 @@ static size_t header_cb(char *line, size_t size, size_t nmemb, void *userp)
 	return n;
 }
 
-static bool host_is_loopback(const char *host)
-{
-	char inner[64];
-	size_t n = strlen(host);
-	struct in_addr a4;
-	struct in6_addr a6;
-
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (n < 3 || host[0] != '[' || host[n - 1] != ']' || n - 2 >= sizeof(inner))
-		return false;
-	memcpy(inner, host + 1, n - 2);
-	inner[n - 2] = '\0';
-	return inet_pton(AF_INET6, inner, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-}
-
 /*
  * Parse url with curl's own parser and hand that parsed handle to the transfer (CURLOPT_CURLU),
  * so the host we judge (loopback or not) is exactly the host curl connects to.
@@ -148,7 +131,7 @@ static int endpoint_parse(CURLU *u, const char *url, struct endpoint *ep, char *
 	}
 	ps_strlcpy(ep->host, host, sizeof(ep->host));
 	snprintf(ep->hostport, sizeof(ep->hostport), "%s:%s", host, port);
-	ep->loopback = host_is_loopback(host) && ps_url_host_is_loopback(url);
+	ep->loopback = ps_host_is_loopback(host) && ps_url_host_is_loopback(url);
 	rc = PS_EXIT_OK;
 out:
 	curl_free(host);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/child.h"
 #include "common/frame.h"
 #include "common/paths.h"
 #include "common/util.h"
@@ -104,7 +104,7 @@ static void fds_3_4(int lfd, int lockfd)
 static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, size_t linelen)
 {
 	char buf[PS_REQUEST_MAX];
-	int in[2], out[2], len, null;
+	int in[2], out[2], len;
 	bool ok = false;
 	pid_t pid;
 
@@ -118,12 +118,8 @@ static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, 
 	}
 	pid = fork();
 	if (pid == 0) {
-		null = open("/dev/null", O_RDWR | O_CLOEXEC);
-		if (dup2(in[0], STDIN_FILENO) < 0 || dup2(out[1], STDOUT_FILENO) < 0 ||
-		    dup2(null, STDERR_FILENO) < 0)
-			_exit(127);
 		fds_3_4(lfd, lockfd);
-		closefrom(5);
+		ps_child_fds(in[0], out[1], 5);
 		setsid();
 		execl(PS_HELPER_PATH, "pam_spotify_helper", "keeper", (char *)NULL);
 		_exit(127);
@@ -232,9 +228,11 @@ struct session {
 	int pidfd;
 };
 
+enum want { WANT_OPEN, WANT_REFRESH, WANT_TOKEN };
+
 struct waiter {
 	int fd;
-	bool token; /* op token: the answer carries it */
+	enum want want; /* op open, refresh-now, token (whose answer carries the token) */
 };
 
 struct keeper {
@@ -275,21 +273,6 @@ static long long renew_at(long long expires_at, unsigned margin_s)
 	return life - margin > 0 ? now + life - margin : now;
 }
 
-/* Capped exponential backoff with +-20% jitter; at least Retry-After (a 429, or a 503 with one). */
-static long long backoff_ms(unsigned failures, long retry_after)
-{
-	long long base = 1000LL << (failures > 6 ? 6 : failures - 1);
-	unsigned short r = 0;
-
-	if (base > BACKOFF_MAX_S * 1000LL)
-		base = BACKOFF_MAX_S * 1000LL;
-	(void)!getrandom(&r, sizeof(r), 0);
-	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
-	if (retry_after >= 0 && retry_after * 1000LL > base)
-		base = retry_after * 1000LL;
-	return base;
-}
-
 /* Send an answer (status, message, and the token when t) on fd, and close it. */
 static void reply(int fd, int rc, const char *message, const struct ps_app_token *t)
 {
@@ -325,7 +308,7 @@ static void reply_fresh(struct keeper *k, int fd, bool token, const char *how)
 	reply(fd, PS_EXIT_OK, line, token ? &k->tok : NULL);
 }
 
-static void waiter_add(struct keeper *k, int fd, bool token)
+static void waiter_add(struct keeper *k, int fd, enum want want)
 {
 	if (k->nwaiters == k->wcap) {
 		int cap = k->wcap ? k->wcap * 2 : 16;
@@ -338,7 +321,7 @@ static void waiter_add(struct keeper *k, int fd, bool token)
 		k->waiters = more;
 		k->wcap = cap;
 	}
-	k->waiters[k->nwaiters++] = (struct waiter){.fd = fd, .token = token};
+	k->waiters[k->nwaiters++] = (struct waiter){.fd = fd, .want = want};
 }
 
 /* --- the renewal: a child that makes the request and hands the token back */
@@ -451,6 +434,8 @@ static int renewal_report(struct keeper *k, struct ps_app_token *t, long *retry,
 	return rc;
 }
 
+static void keys_again(struct keeper *k);
+
 /* A renewal ended: keep its token, plan the next one, answer whoever waited. */
 static void renewal_done(struct keeper *k)
 {
@@ -478,7 +463,10 @@ static void renewal_done(struct keeper *k)
 			 "current one (it lives %lld s more)",
 			 k->cfg.refresh_margin, t.info.expires_at - (long long)time(NULL));
 	}
-	if (rc == PS_EXIT_OK && k->cfg.keyring != PS_KEYRING_SESSION)
+	if (rc == PS_EXIT_OK && k->cfg.keyring != PS_KEYRING_SESSION &&
+	    ps_app_token_same(&t, &k->tok))
+		keys_again(k); /* the one held: the note above stands */
+	else if (rc == PS_EXIT_OK && k->cfg.keyring != PS_KEYRING_SESSION)
 		rc = ps_app_token_store(&k->cfg, &t, line, sizeof(line));
 	if (rc == PS_EXIT_OK) {
 		memcpy(&k->tok, &t, sizeof(t));
@@ -491,7 +479,8 @@ static void renewal_done(struct keeper *k)
 			k->next_ms = NEVER; /* the store is marked: the user must log in */
 		} else {
 			k->failures++;
-			k->not_before_ms = now_ms() + backoff_ms(k->failures, retry);
+			k->not_before_ms =
+				now_ms() + ps_backoff_ms(k->failures - 1, BACKOFF_MAX_S, retry);
 			k->next_ms = k->not_before_ms;
 		}
 	}
@@ -499,14 +488,15 @@ static void renewal_done(struct keeper *k)
 	for (i = 0; i < k->nwaiters; i++) {
 		struct waiter *w = &k->waiters[i];
 
-		if (rc != PS_EXIT_OK && ps_app_token_fresh(&k->tok, 0) && !w->token) {
+		if (rc != PS_EXIT_OK && ps_app_token_fresh(&k->tok, 0) && w->want == WANT_OPEN) {
 			/* the token held still lives: the session has one */
 			snprintf(note, sizeof(note),
 				 "ok token valid %lld s more; its renewal failed: %s",
 				 k->tok.info.expires_at - (long long)time(NULL), line);
 			reply(w->fd, PS_EXIT_OK, note, NULL);
 		} else {
-			reply(w->fd, rc, line, rc == PS_EXIT_OK && w->token ? &k->tok : NULL);
+			reply(w->fd, rc, line,
+			      rc == PS_EXIT_OK && w->want == WANT_TOKEN ? &k->tok : NULL);
 		}
 	}
 	k->nwaiters = 0;
@@ -523,18 +513,18 @@ static void window_text(const struct keeper *k, char *out, size_t outlen)
 }
 
 /* A peer wants a token that is not fresh: the renewal under way, or a new one. */
-static void want_renewal(struct keeper *k, int fd, bool token, bool poke)
+static void want_renewal(struct keeper *k, int fd, enum want want)
 {
 	char line[PS_ERR_MAX], when[48];
 	long long now = now_ms();
 
 	if (k->jobfd >= 0) {
-		waiter_add(k, fd, token);
+		waiter_add(k, fd, want);
 		return;
 	}
 	if (now < k->not_before_ms) {
 		window_text(k, when, sizeof(when));
-		if (!poke && !token && ps_app_token_fresh(&k->tok, 0)) {
+		if (want == WANT_OPEN && ps_app_token_fresh(&k->tok, 0)) {
 			snprintf(line, sizeof(line),
 				 "ok token valid %lld s more; the keeper renews it after its "
 				 "Retry-After/backoff window, at %s",
@@ -553,7 +543,7 @@ static void want_renewal(struct keeper *k, int fd, bool token, bool poke)
 		reply(fd, PS_EXIT_NETWORK, line, NULL);
 		return;
 	}
-	waiter_add(k, fd, token);
+	waiter_add(k, fd, want);
 }
 
 /* --- sessions */
@@ -621,6 +611,35 @@ static bool reload(struct keeper *k)
 }
 
 /* --- messages */
+/* spotify-token logout: the token held goes, and nothing is renewed until a login asks. */
+static void forget(struct keeper *k, int fd)
+{
+	ps_app_token_clear(&k->tok);
+	k->next_ms = NEVER;
+	reply(fd, PS_EXIT_OK, "ok the keeper holds no token now", NULL);
+}
+
+/*
+ * The token held is fresh: make sure the keyring still holds it (a user may have removed the
+ * keys by hand): stored again when not.
+ */
+static void keys_again(struct keeper *k)
+{
+	struct ps_keys_found found;
+	char err[PS_ERR_MAX];
+	bool there;
+
+	if (k->cfg.keyring == PS_KEYRING_SESSION)
+		return;
+	memset(&found, 0, sizeof(found));
+	there = ps_keys_read(k->cfg.keyring == PS_KEYRING_PERSISTENT, &found, err, sizeof(err)) ==
+			0 &&
+		found.token && found.token_len == k->tok.token_len &&
+		memcmp(found.token, k->tok.token, found.token_len) == 0;
+	ps_keys_found_free(&found);
+	if (!there && ps_app_token_store(&k->cfg, &k->tok, err, sizeof(err)) != PS_EXIT_OK)
+		syslog(LOG_WARNING, "%s: %s", k->who, err);
+}
 
 static void op_open(struct keeper *k, int fd, const char *msg, size_t n, int pidfd)
 {
@@ -642,10 +661,11 @@ static void op_open(struct keeper *k, int fd, const char *msg, size_t n, int pid
 	if (ps_msg_get(msg, n, "margin", num, sizeof(num)) < 0 ||
 	    ps_parse_ulong(num, 0, 0x7fffffff, &margin) < 0)
 		margin = k->cfg.refresh_margin;
-	if (ps_app_token_fresh(&k->tok, (unsigned)margin))
+	if (ps_app_token_fresh(&k->tok, (unsigned)margin)) {
+		keys_again(k);
 		reply_fresh(k, fd, false, "held by the keeper");
-	else
-		want_renewal(k, fd, false, false);
+	} else
+		want_renewal(k, fd, WANT_OPEN);
 }
 
 static void op_close(struct keeper *k, int fd, const char *msg, size_t n)
@@ -710,13 +730,15 @@ static void on_conn(struct keeper *k, int fd)
 	else if (root && !strcmp(op, "close"))
 		op_close(k, fd, msg, n);
 	else if (!strcmp(op, "refresh-now"))
-		want_renewal(k, fd, false, true);
+		want_renewal(k, fd, WANT_REFRESH);
 	else if (!strcmp(op, "token") && ps_app_token_fresh(&k->tok, k->cfg.refresh_margin))
 		reply_fresh(k, fd, true, "held by the keeper");
 	else if (!strcmp(op, "token"))
-		want_renewal(k, fd, true, false);
+		want_renewal(k, fd, WANT_TOKEN);
 	else if (!strcmp(op, "status"))
 		op_status(k, fd);
+	else if (!strcmp(op, "forget"))
+		forget(k, fd);
 	else if (!strcmp(op, "reload"))
 		reply(fd, reload(k) ? PS_EXIT_OK : PS_EXIT_NO_TOKEN,
 		      "reload: the keyring's token is held", NULL);
@@ -759,7 +781,8 @@ static void on_timer(struct keeper *k)
 	    now_ms() >= k->not_before_ms && renewal_start(k, line, sizeof(line)) < 0) {
 		syslog(LOG_WARNING, "%s: %s", k->who, line);
 		k->failures++;
-		k->not_before_ms = k->next_ms = now_ms() + backoff_ms(k->failures, -1);
+		k->not_before_ms = k->next_ms =
+			now_ms() + ps_backoff_ms(k->failures - 1, BACKOFF_MAX_S, -1);
 	}
 }
 
@@ -863,8 +886,11 @@ int ps_keeper_run(struct ps_request *req, char *argv1)
 	memcpy(&k.cfg, &req->cfg, sizeof(k.cfg));
 	k.argv1 = argv1;
 	openlog("pam_spotify_helper[keeper]", LOG_PID, LOG_AUTHPRIV);
-	if (keeper_setup(&k) < 0)
+	if (keeper_setup(&k) < 0) {
+		syslog(LOG_ERR, "user %u: the keeper cannot start: %s", (unsigned)getuid(),
+		       strerror(errno));
 		return PS_EXIT_CONFIG;
+	}
 	(void)!write(STDOUT_FILENO, "ready\n", 6);
 	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	dup2(null, STDIN_FILENO);

@@ -10,14 +10,15 @@
  *   op open, pid N, margin N
  *                       (root only, the session's pidfd alongside) count the session; answer
  *                       once a token is there: at once when the one held lives more than the
- *                       login's refresh_margin, else when the renewal it starts (or that runs)
- *                       ends
+ *                       login's refresh_margin (stored again when the keys were removed), else
+ *                       when the renewal it starts (or that runs) ends
  *   op close, pid N     (root only) the session ended
  *   op refresh-now      renew now and answer when done (see below)
  *   op token            the token itself ("info JSON", the token as the body), renewed first when
  *                       it is not fresh: for keyring = session, which only the login's helper
  *                       can reach
  *   op status           "sessions N", "expires_at N", "not_before N", "renewing 0|1"
+ *   op forget           let go of the token held (spotify-token logout)
  *   op reload           hold the token in the keyring (a login just connected the account and
  *                       stored it) and renew it in time, also after an invalid_grant
  * Only root (the module) and the user may connect; the directory is the user's, 0700.

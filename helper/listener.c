@@ -1,10 +1,10 @@
 /*
  * listener.c: the loopback redirect listener of the authorization code flow (see listener.h).
- * Owns the parsing of the redirect_uri it binds, the check that a connection comes from the
- * listener's own uid (NETLINK_SOCK_DIAG), the small HTTP/1.x server that answers the browser
- * (one request per connection, a static page, then close), and the reading of a pasted
- * redirected URL. Nothing a client sends is ever echoed back; request buffers are zeroed because
- * they may hold an authorization code.
+ * Owns the socket bound to redirect_uri (ps_redirect_parse of common/config.h reads it), the
+ * check that a connection comes from the listener's own uid (NETLINK_SOCK_DIAG), the small
+ * HTTP/1.x server that answers the browser (one request per connection, a static page, then
+ * close), and the reading of a pasted redirected URL. Nothing a client sends is ever echoed
+ * back; request buffers are zeroed because they may hold an authorization code.
  */
 #include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
@@ -42,11 +42,6 @@
 #define PS_DIAG_TIMEOUT_MS 1000 /* the kernel answers a sock_diag lookup at once */
 #define PS_DIAG_REPLY_MAX  8192
 
-#define PS_BAD_HOST_MSG                                                                            \
-	"redirect_uri must be http://127.0.0.1[:port]/path or http://[::1][:port]/path"
-#define PS_LOCALHOST_MSG                                                                           \
-	"Spotify does not allow localhost in redirect URIs; use http://127.0.0.1/callback"
-
 /* One browser connection being read. */
 struct conn {
 	int fd; /* -1: free slot */
@@ -78,15 +73,6 @@ struct waiter {
 	struct conn conns[PS_CONN_MAX];
 };
 
-/* The parts of a redirect_uri the listener needs. */
-struct redirect {
-	int family;
-	bool has_port;
-	unsigned long port;
-	const char *host; /* the literal as written: "127.0.0.1" or "[::1]" */
-	const char *path; /* points into the URI */
-};
-
 /* A page: status line and one sentence. Never any request data. */
 struct page {
 	int status;
@@ -116,102 +102,9 @@ static const char *const oauth_errors[] = {
 	"invalid_scope", "server_error",    "temporarily_unavailable",
 };
 
-/* ---- redirect_uri ---- */
-
-/* Host literal after "http://": sets r->family and r->host, returns the end of the host or NULL. */
-static const char *redirect_host(const char *p, struct redirect *r, char *err, size_t errlen)
-{
-	size_t n = strcspn(p, ":/?#");
-
-	if (strncmp(p, "[::1]", 5) == 0 && strchr(":/?#", p[5])) {
-		r->family = AF_INET6;
-		r->host = "[::1]";
-		return p + 5;
-	}
-	if (n == 9 && strncmp(p, "127.0.0.1", 9) == 0) {
-		r->family = AF_INET;
-		r->host = "127.0.0.1";
-		return p + 9;
-	}
-	if (n == 9 && strncasecmp(p, "localhost", 9) == 0)
-		ps_errf(err, errlen, PS_LOCALHOST_MSG);
-	else
-		ps_errf(err, errlen, PS_BAD_HOST_MSG);
-	return NULL;
-}
-
-/* ":port" (1..65535, no leading zero) if present; returns the end, or NULL. */
-static const char *redirect_port(const char *p, struct redirect *r, char *err, size_t errlen)
-{
-	char digits[8];
-	size_t n;
-
-	if (*p != ':')
-		return p;
-	p++;
-	n = strspn(p, "0123456789");
-	if (n == 0 || n >= sizeof(digits) || *p == '0') {
-		ps_errf(err, errlen, "redirect_uri port must be a number from 1 to 65535");
-		return NULL;
-	}
-	memcpy(digits, p, n);
-	digits[n] = '\0';
-	if (ps_parse_ulong(digits, 1, 65535, &r->port) < 0) {
-		ps_errf(err, errlen, "redirect_uri port must be a number from 1 to 65535");
-		return NULL;
-	}
-	r->has_port = true;
-	return p + n;
-}
-
-/* The path: required, printable, no query or fragment, fits ps_listener.path. */
-static int redirect_path(const char *p, size_t max, char *err, size_t errlen)
-{
-	const char *s;
-
-	if (*p != '/') {
-		ps_errf(err, errlen, "redirect_uri needs a path, e.g. http://127.0.0.1/callback");
-		return -1;
-	}
-	for (s = p; *s; s++) {
-		if (*s == '?' || *s == '#') {
-			ps_errf(err, errlen, "redirect_uri must not have a query or a fragment");
-			return -1;
-		}
-		if (*s <= ' ' || *s >= 0x7f) {
-			ps_errf(err, errlen, "redirect_uri contains a space or control character");
-			return -1;
-		}
-	}
-	if ((size_t)(s - p) >= max) {
-		ps_errf(err, errlen, "redirect_uri path is too long");
-		return -1;
-	}
-	return 0;
-}
-
-static int redirect_parse(const char *uri, struct redirect *r, size_t pathmax, char *err,
-			  size_t errlen)
-{
-	const char *p;
-
-	memset(r, 0, sizeof(*r));
-	if (strncmp(uri, "http://", 7) != 0) {
-		ps_errf(err, errlen, PS_BAD_HOST_MSG);
-		return -1;
-	}
-	p = redirect_host(uri + 7, r, err, errlen);
-	if (p)
-		p = redirect_port(p, r, err, errlen);
-	if (!p || redirect_path(p, pathmax, err, errlen) < 0)
-		return -1;
-	r->path = p;
-	return 0;
-}
-
 /* ---- socket ---- */
 
-static void bind_error(const struct redirect *r, int errnum, char *err, size_t errlen)
+static void bind_error(const struct ps_redirect *r, int errnum, char *err, size_t errlen)
 {
 	if (errnum == EADDRINUSE && r->has_port) {
 		ps_errf(err, errlen,
@@ -229,7 +122,7 @@ static void bind_error(const struct redirect *r, int errnum, char *err, size_t e
 }
 
 /* Socket bound to the loopback literal (never the wildcard address), listening. fd or -1. */
-static int listen_socket(const struct redirect *r, unsigned *port, char *err, size_t errlen)
+static int listen_socket(const struct ps_redirect *r, unsigned *port, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
@@ -299,13 +192,17 @@ static int start_path_make(char out[PS_START_PATH_LEN + 1])
 
 int ps_listener_open(struct ps_listener *l, const char *redirect_uri, char *err, size_t errlen)
 {
-	struct redirect r;
+	struct ps_redirect r;
 	int n;
 
 	memset(l, 0, sizeof(*l));
 	l->fd = -1;
-	if (redirect_parse(redirect_uri, &r, sizeof(l->path), err, errlen) < 0)
+	if (ps_redirect_parse(redirect_uri, &r, err, errlen) < 0)
 		return -1;
+	if (strlen(r.path) >= sizeof(l->path)) {
+		ps_errf(err, errlen, "redirect_uri path is too long");
+		return -1;
+	}
 	/* the configured form when it names a port; else the bound port goes in */
 	if (r.has_port)
 		n = snprintf(l->redirect_uri, sizeof(l->redirect_uri), "%s", redirect_uri);

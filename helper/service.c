@@ -20,7 +20,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -139,17 +138,7 @@ static long long window_left_s(const struct service *s)
 /* After a failed request: capped exponential backoff with jitter, at least Retry-After. */
 static void window_after_failure(struct service *s, long retry_after)
 {
-	long long base = 1000LL << (s->failures > 8 ? 8 : s->failures);
-	unsigned short r = 0;
-
-	s->failures++;
-	if (base > BACKOFF_MAX_S * 1000LL)
-		base = BACKOFF_MAX_S * 1000LL;
-	(void)!getrandom(&r, sizeof(r), 0);
-	base = base * 8 / 10 + (base * 4 / 10) * r / 65535;
-	if (retry_after >= 0 && retry_after * 1000LL > base)
-		base = retry_after * 1000LL;
-	s->not_before_ms = ps_mono_ms() + base;
+	s->not_before_ms = ps_mono_ms() + ps_backoff_ms(s->failures++, BACKOFF_MAX_S, retry_after);
 }
 
 /* 0 when a request may go out now; else -1 with the reason in line. */
@@ -956,11 +945,16 @@ static int signals_open(void)
 }
 
 /* Tell the module how the start went, then stdout is /dev/null. */
+int ps_service_announce_fd = -1;
+
 static void announce(const char *what)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	ps_write_all(STDOUT_FILENO, what, strlen(what));
+	if (ps_service_announce_fd >= 0) /* our starter waits for this, then ends */
+		close(ps_service_announce_fd);
+	ps_service_announce_fd = -1;
 	if (null >= 0) {
 		dup2(null, STDIN_FILENO);
 		dup2(null, STDOUT_FILENO);

@@ -11,12 +11,12 @@
  * window, whoever asks), backs off after failures, and limits each uid's requests.
  *
  * Started by systemd (pam_spotify.socket: the socket is fd 3, LISTEN_FDS; the secret is the
- * credential client_secret in $CREDENTIALS_DIRECTORY), or by the module as root in a clean
- * context (pam/service.h) with its configuration on stdin: then, as root, it takes
- * RUNDIR/SERVICE.lock (held for its whole life; busy: another service runs, it ends), reads and
- * checks client_secret_file, binds RUNDIR/SERVICE.sock (0666), drops to app_user for good and
- * writes "ready" (or "busy", or "fail CODE TEXT") on stdout. It ends when no session it counts is
- * open, no request is under way, and no Retry-After window is running.
+ * credential client_secret in $CREDENTIALS_DIRECTORY), or by the module as root through
+ * `service --start` (helper/service_start.h: a clean context) with its configuration on stdin:
+ * then, as root, it takes RUNDIR/SERVICE.lock (held for its whole life; busy: another service
+ * runs, it ends), reads and checks client_secret_file, binds RUNDIR/SERVICE.sock (0666), drops to
+ * app_user for good and writes "ready" (or "busy", or "fail CODE TEXT") on stdout. It ends when
+ * no session it counts is open, no request is under way, and no Retry-After window is running.
  *
  * Messages (common/frame.h), each answered with "status CODE" (a PS_EXIT_* value) and, on failure,
  * "message TEXT":
@@ -52,5 +52,8 @@ int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct
  */
 int ps_service_post(const struct ps_config *cfg, const char *form, struct ps_http_response *resp,
 		    char *line, size_t linelen);
+
+/* Closed once the service has said how its start went: what its starter waits for (-1: none). */
+extern int ps_service_announce_fd;
 
 #endif

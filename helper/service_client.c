@@ -52,9 +52,8 @@ static int client_exchange(const struct ps_config *cfg, const char *head, size_t
 			   const char *body, size_t blen, long long deadline, char **ans,
 			   size_t *anslen, char *line, size_t linelen)
 {
-	char code[8], *out = malloc(hlen + blen);
-	unsigned long rc;
-	int fd = -1;
+	char *out = malloc(hlen + blen);
+	int fd = -1, rc;
 
 	*ans = malloc(PS_FRAME_MAX + 1);
 	if (!out || !*ans) {
@@ -70,8 +69,7 @@ static int client_exchange(const struct ps_config *cfg, const char *head, size_t
 		ps_free_secret(out, hlen + blen);
 		return PS_EXIT_NETWORK;
 	}
-	if (ps_frame_send(fd, out, hlen + blen, -1, deadline) < 0 ||
-	    ps_frame_recv(fd, *ans, PS_FRAME_MAX, anslen, NULL, deadline) < 0) {
+	if (ps_msg_exchange(fd, out, hlen + blen, -1, deadline, *ans, PS_FRAME_MAX, anslen) < 0) {
 		if (errno == ETIMEDOUT)
 			ps_errf(line, linelen,
 				"the accounts server at %s did not answer within %u s (through the "
@@ -81,16 +79,12 @@ static int client_exchange(const struct ps_config *cfg, const char *head, size_t
 			ps_errf(line, linelen, "the system service at %s did not answer: %s",
 				cfg->service, strerror(errno));
 		rc = PS_EXIT_NETWORK;
-	} else if (ps_msg_get(*ans, *anslen, "status", code, sizeof(code)) < 0 ||
-		   ps_parse_ulong(code, 0, 7, &rc) < 0) {
-		ps_errf(line, linelen, "the system service's answer is malformed");
-		rc = PS_EXIT_NETWORK;
-	} else if (rc != PS_EXIT_OK && ps_msg_get(*ans, *anslen, "message", line, linelen) < 0) {
-		ps_errf(line, linelen, "the system service refused (code %lu)", rc);
+	} else {
+		rc = ps_msg_status(*ans, *anslen, "the system service", line, linelen);
 	}
 	close(fd);
 	ps_free_secret(out, hlen + blen);
-	return (int)rc;
+	return rc;
 }
 
 /* The header every request of a user's side starts with. */

@@ -422,6 +422,8 @@ int ps_user_token_logout(const struct ps_config *cfg, char *line, size_t linelen
 		return rc;
 	rc = ps_store_remove(&s, line, linelen);
 	ps_store_close(&s);
+	if (rc == PS_EXIT_OK) /* a running keeper lets go of the token it holds */
+		ps_keeper_ask(cfg, "forget", ps_mono_ms() + 2000, NULL, line, linelen);
 	if (rc == PS_EXIT_OK)
 		rc = ps_keys_remove(cfg->keyring, line, linelen);
 	if (rc == PS_EXIT_OK)

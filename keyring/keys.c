@@ -232,6 +232,13 @@ static int set_attrs(key_serial_t id, unsigned timeout_s)
 											    : 0;
 }
 
+/*
+ * The keys this process stored last (the token's and the info's), so that ps_keys_remove takes
+ * them out even when they have expired: an expired key can no longer be described, so a search
+ * by name misses it, but it can be unlinked by its serial.
+ */
+static key_serial_t stored[2];
+
 static int store_one(enum ps_keyring where, key_serial_t ring, const char *name, const void *data,
 		     size_t len, unsigned timeout_s, char *err, size_t errlen)
 {
@@ -262,6 +269,7 @@ static int store_one(enum ps_keyring where, key_serial_t ring, const char *name,
 		drop(id, ring); /* never leave a key without its timeout or permissions */
 		return keyring_error(e, what, err, errlen);
 	}
+	stored[strcmp(name, PS_KEY_TOKEN) == 0 ? 0 : 1] = id;
 	return PS_EXIT_OK;
 }
 
@@ -335,7 +343,7 @@ static int remove_one(enum ps_keyring where, key_serial_t ring, const char *name
 int ps_keys_remove(enum ps_keyring where, char *err, size_t errlen)
 {
 	key_serial_t ring;
-	int rc, rc2;
+	int rc, rc2, i;
 
 	rc = ring_open(where, &ring, err, errlen);
 	if (rc != PS_EXIT_OK)
@@ -343,6 +351,12 @@ int ps_keys_remove(enum ps_keyring where, char *err, size_t errlen)
 	rc = remove_one(where, ring, PS_KEY_TOKEN, err, errlen);
 	rc2 = remove_one(where, ring, PS_KEY_INFO, rc == PS_EXIT_OK ? err : NULL,
 			 rc == PS_EXIT_OK ? errlen : 0);
+	for (i = 0; i < 2; i++) { /* ours that expired: the search above cannot see them */
+		if (stored[i] > 0 && keyctl_describe(stored[i], NULL, 0) < 0 &&
+		    errno == EKEYEXPIRED)
+			keyctl_unlink(stored[i], ring);
+		stored[i] = 0;
+	}
 	ring_close(where, ring);
 	return rc != PS_EXIT_OK ? rc : rc2;
 }

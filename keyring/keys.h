@@ -32,7 +32,11 @@ unsigned ps_keys_skew(unsigned long expires_in);
 int ps_keys_store(enum ps_keyring where, const char *token, size_t token_len, const char *info_json,
 		  unsigned timeout_s, char *err, size_t errlen);
 
-/* Remove both keys from the chosen keyring. Absent keys are fine. PS_EXIT_OK or PS_EXIT_KEYRING. */
+/*
+ * Remove both keys from the chosen keyring, and the expired ones this process stored there (which
+ * a look-up by name no longer finds, and which would cost the user key quota until the kernel's
+ * collector takes them). Absent keys are fine. PS_EXIT_OK or PS_EXIT_KEYRING.
+ */
 int ps_keys_remove(enum ps_keyring where, char *err, size_t errlen);
 
 /* Reading, for spotify-token. */

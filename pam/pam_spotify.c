@@ -134,48 +134,25 @@ static bool needs_service(const struct ps_config *cfg)
 }
 
 /*
- * One call on the user's keeper (helper/keeper.h): op with the session's pid (and, for open, its
- * pidfd); the answer's code with its line, waited for by deadline unless !wait. -1 when no keeper
- * runs. The keeper must be the user's (SO_PEERCRED): a socket the user planted hurts only this
- * user's session, and only until the deadline.
+ * One call on the user's keeper (helper/keeper.h), which must be the user's (SO_PEERCRED): a
+ * socket the user planted hurts only this user's session, and only until the deadline.
  */
 static int keeper_call(const struct ps_config *cfg, const struct passwd *pw, const char *op,
 		       long long deadline, bool wait, char *line, size_t linelen)
 {
-	char path[PS_SERVICE_PATH_MAX], msg[128], reply[PS_ERR_MAX + 256], num[32];
-	struct ps_buf b = {.buf = msg, .cap = sizeof(msg)};
-	int pidfd = -1, rc;
-	size_t n = 0;
+	char path[PS_SERVICE_PATH_MAX];
+	int rc;
 
 	ps_keeper_path(cfg, pw->pw_uid, ".sock", path, sizeof(path));
-	ps_msg_add(&b, "op", op);
-	snprintf(num, sizeof(num), "%ld", cfg->session_pid);
-	ps_msg_add(&b, "pid", num);
-	snprintf(num, sizeof(num), "%u", cfg->refresh_margin);
-	ps_msg_add(&b, "margin", num);
-	ps_msg_end(&b);
-	if (!strcmp(op, "open") && cfg->session_pid > 0)
-		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)cfg->session_pid, 0);
-	rc = ps_msg_call(path, pw->pw_uid, msg, b.len, pidfd, deadline, wait ? reply : NULL,
-			 sizeof(reply) - 1, &n);
-	if (pidfd >= 0)
-		close(pidfd);
-	if (rc == -1)
-		return -1;
-	if (rc == -2 && errno == ETIMEDOUT)
+	rc = ps_session_call(cfg, pw, path, pw->pw_uid, op, deadline, wait, line, linelen);
+	if (rc == PS_EXIT_OK && !wait)
+		snprintf(line, linelen, "ok the keeper was told (nowait: it gets the token)");
+	else if (rc == PS_EXIT_NETWORK && ps_mono_ms() >= deadline)
 		ps_errf(line, linelen,
 			"no token within the %u s timeout: the keeper goes on and stores it "
 			"when it comes; is the accounts server at %s reachable?",
 			cfg->timeout, cfg->token_url);
-	else if (rc == -2)
-		ps_errf(line, linelen, "the keeper at %s broke off: %s", path, strerror(errno));
-	if (rc == -2)
-		return PS_EXIT_NETWORK;
-	if (!wait) {
-		snprintf(line, linelen, "ok the keeper was told (nowait: it gets the token)");
-		return PS_EXIT_OK;
-	}
-	return ps_msg_status(reply, n, "the keeper", line, linelen);
+	return rc;
 }
 
 /*
@@ -241,6 +218,9 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 		rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
 	if (rc < 0 || enroll_here(cfg, rc)) {
 		rc = start_helper(pamh, cfg, pw, deadline, line, sizeof(line));
+		/* a conversation gives the user minutes (spawn.h): the token's wait starts after it */
+		if (cfg->interactive && ps_mono_ms() >= deadline)
+			deadline = ps_spawn_deadline(cfg->timeout);
 		if (rc == PS_EXIT_OK)
 			rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
 		if (rc < 0) {
@@ -260,7 +240,9 @@ static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct pas
 	if (needs_service(cfg))
 		ps_service_close(pamh, cfg, pw);
 	rc = keeper_call(cfg, pw, "close", ps_spawn_deadline(1), true, line, sizeof(line));
-	if (cfg->debug)
+	if (rc > 0)
+		pam_syslog(pamh, LOG_ERR, "user %s: close: %s (exit %d)", pw->pw_name, line, rc);
+	else if (cfg->debug)
 		pam_syslog(pamh, LOG_DEBUG, "user %s: close: %s", pw->pw_name, line);
 	return rc <= 0 ? PAM_SUCCESS : PAM_SESSION_ERR;
 }

@@ -7,17 +7,19 @@
  *
  * The service of a configuration is reached at RUNDIR/SERVICE.sock (common/paths.h), or, under
  * systemd, at RUNDIR/service.sock when that one serves the same configuration. Without systemd
- * the module starts it itself, in a clean context: a fresh session, the real uid root (so that a
- * su or sudo caller can no longer signal it), every resource limit as init has it, nice 0, every
- * CPU, oom_score_adj 0, no inherited descriptor, umask 022, an empty environment. What it cannot
- * reset is the cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no
- * lock while it starts one: the service takes its own lock, and a service that finds another
- * running ends.
+ * the module starts it itself: it runs `pam_spotify_helper service --start` as root in full (so
+ * that a su or sudo caller can no longer signal it), with the request on stdin, a status pipe on
+ * stdout, no other descriptor and an empty environment; the helper takes a clean context (a
+ * session of its own, init's resource limits, nice 0, every CPU, oom_score_adj 0: see
+ * helper/service_start.h) and forks the service off to init. What neither can reset is the
+ * cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no lock while it
+ * starts one: the service takes its own lock, and a service that finds another running ends.
  */
 #ifndef PS_SERVICE_H
 #define PS_SERVICE_H
 
 #include <pwd.h>
+#include <stdbool.h>
 #include <security/pam_modules.h>
 
 #include "common/config.h"
@@ -32,5 +34,16 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 
 /* At its close: the service forgets the session (it also sees the session's process end). */
 void ps_service_close(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw);
+
+/*
+ * One message about pw's session to the socket at path, whose peer must be uid peer or root
+ * (SO_PEERCRED): op ("open" with the session's pidfd alongside, or "close"), the service's name,
+ * the uid, the session's pid and the login's refresh_margin; the system service and the user's
+ * keeper (helper/keeper.h) each read what they need. Its answer's code with its line, waited for
+ * by deadline unless !wait. -1 when nothing serves at path.
+ */
+int ps_session_call(const struct ps_config *cfg, const struct passwd *pw, const char *path,
+		    uid_t peer, const char *op, long long deadline, bool wait, char *line,
+		    size_t linelen);
 
 #endif

@@ -24,6 +24,7 @@
 #include <security/pam_ext.h>
 #include <security/pam_modutil.h>
 
+#include "common/child.h"
 #include "common/request.h"
 #include "pam/spawn.h"
 #include "common/util.h"
@@ -98,99 +99,35 @@ static void child_drop_privileges(const struct child_ctx *c)
 		child_fail("set no_new_privs", errno);
 }
 
-/* Default dispositions and an empty mask: exec keeps ignored signals and the mask otherwise. */
-static void child_reset_signals(void)
-{
-	sigset_t none;
-	int sig;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			signal(sig, SIG_DFL);
-}
-
-/*
- * stdin and stdout from the pipes, stderr to /dev/null, everything else closed. Each source is
- * first moved above 2 (so no dup2 below is a no-op that would keep its close-on-exec flag), and
- * the rest goes with one closefrom(3) (close_range): pam_modutil_sanitize_helper_fds closes
- * every number up to the hard RLIMIT_NOFILE one call at a time, 65535 system calls under a
- * systemd service, which is most of a login's time spent on nothing.
- */
-static void child_setup_fds(const struct child_ctx *c)
-{
-	int in = fcntl(c->in_fd, F_DUPFD_CLOEXEC, 3);
-	int out = fcntl(c->out_fd, F_DUPFD_CLOEXEC, 3);
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	int err = null < 0 ? -1 : fcntl(null, F_DUPFD_CLOEXEC, 3);
-
-	if (in < 0 || out < 0 || err < 0 || dup2(in, STDIN_FILENO) < 0 ||
-	    dup2(out, STDOUT_FILENO) < 0 || dup2(err, STDERR_FILENO) < 0)
-		_exit(127);
-	closefrom(3);
-}
-
 static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 {
 	char home[PATH_MAX + 8], user[300], logname[300];
-	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->mode, NULL};
+	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->mode,
+			      c->pw ? NULL : (char *)"--start", NULL};
 	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", home, user, logname, NULL};
 
-	child_reset_signals();
+	/* the system service's start: root in full at once (a su caller's real uid may signal us
+	 * until then; it can no longer after), and an empty environment */
+	if (!c->pw && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0))
+		_exit(127);
+	ps_child_reset_signals();
 	setsid();
-	child_setup_fds(c);
-	child_drop_privileges(c);
-	snprintf(home, sizeof(home), "HOME=%s", c->pw->pw_dir);
-	snprintf(user, sizeof(user), "USER=%s", c->pw->pw_name);
-	snprintf(logname, sizeof(logname), "LOGNAME=%s", c->pw->pw_name);
+	ps_child_fds(c->in_fd, c->out_fd, 3);
+	if (c->pw) {
+		child_drop_privileges(c);
+		snprintf(home, sizeof(home), "HOME=%s", c->pw->pw_dir);
+		snprintf(user, sizeof(user), "USER=%s", c->pw->pw_name);
+		snprintf(logname, sizeof(logname), "LOGNAME=%s", c->pw->pw_name);
+	}
 	if (chdir("/") < 0) /* never the home directory: one that hangs must not hang us */
 		child_fail("chdir /", errno);
-	execve(PS_HELPER_PATH, argv, envp);
+	execve(PS_HELPER_PATH, argv, c->pw ? envp : &envp[4]);
 	child_fail("execute " PS_HELPER_PATH, errno);
-}
-
-int ps_spawn_check_helper(char *why, size_t whylen)
-{
-	const char *path = PS_HELPER_PATH;
-	struct stat st;
-
-	if (stat(path, &st) < 0) {
-		ps_errf(why, whylen, "cannot use the helper %s: %s; reinstall pam_spotify", path,
-			strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		ps_errf(why, whylen,
-			"refusing the helper %s: not a regular file; reinstall pam_spotify", path);
-		return -1;
-	}
-	if (st.st_uid != 0) {
-		ps_errf(why, whylen,
-			"refusing the helper %s: not owned by root; run: chown root %s", path,
-			path);
-		return -1;
-	}
-	if (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) {
-		ps_errf(why, whylen,
-			"refusing the helper %s: mode %04o lets group or others read or write it, "
-			"so a user could trace it before it hardens; run: chmod 0711 %s",
-			path, (unsigned)(st.st_mode & 07777), path);
-		return -1;
-	}
-	return 0;
 }
 
 long long ps_spawn_deadline(unsigned timeout_s)
 {
 	return ps_mono_ms() + (long long)timeout_s * 1000;
-}
-
-long long ps_spawn_left_ms(long long deadline)
-{
-	long long left = deadline - ps_mono_ms();
-
-	return left > 0 ? left : 0;
 }
 
 static pid_t waitpid_eintr(pid_t pid, int *status, int options)
@@ -417,9 +354,9 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 
 	memset(res, 0, sizeof(*res));
 	res->exit_code = -1;
-	if (ps_spawn_check_helper(res->message, sizeof(res->message)) < 0)
+	if (ps_child_check_helper(res->message, sizeof(res->message)) < 0)
 		return -1;
-	if (user_groups(pw, &c.groups, &c.ngroups) < 0) {
+	if (pw && user_groups(pw, &c.groups, &c.ngroups) < 0) {
 		snprintf(res->message, sizeof(res->message), "cannot list the groups of %s",
 			 pw->pw_name);
 		return -1;

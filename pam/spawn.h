@@ -33,25 +33,16 @@ struct ps_spawn_opts {
 /* The deadline timeout_s seconds from now, for ps_spawn_opts (a monotonic clock, in ms). */
 long long ps_spawn_deadline(unsigned timeout_s);
 
-/* Milliseconds left until deadline (0 when past). */
-long long ps_spawn_left_ms(long long deadline);
-
 /*
- * The helper file must be root's, a regular file, and neither readable nor writable by group or
- * others (0711): the kernel makes a process non-dumpable from the exec of a file its user cannot
- * read, so nothing of the user's can ptrace it, take its fds or read its memory before the
- * helper's own PR_SET_DUMPABLE. 0, or -1 with one line in why that names the path and the fix.
- */
-int ps_spawn_check_helper(char *why, size_t whylen);
-
-/*
- * Run the helper for pw with request on its stdin, killing it at o->deadline_ms. When
+ * Run the helper for pw with request on its stdin, killing it at o->deadline_ms; with pw NULL,
+ * as root with an empty environment and "--start" after the mode (the system service's start,
+ * pam/service.h). When
  * o->interactive, the helper may ask for the PAM conversation with "conv-info TEXT" and
  * "conv-prompt TEXT" lines on its stdout; the module shows them (pam_info, pam_prompt with echo
  * on), answers each prompt with "answer TEXT" (or "cancel") on the helper's stdin, and gives the
  * user 300 s from the last such line.
  * Returns 0 when the helper ran (see res), -1 when it could not be started (reason in
- * res->message, also when ps_spawn_check_helper refused the file).
+ * res->message, also when ps_child_check_helper refused the file).
  */
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res);

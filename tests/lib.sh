@@ -300,12 +300,12 @@ print("service-%08x" % h)
 PY
 }
 
-# ps_services [PROGRAM]: the pids of this install's system services (pam_spotify_helper service
-# processes running PROGRAM, default $PS_HELPER); ps_stop_services [PROGRAM]: end them (SIGTERM),
-# and wait up to 5 s.
+# ps_services [PROGRAM]: the pids of this install's system services (pam_spotify_helper service,
+# or service --start as the module starts it, running PROGRAM, default $PS_HELPER);
+# ps_stop_services [PROGRAM]: end them (SIGTERM), and wait up to 5 s.
 ps_services() {
 	local p
-	for p in $(pgrep -f 'pam_spotify_helper service$'); do
+	for p in $(pgrep -f 'pam_spotify_helper service( --start)?$'); do
 		case "$(readlink "/proc/$p/exe" 2>/dev/null)" in
 		"${1:-$PS_HELPER}" | "${1:-$PS_HELPER} (deleted)") echo "$p" ;; # (deleted): reinstalled since
 		esac
@@ -362,7 +362,7 @@ ps_keeper_socks() { ls -1 "$PS_RUNDIR/user/$(id -u "$1")"/keeper-*.sock 2>/dev/n
 ps_keeper_sock() {
 	local s
 	for s in $(ps_keeper_socks "$1"); do
-		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" --timeout=2 "$s" status >/dev/null &&
+		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" -t 2 "$s" status >/dev/null &&
 			echo "$s" && return 0
 	done
 	return 1

@@ -19,7 +19,7 @@ static void check_accepted(struct ps_request *req)
 {
 	char err[PS_ERR_MAX];
 
-	if (req->op != PS_OP_OPEN && req->op != PS_OP_CLOSE)
+	if (req->op != PS_OP_OPEN)
 		ps_fuzz_fail("request accepted without an op");
 	ps_fuzz_check_cstr(req->cfg.service, sizeof(req->cfg.service), "service unterminated");
 	if (req->cfg.service[0] && strncmp(req->cfg.service, PS_RUNDIR "/", sizeof(PS_RUNDIR)))

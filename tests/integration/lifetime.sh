@@ -1,16 +1,27 @@
 #!/bin/bash
 # lifetime.sh: the session lifetime of a token, through real PAM sessions against the fake
-# accounts server: one keeper per user and client renews the token refresh_margin seconds before
-# it expires (client_credentials and pkce), shared by the user's sessions and gone (with the keys)
-# within 2 s of the last close; a session whose process is killed is reclaimed; 100 open/close
-# cycles and 10 concurrent opens leak nothing and start one keeper; 503s are retried with backoff
-# and a 429's Retry-After is honoured while an expired token is never printed;
-# invalid_grant marks the store and stops renewal; keyring = session starts no keeper and
-# keyring = persistent is renewed too; spotify-token --min-valid=N and spotify-token refresh (for
-# client_credentials the system service renews and the user's keeper, which holds no secret,
-# copies: --min-valid cannot ask for more and refresh copies; see app_token.sh);
-# same-UID non-possessors read the token, other users do not. Needs root and an installed build
-# (see session.sh). Takes about 3.5 minutes: lifetimes take time.
+# accounts server. The user's keeper (`pam_spotify_helper keeper`, helper/keeper.h: one per user
+# and configuration, its socket RUNDIR/user/UID/keeper-HASH.sock beside keeper-HASH.lock, which it
+# holds flocked) renews the token refresh_margin seconds before it expires (client_credentials
+# and pkce), counts the user's sessions (status "sessions N", a pidfd on each session's process)
+# and ends, its socket and the keys gone, within 2 s of the last close; a session whose process is
+# killed is reclaimed through its pidfd; 100 open/close cycles and 10 concurrent opens leak
+# nothing and start one keeper; 503s are retried with backoff and a 429's Retry-After is honoured
+# while an expired token is never printed; invalid_grant marks the store and stops renewal;
+# keyring = session: the keeper holds the store and the token, the login's helper copies the
+# token into the session keyring, nothing is in the user keyring, and the keeper ends with the
+# session; keyring = persistent is renewed too; spotify-token --min-valid=N and spotify-token
+# refresh (refresh-now on the keeper's socket; for client_credentials the system service renews
+# and the user's keeper, which holds no secret, copies: --min-valid cannot ask for more and
+# refresh copies; see app_token.sh); same-UID non-possessors read the token, other users do not.
+# Needs root and an installed build (see session.sh). Takes about 3.5 minutes: lifetimes take
+# time.
+#
+# Gone with the old design (60e6f88), and their checks with them: the session registry
+# (STORE/CLIENT.sessions/PID-START), now the keeper's status "sessions N" and its pidfds; the lock
+# file CLIENT.keeper holding the keeper's pid, now "one socket, the keeper listens and answers
+# status on it, its lock is held"; "keyring = session starts no keeper" (a keeper runs now: see
+# above).
 #
 # Timing: tokens live 6 s (the fake server's expires_in) with refresh_margin = 3, so the keeper
 # renews every ~3 s; the kernel key lives exactly 6 s (skew min(30, 6/10) = 0). Every wait is
@@ -19,8 +30,8 @@
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
+[ -n "${PS_RUNDIR:-}" ] || skip_all "PS_RUNDIR is not set (make check sets it)"
 ps_tmpdir
 ps_lock_keyring
 ps_ensure_user pstest1
@@ -38,58 +49,62 @@ chmod 600 "$T/secret"
 DRIVER="$top_builddir/tests/pam/pam_session"
 export PS_SYSLOG_FILE="$T/syslog"
 : >"$PS_SYSLOG_FILE"
-KEEPER_PAT='pam_spotify_helper keeper'
 app_pid() { ps_services | head -1; }
 
-conf() { # conf FILE FLOW CLIENT [extra lines...]
-	local f=$1 flow=$2 client=$3
+conf() { # conf NAME FLOW CLIENT [extra lines...]: $T/NAME.conf and the PAM service NAME
+	local name=$1 flow=$2 client=$3
 	shift 3
-	{
-		echo "flow = $flow"
-		echo "client_id = $client"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "timeout = 5"
-		echo "connect_timeout = 2"
-		echo "refresh_margin = 3"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$T/$name.conf" "flow = $flow" "client_id = $client" "timeout = 5" \
+		"connect_timeout = 2" "refresh_margin = 3" "$@"
+	ps_pam_service "$T/pam.d" "$name" "$T/$name.conf"
 }
-conf "$T/cc.conf" client_credentials testclient "client_secret_file = $T/secret"
-conf "$T/pkce.conf" pkce pkceclient "scopes = user-read-email" "enroll = never"
-conf "$T/sess.conf" client_credentials testclient "client_secret_file = $T/secret" "keyring = session"
-conf "$T/persist.conf" client_credentials testclient "client_secret_file = $T/secret" "keyring = persistent"
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-for svc in cc pkce sess persist; do
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
-done
+conf cc client_credentials testclient "client_secret_file = $T/secret"
+conf pkce pkce pkceclient "scopes = user-read-email" "enroll = never"
+conf sess client_credentials testclient "client_secret_file = $T/secret" "keyring = session"
+conf persist client_credentials testclient "client_secret_file = $T/secret" "keyring = persistent"
 
 # --- small tools
 
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 requests() { stats 'j["token_requests"]'; }
 grants() { stats "j['by_grant'].get('$1', 0)"; }
-# keepers USER: the pids of the user's keeper processes, one a line.
-keepers() { pgrep -u "$1" -f "$KEEPER_PAT"; }
-nkeepers() { keepers "$1" | wc -l; }
-# lock_pid STORE CLIENT: the pid in the keeper's lock file.
-lock_pid() { tr -dc '0-9' <"$1/$2.keeper" 2>/dev/null; }
-# registered STORE CLIENT: the session registry's entries (<session pid>-<start time>), one a line.
-registered() { ls -1 "$1/$2.sessions" 2>/dev/null; }
-nregistered() { registered "$1" "$2" | wc -l; }
+# keeper_lock USER: the lock beside the user's (one) keeper socket.
+keeper_lock() { local s; s=$(ps_keeper_socks "$1" | head -1); [ -n "$s" ] && echo "${s%.sock}.lock"; }
+# lock_held FILE: a process (the keeper) holds the flock on FILE; lock_free FILE: none does. Only
+# on a file that exists: flock(1) would create a missing one, as root.
+lock_held() { [ -f "$1" ] && ! flock -n "$1" true; }
+lock_free() { [ -f "$1" ] && flock -n "$1" true; }
+# pidfd_pids PID: the processes that process PID holds pidfds on, sorted, space-separated.
+pidfd_pids() {
+	grep -h '^Pid:' /proc/"$1"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -n | tr '\n' ' ' |
+		sed 's/ $//'
+}
+# keeper_listens PID USER: process PID holds the listening socket bound at the user's (one)
+# keeper socket path (the inode /proc/net/unix gives that path is among PID's descriptors).
+keeper_listens() {
+	local s ino
+	s=$(ps_keeper_socks "$2" | head -1)
+	ino=$(awk -v p="$s" '$NF == p && $6 == "01" {print $7}' /proc/net/unix | head -1)
+	[ -n "$s" ] && [ -n "$ino" ] && readlink /proc/"$1"/fd/* 2>/dev/null | grep -qx "socket:\[$ino\]"
+}
+# no_keeper USER: no keeper process of the user and no keeper socket in their RUNDIR directory.
+no_keeper() { [ "$(ps_nkeepers "$1")" = 0 ] && [ -z "$(ps_keeper_socks "$1")" ]; }
+# kill_keepers USER: SIGKILL the user's keepers and remove the sockets they leave behind.
+kill_keepers() {
+	local p
+	for p in $(ps_keepers "$1"); do kill -9 "$p" 2>/dev/null; done
+	wait_ms 2000 "[ \"\$(ps_nkeepers $1)\" = 0 ]"
+	rm -f "$PS_RUNDIR/user/$(id -u "$1")"/keeper-*.sock
+}
 
 # end_held PID USER: end a held session early (SIGKILL: reclaimed by the keeper, see section 3)
 # and wait (at most 5 s) for the user's keepers to go; a keeper still there is killed, with a note.
 end_held() {
-	local p
 	kill -9 "$1" 2>/dev/null
 	wait "$1" 2>/dev/null
-	if ! wait_ms 5000 "[ \"\$(nkeepers $2)\" = 0 ]"; then
+	if ! wait_ms 5000 "no_keeper $2"; then
 		diag "a keeper of $2 outlived its killed session by 5 s; killing it"
-		for p in $(keepers "$2"); do kill -9 "$p"; done
+		kill_keepers "$2"
 	fi
 }
 lifetime_cleanup() {
@@ -98,9 +113,9 @@ lifetime_cleanup() {
 	for p in $DRIVERS; do
 		grep -q pam_session "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p" 2>/dev/null
 	done
-	sleep 0.5
+	wait_ms 1000 'no_keeper pstest1 && no_keeper pstest2'
 	for u in pstest1 pstest2; do
-		for p in $(keepers $u); do kill -9 "$p" 2>/dev/null; done
+		kill_keepers $u
 		clear_keys $u
 	done
 	as_user_q pstest1 rm -rf "$STORE1"
@@ -132,7 +147,7 @@ enroll() {
 
 # --- start clean: no keeper, no key, no store for the test users
 for u in pstest1 pstest2; do
-	for p in $(keepers $u); do kill -9 "$p"; done
+	kill_keepers $u
 	clear_keys $u
 done
 as_user_q pstest1 rm -rf "$STORE1"
@@ -147,18 +162,20 @@ expiry() {
 
 # ==== 1. several expiry periods: always a valid token, a new one every period
 expiry '{"expires_in": 6}'
-# lifetime FLOW SERVICE STORE-CLIENT: one held session, 20 s of samples, and the checks.
+# lifetime FLOW SERVICE: one held session, 20 s of samples, and the checks.
 lifetime() {
-	local flow=$1 svc=$2 client=$3 kp serial0 serial1 r0 r1
+	local flow=$1 svc=$2 kp lock serial0 serial1 r0 r1
 	open_held "$svc" pstest1 "life-$flow"
 	local drv=$HELD_PID
 	expect "$flow: session open succeeds" '[ "$(held_open "life-$flow")" = 0 ]'
-	wait_ms 2000 '[ "$(nkeepers pstest1)" -ge 1 ]'
-	kp=$(keepers pstest1)
-	expect "$flow: one keeper process of the user ('$KEEPER_PAT'), its pid in $client.keeper" \
-		'[ "$(nkeepers pstest1)" = 1 ] && [ "$(lock_pid "$STORE1" "$client")" = "$kp" ]'
-	expect "$flow: the session is registered as <driver pid>-<start time> ($(registered "$STORE1" "$client" | tr '\n' ' '))" \
-		'[ "$(nregistered "$STORE1" "$client")" = 1 ] && registered "$STORE1" "$client" | grep -q "^$drv-[0-9]"'
+	wait_ms 2000 '[ "$(ps_nkeepers pstest1)" -ge 1 ]'
+	kp=$(ps_keepers pstest1)
+	lock=$(keeper_lock pstest1)
+	expect "$flow: one keeper process of the user (pid $kp), one socket ($(ps_keeper_socks pstest1 | tr '\n' ' ')), which the keeper listens on and answers status on, and it holds ${lock:-its lock}" \
+		'[ "$(ps_nkeepers pstest1)" = 1 ] && [ "$(ps_keeper_socks pstest1 | wc -l)" = 1 ] &&
+		keeper_listens "$kp" pstest1 && ps_keeper_status pstest1 >/dev/null && lock_held "$lock"'
+	expect "$flow: the keeper counts the session (sessions $(ps_keeper_status pstest1 sessions)) and holds a pidfd on its process, the driver (pid $drv; pidfds on: $(pidfd_pids "$kp"))" \
+		'[ "$(ps_keeper_status pstest1 sessions)" = 1 ] && [ "$(pidfd_pids "$kp")" = "$drv" ]'
 	serial0=$(user_key pstest1 spotify:access_token)
 	ap=$(app_pid)
 	r0=$(requests)
@@ -178,8 +195,8 @@ lifetime() {
 		'[ $((r1 - r0)) -ge 3 ] && [ $((r1 - r0)) -le 12 ]'
 	expect "$flow: the key was updated in place (same serial $serial0)" \
 		'[ -n "$serial0" ] && [ "$serial0" = "$serial1" ]'
-	now_kp=$(keepers pstest1 | tr '\n' ' ')
-	expect "$flow: still one keeper, the same process (was $kp, now $now_kp; $(ps -o pid,ppid,lstart,args -u pstest1 | grep -c keeper) listed)" '[ "$(keepers pstest1)" = "$kp" ]'
+	now_kp=$(ps_keepers pstest1 | tr '\n' ' ')
+	expect "$flow: still one keeper, the same process (was $kp, now $now_kp; $(ps -o pid,ppid,lstart,args -u pstest1 | grep -c keeper) listed)" '[ "$(ps_keepers pstest1)" = "$kp" ]'
 	[ "$now_kp" = "$kp " ] || ps -o pid,ppid,lstart,args -u pstest1 | sed 's/^/# /'
 	[ "$flow" = client_credentials ] && app_renewals "$kp" "$ap"
 	close_held "$drv"
@@ -189,7 +206,7 @@ lifetime() {
 	expect "$flow: after the last close the keeper (pid $kp) ends within 2 s (${WAITED} ms)" \
 		'[ -n "$kp" ] && [ $gone = 0 ]'
 	expect "$flow: and the keys are removed" 'wait_ms 2000 "no_keys pstest1"'
-	expect "$flow: and the session registry is empty" '[ "$(nregistered "$STORE1" "$client")" = 0 ]'
+	expect "$flow: and its socket is gone, its lock free" 'no_keeper pstest1 && lock_free "$lock"'
 }
 # app_renewals USER-KEEPER SERVICE: client_credentials renewals come from the system service
 # (one, the same process throughout); the user's keeper only copies them and holds no secret.
@@ -207,7 +224,7 @@ app_renewals() {
 	fi
 }
 clear_keys pstest1
-lifetime client_credentials cc testclient
+lifetime client_credentials cc
 
 # --- 7. (while a session is open) a same-UID non-possessor reads the token; another user cannot
 expiry '{"expires_in": 3600}'
@@ -220,34 +237,63 @@ expect "another user cannot read the key by its id" '! as_user pstest2 keyctl pi
 reader pstest2 >"$T/o2" 2>/dev/null
 rc=$?
 expect "another user's spotify-token finds no token (exit 1, nothing printed)" '[ $rc = 1 ] && [ ! -s "$T/o2" ]'
-expect "another user has no keeper" '[ "$(nkeepers pstest2)" = 0 ]'
+expect "another user has no keeper (no process, no socket)" 'no_keeper pstest2'
 close_held "$seven"
-wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+wait_ms 2000 'no_keeper pstest1'
 
-# --- keyring = session: no keeper (the token dies with the session keyring)
-open_held sess pstest1 sess
-sess=$HELD_PID
-expect "keyring = session: the session opens and no keeper is started" \
-	'[ "$(held_open sess)" = 0 ] && sleep 0.5 && [ "$(nkeepers pstest1)" = 0 ]'
+# --- keyring = session: the keeper holds the store and the token; the login's helper asks it for
+# the token (op token) and stores it in the session keyring, which only the session's processes
+# reach. The command run inside the session says whether the key is linked in the session keyring
+# itself, and prints it.
+cat >"$T/sesscheck.sh" <<'EOF'
+id=$(keyctl search @s user spotify:access_token 2>/dev/null)
+if [ -n "$id" ] && keyctl rlist @s | tr ' ' '\n' | grep -qx "$id"; then
+	echo "session_key=$id"
+else
+	echo "session_key=none"
+fi
+echo "session_token=$(keyctl pipe "$id" 2>/dev/null)"
+EOF
+chmod 644 "$T/sesscheck.sh"
+PS_HOLD_OPEN=$HOLD_CAP "$DRIVER" "$T/pam.d" sess pstest1 -- /bin/sh "$T/sesscheck.sh" >"$T/held.sess" 2>&1 &
+sess=$!
+DRIVERS="$DRIVERS $sess"
+wait_ms 15000 "grep -q '^command=' '$T/held.sess'"
+stok=$(sed -n 's/^session_token=//p' "$T/held.sess")
+kp=$(ps_keepers pstest1)
+lock=$(keeper_lock pstest1)
+expect "keyring = session: the session opens, and the token the server issued is in the session keyring ($(grep '^session_key=' "$T/held.sess"))" \
+	'[ "$(held_open sess)" = 0 ] && grep -q "^session_key=[0-9]" "$T/held.sess" && [ -n "$stok" ] &&
+	[ "$stok" = "$(stats "j[\"last_access_token\"]")" ]'
+expect "keyring = session: nothing in the user keyring" 'no_keys pstest1'
+expect "keyring = session: one keeper (pid $kp) holds the token for it and counts the session (sessions $(ps_keeper_status pstest1 sessions))" \
+	'[ "$(ps_nkeepers pstest1)" = 1 ] && [ "$(ps_keeper_status pstest1 sessions)" = 1 ] &&
+	[ "$(ps_keeper_status pstest1 expires_at)" -gt "$(date +%s)" ]'
 close_held "$sess"
+wait_ms 2000 "! alive ${kp:-0}"
+gone=$?
+expect "keyring = session: the keeper ends with the session (within 2 s: ${WAITED} ms), its socket gone, its lock free, and still nothing in the user keyring" \
+	'[ "$(held_close sess)" = 0 ] && [ -n "$kp" ] && [ $gone = 0 ] && no_keeper pstest1 && lock_free "$lock" && no_keys pstest1'
 
 # --- keyring = persistent: a keeper runs and renews the token there
 expiry '{"expires_in": 6}'
 open_held persist pstest1 persist
 drv=$HELD_PID
 p1=$(reader pstest1 --config="$T/persist.conf")
-kp=$(keepers pstest1)
-sleep 7 # past the first token's 6 s
+exp1=$(reader pstest1 --json --config="$T/persist.conf" | ps_json 'j["expires_at"]' 2>/dev/null)
+kp=$(ps_keepers pstest1)
+wait_ms 9000 "[ \"\$(date +%s)\" -gt \"${exp1:-0}\" ]" # past the first token's 6 s
 p2=$(reader pstest1 --config="$T/persist.conf")
-expect "keyring = persistent: one keeper, and 7 s later (6 s tokens) a renewed token is read" \
-	'[ "$(held_open persist)" = 0 ] && [ -n "$kp" ] && [ "$(nkeepers pstest1)" = 1 ] && [ -n "$p1" ] && [ -n "$p2" ] && [ "$p1" != "$p2" ]'
+expect "keyring = persistent: one keeper, and past the first token's expiry (6 s tokens) a renewed token is read" \
+	'[ "$(held_open persist)" = 0 ] && [ -n "$kp" ] && [ "$(ps_nkeepers pstest1)" = 1 ] && [ -n "$exp1" ] &&
+	[ -n "$p1" ] && [ -n "$p2" ] && [ "$p1" != "$p2" ]'
 close_held "$drv"
 wait_ms 2000 "! alive ${kp:-0}"
 gone=$?
 reader pstest1 --config="$T/persist.conf" >/dev/null 2>&1
 rc=$?
 expect "keyring = persistent: after the close the keeper ends within 2 s and no token is left (exit $rc)" \
-	'[ -n "$kp" ] && [ $gone = 0 ] && [ $rc = 1 ]'
+	'[ -n "$kp" ] && [ $gone = 0 ] && [ $rc = 1 ] && no_keeper pstest1'
 
 # pkce: a non-rotating store (Spotify today), enrolled with a minted refresh token
 expiry '{"expires_in": 6, "rotate_refresh": false}'
@@ -255,7 +301,7 @@ enroll pstest1
 rt_before=$(cat "$STORE1/pkceclient.refresh")
 g0=$(grants refresh_token)
 clear_keys pstest1
-lifetime pkce pkce pkceclient
+lifetime pkce pkce
 expect "pkce: the renewals used the refresh grant ($(($(grants refresh_token) - g0)) of them)" \
 	'[ $(($(grants refresh_token) - g0)) -ge 3 ]'
 expect "pkce: the non-rotating store kept its refresh token" \
@@ -268,14 +314,15 @@ open_held cc pstest1 twoA
 drvA=$HELD_PID
 open_held cc pstest1 twoB
 drvB=$HELD_PID
-kp=$(keepers pstest1)
-expect "two sessions: both open, one keeper, two registry entries" \
-	'[ "$(held_open twoA)" = 0 ] && [ "$(held_open twoB)" = 0 ] && [ "$(nkeepers pstest1)" = 1 ] &&
-	[ "$(nregistered "$STORE1" testclient)" = 2 ]'
+kp=$(ps_keepers pstest1)
+expect "two sessions: both open, one keeper, which counts two sessions ($(ps_keeper_status pstest1 sessions)) and holds pidfds on both drivers ($(pidfd_pids "$kp"))" \
+	'[ "$(held_open twoA)" = 0 ] && [ "$(held_open twoB)" = 0 ] && [ "$(ps_nkeepers pstest1)" = 1 ] &&
+	[ "$(ps_keeper_status pstest1 sessions)" = 2 ] &&
+	[ "$(pidfd_pids "$kp")" = "$(printf "%s\n" "$drvA" "$drvB" | sort -n | tr "\n" " " | sed "s/ $//")" ]'
 close_held "$drvA"
-expect "two sessions: the first closes with PAM_SUCCESS; its registry entry goes, the keeper stays" \
-	'[ "$(held_close twoA)" = 0 ] && wait_ms 1000 "! registered \"$STORE1\" testclient | grep -q \"^$drvA-\"" &&
-	[ "$(nregistered "$STORE1" testclient)" = 1 ] && alive "$kp"'
+expect "two sessions: the first closes with PAM_SUCCESS; the keeper counts one session, holds no pidfd on the first, and stays" \
+	'[ "$(held_close twoA)" = 0 ] && wait_ms 1000 "[ \"\$(ps_keeper_status pstest1 sessions)\" = 1 ]" &&
+	[ "$(pidfd_pids "$kp")" = "$drvB" ] && alive "$kp"'
 sample pstest1 8 "$T/samples.two"
 summary "$T/samples.two"
 expect "two sessions: for 8 s after the first close (more than a 6 s period) the token stays fresh (bad: $(sj 'j["bad_samples"]'))" \
@@ -288,23 +335,23 @@ wait_ms 2000 "! alive ${kp:-0}"
 gone=$?
 expect "two sessions: after the last close the keeper (pid $kp) ends within 2 s (${WAITED} ms)" \
 	'[ -n "$kp" ] && [ $gone = 0 ]'
-expect "two sessions: and the keys are removed, the registry empty" \
-	'wait_ms 2000 "no_keys pstest1" && [ "$(nregistered "$STORE1" testclient)" = 0 ]'
-expect "two sessions: no keeper of the user is left" '[ "$(nkeepers pstest1)" = 0 ]'
+expect "two sessions: and the keys are removed" 'wait_ms 2000 "no_keys pstest1"'
+expect "two sessions: no keeper of the user is left (no process, no socket)" 'no_keeper pstest1'
 
 # ==== 3. the session's process is killed without a close
-# How it is reclaimed: the keeper holds a pidfd (pidfd_open) on each registered session process
-# (the PAM application, here the driver) and waits on it with the renewal timer; the pidfd turns
-# readable when that process dies, so the keeper drops its <pid>-<start time> entry at once (the
-# start time keeps a recycled pid from passing for the dead session) and, as that was the last
-# session, removes the keys and exits.
+# How it is reclaimed: the module hands the keeper a pidfd on the session's process (the PAM
+# application, here the driver) with its open; the keeper polls it beside its socket and timer.
+# The pidfd turns readable when that process dies (a pidfd names a process, not a pid number: a
+# recycled pid cannot pass for the dead session), so the keeper drops the session at once and,
+# as that was the last one, removes its socket and the keys and exits.
 expiry '{"expires_in": 3600}'
 clear_keys pstest1
 open_held cc pstest1 killed
 drvK=$HELD_PID
-kp=$(keepers pstest1)
-expect "killed session: open, one keeper, one registry entry" \
-	'[ "$(held_open killed)" = 0 ] && [ "$(nkeepers pstest1)" = 1 ] && [ "$(nregistered "$STORE1" testclient)" = 1 ] && [ -n "$(user_key pstest1 spotify:access_token)" ]'
+kp=$(ps_keepers pstest1)
+expect "killed session: open, one keeper, one session counted, a token" \
+	'[ "$(held_open killed)" = 0 ] && [ "$(ps_nkeepers pstest1)" = 1 ] && [ "$(ps_keeper_status pstest1 sessions)" = 1 ] &&
+	[ -n "$(user_key pstest1 spotify:access_token)" ]'
 kill -9 "$drvK"
 wait "$drvK" 2>/dev/null
 wait_ms 2000 "! alive ${kp:-0}"
@@ -312,8 +359,7 @@ gone=$?
 expect "killed session: the keeper (pid $kp) ends within 2 s of the SIGKILL (${WAITED} ms)" \
 	'[ -n "$kp" ] && [ $gone = 0 ]'
 expect "killed session: the keys are removed" 'wait_ms 500 "no_keys pstest1"'
-expect "killed session: the registry entry is dropped, no keeper left" \
-	'[ "$(nregistered "$STORE1" testclient)" = 0 ] && [ "$(nkeepers pstest1)" = 0 ]'
+expect "killed session: no keeper left (no process, no socket)" 'no_keeper pstest1'
 
 # ==== 4. 100 sequential open/close cycles, then 10 concurrent opens
 clear_keys pstest1
@@ -323,22 +369,22 @@ for i in $(seq 100); do
 	"$DRIVER" "$T/pam.d" cc pstest1 -- "$PS_READER" >"$T/cycle" 2>&1
 	grep -q '^open=0 ' "$T/cycle" && grep -q '^command=0$' "$T/cycle" && grep -q '^close=0 ' "$T/cycle" &&
 		good=$((good + 1))
-	k=$(nkeepers pstest1)
+	k=$(ps_nkeepers pstest1)
 	[ "$k" -gt "$maxk" ] && maxk=$k
 done
 diag "100 cycles took $(($(now_ms) - t0)) ms; at most $maxk keeper(s) seen right after a close"
 expect "100 cycles: every one opened, read the token and closed ($good did)" '[ "$good" = 100 ]'
-expect "100 cycles: zero keeper processes left (within 2 s)" 'wait_ms 2000 "[ \"\$(nkeepers pstest1)\" = 0 ]"'
-expect "100 cycles: zero keys and an empty registry left" \
-	'no_keys pstest1 && [ "$(nregistered "$STORE1" testclient)" = 0 ]'
+expect "100 cycles: zero keeper processes and sockets left (within 2 s)" 'wait_ms 2000 "no_keeper pstest1"'
+expect "100 cycles: zero keys left" 'no_keys pstest1'
 
 clear_keys pstest1
-"$PYTHON" - "$T/kcount" 8 pstest1 "$KEEPER_PAT" <<'EOF' &
+"$PYTHON" - "$T/kcount" 8 pstest1 <<'EOF' &
 import subprocess, sys, time
-out, secs, user, pat = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+out, secs, user = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 end, seen = time.time() + secs, 0
 while time.time() < end:
-    r = subprocess.run(["pgrep", "-u", user, "-f", pat], capture_output=True, text=True)
+    r = subprocess.run(["pgrep", "-u", user, "-f", "pam_spotify_helper keeper$"],
+                       capture_output=True, text=True)
     seen = max(seen, len(r.stdout.split()))
     time.sleep(0.02)
 open(out, "w").write("%d\n" % seen)
@@ -353,10 +399,10 @@ DRIVERS="$DRIVERS $cpids"
 all_open() { local i; for i in $(seq 10); do grep -q '^open=' "$T/conc.$i" || return 1; done; }
 wait_ms 20000 all_open
 opened=$(cat "$T"/conc.* | grep -c '^open=0 ')
-kp=$(keepers pstest1)
-expect "10 concurrent opens: all succeed ($opened), exactly one keeper, 10 registry entries ($(nregistered "$STORE1" testclient))" \
-	'[ "$opened" = 10 ] && [ "$(nkeepers pstest1)" = 1 ] && [ "$(nregistered "$STORE1" testclient)" = 10 ] &&
-	[ "$(lock_pid "$STORE1" testclient)" = "$kp" ]'
+kp=$(ps_keepers pstest1)
+expect "10 concurrent opens: all succeed ($opened), exactly one keeper, one socket, which it listens on, 10 sessions counted ($(ps_keeper_status pstest1 sessions))" \
+	'[ "$opened" = 10 ] && [ "$(ps_nkeepers pstest1)" = 1 ] && [ "$(ps_keeper_socks pstest1 | wc -l)" = 1 ] &&
+	keeper_listens "$kp" pstest1 && [ "$(ps_keeper_status pstest1 sessions)" = 10 ]'
 wait "$kcount_pid"
 close_held $cpids
 expect "10 concurrent opens: never more than one keeper process at any time (max seen $(cat "$T/kcount"))" \
@@ -364,7 +410,7 @@ expect "10 concurrent opens: never more than one keeper process at any time (max
 wait_ms 2000 "! alive ${kp:-0}"
 gone=$?
 expect "10 concurrent opens: after the last close the keeper ends within 2 s (${WAITED} ms), the keys go" \
-	'[ -n "$kp" ] && [ $gone = 0 ] && wait_ms 1000 "no_keys pstest1" && [ "$(nkeepers pstest1)" = 0 ]'
+	'[ -n "$kp" ] && [ $gone = 0 ] && wait_ms 1000 "no_keys pstest1" && no_keeper pstest1'
 
 # ==== 5. the server fails during a renewal
 # 503 x3: the old token stays readable until it expires, retries back off, renewal resumes.
@@ -403,7 +449,7 @@ t = [float(l.split()[0]) for l in open(sys.argv[1]) if l.strip()]
 sys.exit(0 if len(t) >= 4 and t[3] - t[2] > t[1] - t[0] else 1)
 EOF'
 close_held "$drv"
-wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+wait_ms 2000 'no_keeper pstest1'
 
 # 429 with Retry-After: 4: the next token request comes at least 4 s later.
 expiry '{"expires_in": 6, "retry_after": 4}'
@@ -431,7 +477,7 @@ EOF'
 expect "429: renewal resumed (a new token was read) and no expired token was printed" \
 	'[ "$(sj "len(j[\"tokens\"])")" -ge 2 ] && [ "$(sj "j[\"expired_printed\"]")" = 0 ]'
 close_held "$drv"
-wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
+wait_ms 2000 'no_keeper pstest1'
 ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
 
 # invalid_grant during a renewal (pkce): the store is marked, renewing stops, the reader exits 4.
@@ -441,21 +487,27 @@ clear_keys pstest1
 open_held pkce pstest1 revoked
 drv=$HELD_PID
 exp=$(reader pstest1 --json | ps_json 'j["expires_at"]')
-ig0=$(stats 'j["errors"].get("invalid_grant", 0)')
+ig() { stats 'j["errors"].get("invalid_grant", 0)'; }
+ig0=$(ig)
 curl -s --cacert "$CA" -X POST -d '{}' "$acc_URL/__revoke" >/dev/null
 expect "invalid_grant: the keeper's renewal is refused and the store is marked (within 8 s)" \
 	'[ "$(held_open revoked)" = 0 ] && wait_ms 8000 "[ -e \"$STORE1/pkceclient.reauth\" ]"'
 wait_ms 8000 '[ "$(date +%s)" -gt "${exp:-0}" ]'
-sleep 4
+# A renewal retried after the refusal would come within its backoff (1 s, then 2 s): watch 4 s.
+wait_ms 4000 "[ \$((\$(ig) - ig0)) -gt 1 ]"
+retried=$?
+expect "invalid_grant: the keeper stopped renewing: one refused refresh, not retried in the 4 s after the token expired ($(($(ig) - ig0)))" \
+	'[ $retried = 1 ] && [ $(($(ig) - ig0)) = 1 ]'
 reader pstest1 --config="$T/pkce.conf" >"$T/ig.out" 2>"$T/ig.err"
 rc=$?
 expect "invalid_grant: once the token has expired spotify-token exits 4, says to log in, prints nothing" \
 	'[ $rc = 4 ] && [ ! -s "$T/ig.out" ] && grep -q "spotify-token login" "$T/ig.err"'
-expect "invalid_grant: the keeper stopped renewing: one refused refresh, not retried ($(($(stats 'j["errors"].get("invalid_grant", 0)') - ig0)))" \
-	'[ $(($(stats "j[\"errors\"].get(\"invalid_grant\", 0)") - ig0)) = 1 ]'
+n=$(($(ig) - ig0))
+expect "invalid_grant: and that spotify-token (which asks the keeper to renew) sent no refresh with the refused token (invalid_grant answers: $n, want 1)" \
+	'[ "$n" = 1 ]'
 close_held "$drv"
-wait_ms 2000 '[ "$(nkeepers pstest1)" = 0 ]'
-expect "invalid_grant: the keeper still ends with the last session" '[ "$(nkeepers pstest1)" = 0 ]'
+wait_ms 2000 'no_keeper pstest1'
+expect "invalid_grant: the keeper still ends with the last session" 'no_keeper pstest1'
 
 # ==== 6. spotify-token --min-valid=N and spotify-token refresh, both flows
 # 20 s tokens (key 18 s), renewed 3 s before expiry: 5 s in, a token lives ~15 s.
@@ -464,13 +516,13 @@ expiry '{"expires_in": 20}'
 # host's app token, renewed for everyone before it expires: --min-valid cannot ask for more and
 # says so, and refresh copies the current one.
 min_valid() {
-	local flow=$1 svc=$2 cfg=$3 grant=$4 tok0 tok1 tok2 g0 rc t0 el
+	local flow=$1 svc=$2 cfg=$3 grant=$4 tok0 tok1 tok2 g0 rc t0 el said
 	clear_keys pstest1
 	open_held "$svc" pstest1 "mv-$flow"
 	local drv=$HELD_PID
 	expect "$flow --min-valid: session open succeeds" '[ "$(held_open "mv-$flow")" = 0 ]'
 	tok0=$(reader pstest1)
-	sleep 5
+	wait_ms 8000 '[ "$(reader pstest1 --json | ps_json "j[\"expires_in\"]" 2>/dev/null)" -le 15 ] 2>/dev/null'
 	g0=$(grants "$grant")
 	reader pstest1 --min-valid=5 --config="$cfg" >"$T/mv.out" 2>"$T/mv.err"
 	rc=$?
@@ -481,9 +533,12 @@ min_valid() {
 	rc=$? el=$(($(now_ms) - t0))
 	tok1=$(ps_json 'j["access_token"]' <"$T/mv.out" 2>/dev/null)
 	if [ "$flow" = client_credentials ]; then
-		expect "$flow: --min-valid=18 with ~15 s left: exit 3 in ${el} ms, nothing printed, no request, and it says the app token is the host's ($(tail -1 "$T/mv.err"))" \
+		grep -q "shared by this host" "$T/mv.err"
+		said=$?
+		expect "$flow: --min-valid=18 with ~15 s left: exit 3 in ${el} ms, nothing printed, no request, and it says the app token is the host's ($(head -c 300 "$T/mv.err" | tr '\n' ' '))" \
 			'[ $rc = 3 ] && [ ! -s "$T/mv.out" ] && [ "$(grants "$grant")" = "$g0" ] && [ "$el" -lt 5000 ] &&
-			grep -q "shared by this host" "$T/mv.err"'
+			[ $said = 0 ]'
+		[ $said = 0 ] || diag "PRODUCT: the keeper's note that the client_credentials token is the host's (helper/keeper.c:474-478, renewal_done) is overwritten by ps_app_token_store's \"ok expires_in=...\" (keeper.c:482, helper/app_token.c:65): spotify-token refresh, seeing a line that starts with ok, prints nothing (helper/main.c run_user)"
 	else
 		expect "$flow: --min-valid=18 with ~15 s left renews: exit 0 in ${el} ms, a new token with >= 18 s ($(cat "$T/mv.err"))" \
 			'[ $rc = 0 ] && [ -n "$tok1" ] && [ "$tok1" != "$tok0" ] && [ "$(ps_json "j[\"expires_in\"]" <"$T/mv.out")" -ge 18 ] &&
@@ -502,9 +557,12 @@ min_valid() {
 	tok1=$(reader pstest1)
 	diag "$flow: spotify-token refresh: exit $rc, token $([ "$tok1" != "$tok0" ] && echo changed || echo unchanged), $(($(grants "$grant") - g0)) request(s)"
 	if [ "$flow" = client_credentials ]; then
+		grep -q "shared by this host" "$T/rf.err"
+		said=$?
 		expect "$flow: spotify-token refresh: exit 0, no request, the keyring holds the host's current token, and it says why ($(cat "$T/rf.err"))" \
 			'[ $rc = 0 ] && [ "$tok1" = "$(stats "j[\"last_access_token\"]")" ] && [ "$(grants "$grant")" = "$g0" ] &&
-			grep -q "shared by this host" "$T/rf.err"'
+			[ $said = 0 ]'
+		[ $said = 0 ] || diag "PRODUCT: the keeper's note that the client_credentials token is the host's (helper/keeper.c:474-478, renewal_done) is overwritten by ps_app_token_store's \"ok expires_in=...\" (keeper.c:482, helper/app_token.c:65): spotify-token refresh, seeing a line that starts with ok, prints nothing (helper/main.c run_user)"
 	else
 		expect "$flow: spotify-token refresh: exit 0 and a new token in the keyring ($(cat "$T/rf.err"))" \
 			'[ $rc = 0 ] && [ -n "$tok1" ] && [ "$tok1" != "$tok0" ] && [ "$(grants "$grant")" -gt "$g0" ] &&
@@ -520,7 +578,7 @@ min_valid() {
 		expect "$flow: two spotify-token refresh back to back: both exit 0 within 5 s ($el ms), each with a new token ($(tr '\n' ' ' <"$T/rf.err"))" \
 			'[ $rc = 0 ] && [ "$el" -lt 5000 ] && [ -n "$tok2" ] && [ "$tok2" != "$tok1" ] && [ "$tok1" != "$tok0" ]'
 	fi
-	expect "$flow: still exactly one keeper" '[ "$(nkeepers pstest1)" = 1 ]'
+	expect "$flow: still exactly one keeper" '[ "$(ps_nkeepers pstest1)" = 1 ]'
 	end_held "$drv" pstest1
 	clear_keys pstest1
 }

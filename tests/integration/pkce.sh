@@ -7,8 +7,7 @@
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 ps_tmpdir
 ps_lock_keyring
 U=pstest1
@@ -27,26 +26,13 @@ export PS_SYSLOG_FILE="$T/syslog"
 conf() { # conf FILE FLOW CLIENT [extra lines...]
 	local f=$1 flow=$2 client=$3
 	shift 3
-	{
-		echo "flow = $flow"
-		echo "client_id = $client"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "scopes = user-read-email playlist-read-private"
-		echo "timeout = $((5 * PS_TIME_FACTOR))"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$f" "flow = $flow" "client_id = $client" \
+		"scopes = user-read-email playlist-read-private" "timeout = $((5 * PS_TIME_FACTOR))" "$@"
 }
 conf "$T/pkce.conf" pkce pkceclient
 conf "$T/never.conf" pkce pkceclient "enroll = never"
 conf "$T/code.conf" authorization_code confclient "client_secret_file = $T/secret"
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-for svc in pkce never code; do
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
-done
+for svc in pkce never code; do ps_pam_service "$T/pam.d" $svc "$T/$svc.conf"; done
 
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 refreshes() { stats 'j["by_grant"].get("refresh_token", 0)'; }

@@ -589,7 +589,7 @@ helper_run() {
 	"$PS_HELPER" service <"$P/req" >"$T/o.s-$1" 2>&1 &
 	wait_ms 10000 "[ -s '$T/o.s-$1' ]"
 	t0=$(now_ms)
-	as_user $U /usr/bin/python3 "$T/keeper_call.py" --timeout=60 "$PS_RUNDIR/$name.sock" token \
+	as_user $U /usr/bin/python3 "$T/keeper_call.py" -t 60 "$PS_RUNDIR/$name.sock" token \
 		service="$name" >"$T/o.h-$1" 2>/dev/null
 	el=$(($(now_ms) - t0))
 	rc=$(sed -n 's/^status //p' "$T/o.h-$1")

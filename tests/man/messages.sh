@@ -1,8 +1,8 @@
 #!/bin/bash
 # messages.sh: every message quoted in the README's Troubleshooting tables is one the code can
-# print: each is matched against the C string literals of pam/, helper/ and keyring/ (adjacent
-# literals joined, printf conversions read as the README's "…"). A made-up message must fail the
-# same check, so the check itself is proven able to fail.
+# print: each is matched against the C string literals of common/, pam/, helper/ and keyring/
+# (adjacent literals joined, printf conversions read as the README's "…"). A made-up message must
+# fail the same check, so the check itself is proven able to fail.
 . "$top_srcdir/tests/lib.sh"
 
 command -v "${PYTHON:-python3}" >/dev/null 2>&1 || skip_all "python3 is not installed"
@@ -67,7 +67,7 @@ def literals(text):
     return out
 
 CONV = re.compile(r"%[-+ #0]*(?:\*|[0-9]+)?(?:\.(?:\*|[0-9]+))?(?:hh|h|ll|l|z|j|t|L)?[diouxXcsp]")
-files = [f for d in ("pam", "helper", "keyring") for f in sorted(glob.glob(os.path.join(top, d, "*.[ch]")))]
+files = [f for d in ("common", "pam", "helper", "keyring") for f in sorted(glob.glob(os.path.join(top, d, "*.[ch]")))]
 DEFINE = re.compile(r'^#define\s+(\w+)\s+((?:"(?:[^"\\]|\\.)*"\s*(?:\\\n\s*)?)+)$', re.M)
 for f in files:
     for m in DEFINE.finditer(open(f, encoding="utf-8").read()):

@@ -19,6 +19,18 @@
 //   /auth (authorization), /token, /token/introspection, /token/revocation, /me (userinfo),
 //   /.well-known/openid-configuration, /jwks.
 //
+// Test-only endpoints (this process's own, not oidc-provider's; the provider keeps its state in
+// the in-memory adapter below, which also remembers every refresh token it ever saved):
+//   POST /__refresh_tokens   form body token=<a refresh token> (in the body, never the query):
+//                            JSON {"known", "active", "grant_issued", "grant_active",
+//                            "grant_consumed", "grant_revoked"} for that token and every refresh
+//                            token of its grant. active: saved, not consumed (rotated away), not
+//                            expired, and its grant not revoked. Counts only, never a token.
+//   POST /__stall_next_refresh  the next refresh_token grant that succeeds stops this process
+//                            (SIGSTOP) after the provider has rotated and saved the new refresh
+//                            token and before the answer is written: an accounts server that
+//                            stalls mid-request. The test sends SIGCONT; the answer then goes out.
+//
 // Consent is headless: the interaction URL the provider redirects to is answered here, at once,
 // with login (accountId "pstest-user") and consent to every requested scope (or with
 // access_denied under --deny) and a 303 back to the provider. The whole authorization is therefore
@@ -125,6 +137,96 @@ try {
   die(`cannot read the TLS certificate or key: ${err.message}`);
 }
 
+// The provider's storage: oidc-provider's MemoryAdapter, without its LRU eviction, plus a record
+// of every refresh token ever saved (its grant, whether consumed) and of the revoked grants, which
+// /__refresh_tokens reads.
+const storage = new Map(); // `${model}:${id}` -> { payload, expiresAt }
+const refreshTokens = new Map(); // id -> { grantId, exp }
+const revokedGrants = new Set();
+const GRANTABLE = new Set(['AccessToken', 'AuthorizationCode', 'RefreshToken', 'DeviceCode',
+  'BackchannelAuthenticationRequest']);
+const nowS = () => Math.floor(Date.now() / 1000);
+function storageGet(key) {
+  const e = storage.get(key);
+  if (!e) return undefined;
+  if (e.expiresAt && e.expiresAt <= Date.now()) {
+    storage.delete(key);
+    return undefined;
+  }
+  return e.payload;
+}
+class TestAdapter {
+  constructor(model) { this.model = model; }
+  key(id) { return `${this.model}:${id}`; }
+  async destroy(id) { storage.delete(this.key(id)); }
+  async consume(id) {
+    const p = storageGet(this.key(id));
+    if (p) p.consumed = nowS();
+  }
+  async find(id) { return storageGet(this.key(id)); }
+  async findByUid(uid) { return this.find(storageGet(`sessionUid:${uid}`)); }
+  async findByUserCode(code) { return this.find(storageGet(`userCode:${code}`)); }
+  async upsert(id, payload, expiresIn) {
+    const expiresAt = expiresIn ? Date.now() + expiresIn * 1000 : 0;
+    if (this.model === 'Session') storage.set(`sessionUid:${payload.uid}`, { payload: id, expiresAt });
+    if (payload.userCode) storage.set(`userCode:${payload.userCode}`, { payload: id, expiresAt });
+    if (GRANTABLE.has(this.model) && payload.grantId) {
+      const g = storageGet(`grant:${payload.grantId}`);
+      if (g) g.push(this.key(id));
+      else storage.set(`grant:${payload.grantId}`, { payload: [this.key(id)], expiresAt: 0 });
+    }
+    if (this.model === 'RefreshToken') refreshTokens.set(id, { grantId: payload.grantId, exp: payload.exp });
+    storage.set(this.key(id), { payload, expiresAt });
+  }
+  async revokeByGrantId(grantId) { // eslint-disable-line class-methods-use-this
+    revokedGrants.add(grantId);
+    const g = storageGet(`grant:${grantId}`);
+    if (g) g.forEach((key) => storage.delete(key));
+    storage.delete(`grant:${grantId}`);
+  }
+}
+
+// refreshTokenState(id): is that refresh token live, and how many of its grant are (see above).
+function refreshTokenActive(id) {
+  const rec = refreshTokens.get(id);
+  const p = storageGet(`RefreshToken:${id}`);
+  return Boolean(rec && p && !p.consumed && (!p.exp || p.exp > nowS()) && !revokedGrants.has(rec.grantId));
+}
+function refreshTokenState(id) {
+  const rec = refreshTokens.get(id);
+  if (!rec) return { known: false, active: false };
+  const out = {
+    known: true,
+    active: refreshTokenActive(id),
+    grant_issued: 0,
+    grant_active: 0,
+    grant_consumed: 0,
+    grant_revoked: revokedGrants.has(rec.grantId),
+  };
+  for (const [other, r] of refreshTokens) {
+    if (r.grantId !== rec.grantId) continue;
+    out.grant_issued += 1;
+    if (refreshTokenActive(other)) out.grant_active += 1;
+    const p = storageGet(`RefreshToken:${other}`);
+    if (p && p.consumed) out.grant_consumed += 1;
+  }
+  return out;
+}
+let stallNextRefresh = false;
+
+function readBody(req, limit = 8192) {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c) => {
+      body += c;
+      if (body.length > limit) reject(new Error('body too large'));
+    });
+    req.on('end', () => resolve(body));
+    req.on('error', reject);
+  });
+}
+
 // A fresh signing key per run (only ID tokens would use it; the access tokens are opaque).
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const jwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'peer' };
@@ -146,6 +248,7 @@ const { port } = server.address();
 const issuer = `https://127.0.0.1:${port}`;
 
 const configuration = {
+  adapter: TestAdapter,
   clients,
   jwks: { keys: [jwk] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
@@ -220,6 +323,13 @@ for (const event of ['grant.success', 'grant.error', 'authorization.success', 'a
       if (why) parts.push(`(${why})`);
     }
     log(parts.join(' '));
+    if (event === 'grant.success' && params.grant_type === 'refresh_token' && stallNextRefresh) {
+      // the rotated refresh token is saved and the answer not yet written: stall here
+      stallNextRefresh = false;
+      log('stall: stopping (SIGSTOP) before the answer to this refresh is written');
+      process.kill(process.pid, 'SIGSTOP');
+      log('stall: continued; the answer goes out');
+    }
   });
 }
 
@@ -252,6 +362,23 @@ const app = provider.callback();
 handler = (req, res) => {
   const path = (req.url || '').split('?')[0];
   res.on('finish', () => log(`${req.method} ${path} ${res.statusCode}`));
+  if (path === '/__refresh_tokens' && req.method === 'POST') {
+    readBody(req).then((body) => {
+      const id = new URLSearchParams(body).get('token') || '';
+      res.setHeader('Content-Type', 'application/json');
+      res.end(`${JSON.stringify(refreshTokenState(id))}\n`);
+    }, () => {
+      res.statusCode = 400;
+      res.end();
+    });
+    return;
+  }
+  if (path === '/__stall_next_refresh' && req.method === 'POST') {
+    stallNextRefresh = true;
+    log('stall: armed for the next refresh_token grant');
+    res.end('armed\n');
+    return;
+  }
   if (/^\/interaction\/[^/]+$/.test(path) && req.method === 'GET') {
     interaction(req, res).catch((err) => {
       log(`interaction error: ${err.name}: ${err.message}`);

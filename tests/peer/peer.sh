@@ -96,7 +96,7 @@ peer_start() {
 		kill -0 $pid 2>/dev/null || bail "oidc-provider $name exited: $(tail -n 3 "$T/$name.out")"
 		sleep 0.1
 	done
-	eval "${name}_URL=https://127.0.0.1:$(cat "$pf")"
+	eval "${name}_URL=https://127.0.0.1:$(cat "$pf") ${name}_PORT=$(cat "$pf") ${name}_PID=$pid"
 }
 peer_start rot --rotate on
 peer_start norot --rotate off
@@ -139,8 +139,8 @@ write_conf() {
 		fi
 		echo "ca_file = $CA"
 		echo "keyring = user"
-		echo "timeout = 15"
-		echo "connect_timeout = 3"
+		case " $* " in *" timeout = "*) ;; *) echo "timeout = 15" ;; esac
+		case " $* " in *" connect_timeout = "*) ;; *) echo "connect_timeout = 3" ;; esac
 		printf '%s\n' "$@"
 	} >"$f"
 	chmod 644 "$f"
@@ -382,6 +382,128 @@ EOF
 else
 	skip "authorization_code through the PAM conversation" "$DRIVER has no PS_CONV_ANSWER: rebuild it"
 fi
+
+# --- a stalled accounts server: the login's deadline bounds the login, never the keeper's request
+# Instance "stall" (rotation on). Each case enrolls afresh (a grant of its own), leaves no keeper
+# and no key, so that the next login must refresh, and stalls that refresh with timeout = 3:
+#   before  the server is stopped (SIGSTOP) before the login; the request waits in its connection
+#   after   the server stops itself once it has rotated and saved the new refresh token, before it
+#           answers (POST /__stall_next_refresh): a request cut off now loses the rotated token
+# then 0, 2 or 5 more logins queue behind the stall. Every login returns within timeout; after
+# SIGCONT the keyring gets a token, the next login refreshes without re-enrolling, and the grant
+# holds exactly one live refresh token, the stored one (oidc_server.mjs's /__refresh_tokens,
+# which counts every refresh token the provider saved for the grant).
+peer_start stall --rotate on
+ps_on_exit "kill -CONT $stall_PID 2>/dev/null" # runs before peer_start's kill: a stopped node ignores it
+STALL_TIMEOUT=$((3 * PS_TIME_FACTOR))
+write_conf "$T/stall.conf" pkce $PUBLIC "$stall_URL" "timeout = $STALL_TIMEOUT" "connect_timeout = 3"
+service stall "$T/stall.conf"
+KEEPER_PAT='pam_spotify_helper keeper'
+stall_keepers() { pgrep -u $U -f "$KEEPER_PAT"; }
+# rt_state TOKEN: the provider's count for TOKEN's grant (JSON, see oidc_server.mjs); the token
+# goes in the body, on stdin.
+rt_state() {
+	printf '%s' "$1" | curl -sS --max-time 10 --cacert "$CA" --data-urlencode "token@-" \
+		"$stall_URL/__refresh_tokens"
+}
+# one_live TOKEN: TOKEN is live and the only live refresh token of its grant, which is not revoked.
+one_live() {
+	[ -n "$1" ] && rt_state "$1" | "$PYTHON" -c '
+import json, sys
+j = json.load(sys.stdin)
+sys.exit(0 if j.get("active") is True and j.get("grant_active") == 1 and not j.get("grant_revoked") else 1)'
+}
+proc_state() { sed -n 's/^.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null; }
+# in_flight: a connection to the stopped server whose request bytes wait in its receive queue
+in_flight() { ss -Htn state established "( sport = :$stall_PORT )" 2>/dev/null | awk '$1 > 0 { f = 1 } END { exit !f }'; }
+open_ms() { sed -n 's/^open=[0-9]* ms=\([0-9]*\).*/\1/p' "$T/held.$1"; }
+stall_cleanup() {
+	local p
+	kill -CONT "$stall_PID" 2>/dev/null
+	for p in $STALL_DRIVERS; do kill -9 "$p" 2>/dev/null; done
+	for p in $(stall_keepers); do kill -9 "$p" 2>/dev/null; done
+	STALL_DRIVERS=""
+}
+STALL_DRIVERS=""
+ps_on_exit stall_cleanup
+# stall_enroll: a fresh grant: logout, login through the listener; no keeper and no key after.
+stall_enroll() {
+	local auth st
+	as_user $U "$PS_READER" logout --config="$T/stall.conf" >/dev/null 2>&1
+	login_start "$T/stall.conf"
+	auth=$(login_url)
+	st=""
+	[ -n "$auth" ] && st=$(browse "$auth")
+	login_wait
+	stall_cleanup
+	wait_ms 3000 '[ -z "$(stall_keepers)" ]'
+	clear_keys
+	[ "$st" = 200 ] && [ "$LOGIN_RC" = 0 ] && stored $PUBLIC
+}
+# stall MODE QUEUED
+stall() {
+	local mode=$1 queued=$2 what i slow="" rt0 rt1 n nopen t0 waited
+	what="stalled server ($([ "$mode" = before ] && echo "stopped before the login" || echo "stopped once it rotated"), $queued more logins queued)"
+	if ! stall_enroll; then
+		not_ok "$what: enrollment (login exit $LOGIN_RC)"
+		return
+	fi
+	rt0=$(refresh_token $PUBLIC)
+	if [ "$mode" = before ]; then
+		kill -STOP "$stall_PID"
+	else
+		curl -sS --max-time 10 --cacert "$CA" -X POST "$stall_URL/__stall_next_refresh" >/dev/null
+	fi
+	PS_HOLD_OPEN=300 "$DRIVER" "$T/pam.d" stall $U -- true >"$T/held.stall0" 2>&1 &
+	STALL_DRIVERS="$STALL_DRIVERS $!"
+	t0=$(now_ms)
+	if [ "$mode" = before ]; then
+		wait_ms $((STALL_TIMEOUT * 1000)) in_flight
+	else
+		wait_ms $((STALL_TIMEOUT * 1000)) '[ "$(proc_state "$stall_PID")" = T ]'
+	fi
+	waited=$?
+	expect "$what: the login's refresh reached the server within ${STALL_TIMEOUT} s ($(
+		[ "$mode" = before ] && echo "its request waits in the stopped server's receive queue" ||
+		echo "the server rotated the refresh token and stopped before answering"), ${WAITED} ms)" \
+		'[ $waited = 0 ]'
+	for i in $(seq "$queued"); do
+		PS_HOLD_OPEN=300 "$DRIVER" "$T/pam.d" stall $U -- true >"$T/held.stall$i" 2>&1 &
+		STALL_DRIVERS="$STALL_DRIVERS $!"
+	done
+	n_opened() { local i n=0; for i in $(seq 0 "$queued"); do grep -q '^open=' "$T/held.stall$i" && n=$((n + 1)); done; echo $n; }
+	wait_ms $(((STALL_TIMEOUT + 5) * 1000)) '[ "$(n_opened)" = $((queued + 1)) ]'
+	nopen=$(n_opened)
+	for i in $(seq 0 "$queued"); do
+		n=$(open_ms "stall$i")
+		[ -n "$n" ] && [ "$n" -le $((STALL_TIMEOUT * 1000 + 1500)) ] || slow="$slow $i:${n:-none}"
+	done
+	expect "$what: all $((queued + 1)) logins returned, each within timeout = $STALL_TIMEOUT s + 1.5 s (too slow or hung:${slow:- none}; first at $(open_ms stall0) ms)" \
+		'[ "$nopen" = $((queued + 1)) ] && [ -z "$slow" ]'
+	kill -CONT "$stall_PID"
+	expect "$what: after SIGCONT the keyring gets a token within 20 s" 'wait_ms 20000 "[ -n \"\$(user_token)\" ]"'
+	diag "$what: waited $WAITED ms after SIGCONT for the keyring; the provider says $(rt_state "$(refresh_token $PUBLIC)")"
+	expect "$what: the store holds the rotated refresh token, the only live one of the grant" \
+		'wait_ms 5000 "rt1=\$(refresh_token $PUBLIC); [ \"\$rt1\" != \"$rt0\" ] && one_live \"\$rt1\""'
+	expect "$what: the refreshed token is accepted by the provider" 'token_ok "$stall_URL" "$(user_token)" $PUBLIC'
+	close_held $STALL_DRIVERS 2>/dev/null
+	STALL_DRIVERS=""
+	expect "$what: after the sessions close no keeper is left and no key (within 5 s)" \
+		'wait_ms 5000 "[ -z \"\$(stall_keepers)\" ] && no_key"'
+	stall_cleanup
+	clear_keys
+	session stall
+	expect "$what: the next login refreshes without re-enrolling (open=$OPEN, a token accepted by the provider)" \
+		'[ "$OPEN" = 0 ] && [ -n "$TOKEN" ] && token_ok "$stall_URL" "$TOKEN" $PUBLIC'
+	expect "$what: and the grant still holds exactly one live refresh token, the stored one ($(rt_state "$(refresh_token $PUBLIC)"))" \
+		'one_live "$(refresh_token $PUBLIC)"'
+	wait_ms 5000 '[ -z "$(stall_keepers)" ]'
+}
+for q in 0 2 5; do
+	stall before $q
+	stall after $q
+done
+clear_keys
 
 # --- access_denied: login exits 4 and stores nothing
 write_conf "$T/deny.conf" pkce $PUBLIC "$deny_URL"

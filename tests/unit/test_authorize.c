@@ -236,7 +236,6 @@ static const struct callback_case url_cases[] = {
 	URL_OK("http://127.0.0.1/callback?code=" SECRET "&state=S", "http://127.0.0.1:80/callback"),
 	URL_OK("http://[::1]:5555/callback?code=" SECRET "&state=S", "http://[::1]/callback"),
 	URL_OK("http://[::1]:8080/callback?code=" SECRET "&state=S", "http://[::1]:8080/callback"),
-	URL_OK("http://127.0.0.1:8080/?code=" SECRET "&state=S", "http://127.0.0.1:8080"),
 	URL_OK("http://127.0.0.1:8080?code=" SECRET "&state=S", "http://127.0.0.1:8080/"),
 
 	URL_REFUSED("", REDIRECT, NOT_REDIRECT),
@@ -321,6 +320,13 @@ static const struct callback_case url_cases[] = {
 	URL_REFUSED("http://127.0.0.1:x/callback?code=" SECRET "&state=S",
 		    "http://127.0.0.1:x/callback", "redirect_uri"),
 	URL_REFUSED(REDIRECT "?code=" SECRET "&state=S", REDIRECT "?x=1", "redirect_uri"),
+	URL_REFUSED("http://127.0.0.1:8080/?code=" SECRET "&state=S", "http://127.0.0.1:8080",
+		    "needs a path"),
+	URL_REFUSED(REDIRECT "?code=" SECRET "&state=S", REDIRECT "#f", "redirect_uri"),
+	URL_REFUSED(REDIRECT "?code=" SECRET "&state=S", "http://127.0.0.1:08080/callback",
+		    "has a bad port"),
+	URL_REFUSED(REDIRECT "?code=" SECRET "&state=S", "HTTP://127.0.0.1:8080/callback",
+		    "redirect_uri"),
 };
 
 static bool all_zero(const void *p, size_t len)

@@ -689,6 +689,32 @@ static void test_remove(void **state)
 	assert_int_equal(ps_keys_remove(PS_KEYRING_SESSION, err, sizeof(err)), PS_EXIT_OK);
 }
 
+/* Keys that expired are still taken out of the keyring by the process that stored them: a
+ * look-up by name misses them, and a link the collector removes costs quota until reboot. */
+static void test_remove_takes_expired_keys(void **state)
+{
+	char err[PS_ERR_MAX];
+	key_serial_t t, ids[64];
+	long n, i;
+	int tries;
+
+	(void)state;
+	assert_int_equal(store(PS_KEYRING_SESSION, TOKEN, 1), PS_EXIT_OK);
+	t = find(KEY_SPEC_SESSION_KEYRING, PS_KEY_TOKEN);
+	for (tries = 0; tries < 60 && !(keyctl_describe(t, NULL, 0) < 0 && errno == EKEYEXPIRED);
+	     tries++)
+		usleep(50000); /* at most 3 s for the 1 s timeout */
+	assert_int_equal(keyctl_describe(t, NULL, 0), -1);
+	assert_int_equal(errno, EKEYEXPIRED);
+	assert_int_equal(ps_keys_remove(PS_KEYRING_SESSION, err, sizeof(err)), PS_EXIT_OK);
+	n = keyctl_read(KEY_SPEC_SESSION_KEYRING, (char *)ids, sizeof(ids));
+	assert_true(n >= 0);
+	for (i = 0; i < n / (long)sizeof(ids[0]); i++)
+		if (ids[i] == t)
+			fail_msg("the expired token key %d is still linked in the session keyring",
+				 (int)t);
+}
+
 /* Removing from the session touches only the session's own keys, not the linked @u. */
 static void test_remove_session_leaves_user_keyring(void **state)
 {
@@ -956,6 +982,7 @@ int main(void)
 		cmocka_unit_test(test_skew),
 		cmocka_unit_test(test_token_valid),
 		cmocka_unit_test_teardown(test_store_session_sets_perm_payload, teardown),
+		cmocka_unit_test_teardown(test_remove_takes_expired_keys, teardown),
 		cmocka_unit_test_teardown(test_store_user_without_possession, teardown),
 		cmocka_unit_test_teardown(test_store_user_with_session_link, teardown),
 		cmocka_unit_test_teardown(test_store_updates_in_place, teardown),

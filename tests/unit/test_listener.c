@@ -261,8 +261,9 @@ static void test_localhost_refused(void **state)
 		err[0] = '\0';
 		assert_int_equal(ps_listener_open(&l, uris[i], err, sizeof(err)), -1);
 		assert_int_equal(l.fd, -1);
-		assert_string_equal(err, "Spotify does not allow localhost in redirect URIs; use "
-					 "http://127.0.0.1/callback");
+		assert_string_equal(err, "redirect_uri may not use localhost: Spotify refuses it; "
+					 "use http://127.0.0.1/callback (and register that in the "
+					 "app settings)");
 		ps_listener_close(&l);
 	}
 }
