@@ -387,7 +387,7 @@ sample_until_new() {
 }
 # keeper_hang_rt KEEPER: the keeper's refresh hangs; what the keeper does meanwhile, and after.
 keeper_hang_rt() {
-	local kp=$1 tok0 f0 f1 r0 st t0 tstatus poke
+	local kp=$1 tok0 f0 f1 r0 st t0 tstatus poke sock
 	tok0=$(keys | sed -n 2p)
 	f0=$(faults_served)
 	ps_server_control "$acc_URL" '{"fault": "hang", "fault_count": 1}'
@@ -396,21 +396,25 @@ keeper_hang_rt() {
 	f1=$(faults_served)
 	r0=$(requests)
 	ps_server_control "$acc_URL" '{"fault": null}'
+	sock=$(ps_keeper_sock pstest1)
 	t0=$(now_ms)
-	st=$(ps_keeper_status pstest1 renewing)
+	st=$("$PYTHON" "$T/keeper_call.py" "$sock" status | sed -n 's/^renewing //p')
 	tstatus=$(($(now_ms) - t0))
 	expect "keeper rt hang: a refresh met the hang (faults served $f0 -> $f1); the keeper answers its status at once meanwhile (${tstatus} ms, renewing $st)" \
-		'[ "$f1" = $((f0 + 1)) ] && [ "$st" = 1 ] && [ "$tstatus" -lt 1500 ]'
-	as_user pstest1 /usr/bin/python3 "$T/keeper_call.py" --timeout=20 "$(ps_keeper_sock pstest1)" \
+		'[ "$f1" = $((f0 + 1)) ] && [ "$st" = 1 ] && [ "$tstatus" -lt 1000 ]'
+	mkdir -p -m 1777 "$T/u" # where the user's keeper_call may say it sent its message
+	rm -f "$T/u/poke.sent"
+	as_user pstest1 /usr/bin/python3 "$T/keeper_call.py" -t 20 -s "$T/u/poke.sent" "$sock" \
 		refresh-now >"$T/poke.out" 2>/dev/null &
 	poke=$!
+	wait_ms 5000 '[ -e "$T/u/poke.sent" ]'
 	# a bounded poll for something that must not happen: a second request within 1 s
-	expect "keeper rt hang: the user's refresh-now joins the refresh under way: no second request" \
-		'! wait_ms 1000 "[ \"\$(requests)\" != $r0 ]" && kill -0 $poke 2>/dev/null'
+	expect "keeper rt hang: the user's refresh-now, sent while the refresh hangs, joins it: no second request, no answer yet" \
+		'[ -e "$T/u/poke.sent" ] && ! wait_ms 1000 "[ \"\$(requests)\" != $r0 ]" && kill -0 $poke 2>/dev/null'
 	for p in $(renewals); do kill -9 "$p"; done
 	wait $poke
-	expect "keeper rt hang: the refresh ended without an answer (killed): the refresh-now that waited for it is answered ($(head -2 "$T/poke.out" | tr '\n' ' '))" \
-		'grep -q "^status [0-9]" "$T/poke.out"'
+	expect "keeper rt hang: the refresh ended without an answer (killed): the refresh-now that waited for it is told so ($(head -2 "$T/poke.out" | tr '\n' ' '))" \
+		'grep -q "^status [0-9]" "$T/poke.out" && grep -q "the renewal ended without an answer" "$T/poke.out"'
 	sample_until_new "$tok0" 8000
 	expect "keeper rt hang: the token was readable all along ($GAPS empty samples), and the keeper's retry brought a new one, issued by the server, ${TOOK} ms after the refresh was ended" \
 		'[ "$GAPS" = 0 ] && [ -n "$NEW" ] && [ "$NEW" != "$tok0" ] && issued "$NEW"'

@@ -49,18 +49,19 @@ export PS_SYSLOG_FILE="$T/syslog"
 : >"$PS_SYSLOG_FILE"
 app_pid() { ps_services | head -1; }
 
-# conf FILE FLOW CLIENT [extra lines...]: timeout 10, refresh_margin 60 unless given
+# conf FILE FLOW CLIENT [extra lines...]: timeout 10 (connect_timeout 3) and refresh_margin 60
+# unless given
 conf() {
 	local f=$1 flow=$2 client=$3
 	shift 3
 	case " $* " in *" refresh_margin = "*) ;; *) set -- "$@" "refresh_margin = 60" ;; esac
-	case " $* " in *" timeout = "*) ;; *) set -- "$@" "timeout = 10" ;; esac
-	ps_conf "$f" "flow = $flow" "client_id = $client" "connect_timeout = 3" "$@"
+	case " $* " in *" timeout = "*) ;; *) set -- "$@" "timeout = 10" "connect_timeout = 3" ;; esac
+	ps_conf "$f" "flow = $flow" "client_id = $client" "$@"
 }
 PK=("scopes = user-read-email" "enroll = never")
 conf "$T/pkce.conf" pkce warmpkce "${PK[@]}"
 conf "$T/margin.conf" pkce warmpkce "${PK[@]}" "refresh_margin = 3600" # the same keeper
-conf "$T/short.conf" pkce warmpkce "${PK[@]}" "timeout = 3"            # the same keeper
+conf "$T/short.conf" pkce warmpkce "${PK[@]}" "timeout = 1" "connect_timeout = 1" # the same keeper
 conf "$T/keep.conf" pkce warmpkce "${PK[@]}" "remove_on_close = no"     # the same keeper
 conf "$T/sess.conf" pkce warmpkce "${PK[@]}" "keyring = session"
 conf "$T/cc.conf" client_credentials warmcc "client_secret_file = $T/secret"
@@ -397,8 +398,8 @@ listen_as $U "$SOCK" "$T/fake.out" keeper
 fake=$LISTENER
 : >"$PS_SYSLOG_FILE"
 hold short F
-expect "a fake keeper of the user's: the login returns within timeout ($(open_ms F) ms < 4000) with its answer" \
-	'[ -n "$(open_rc F)" ] && [ "$(open_ms F)" -lt 4000 ] && grep -q "user $U: open: ok forged" "$PS_SYSLOG_FILE"'
+expect "a fake keeper of the user's: the login returns within timeout ($(open_ms F) ms < 2000) with its answer" \
+	'[ -n "$(open_rc F)" ] && [ "$(open_ms F)" -lt 2000 ] && grep -q "user $U: open: ok forged" "$PS_SYSLOG_FILE"'
 expect "a fake keeper of the user's: the pidfd of the login it gets lets it neither signal the login nor take its files ($(tr '\n' ' ' <"$T/fake.out"))" \
 	'grep -q "^got [0-9]* fds 1 signal EPERM getfd EPERM$" "$T/fake.out"'
 if ! LC_ALL=C grep -q '[^[:print:][:space:]]' "$PS_SYSLOG_FILE" && ! grep -q $'\r' "$PS_SYSLOG_FILE" &&
@@ -415,8 +416,8 @@ as_user_q $U rm -f "$SOCK" # the fake's socket file stays
 listen_as $U "$SOCK" "$T/hang.out" hang
 hang=$LISTENER
 hold short H
-expect "a fake keeper that never answers: the login fails within timeout (PAM_SESSION_ERR, $(open_ms H) ms < 4000) and says the keeper gave no token in time" \
-	'[ "$(open_rc H)" = 14 ] && [ "$(open_ms H)" -lt 4000 ] && tail -1 "$PS_SYSLOG_FILE" | grep -q "user $U: open: no token within the 3 s timeout"'
+expect "a fake keeper that never answers: the login fails within timeout (PAM_SESSION_ERR, $(open_ms H) ms < 2000) and says the keeper gave no token in time" \
+	'[ "$(open_rc H)" = 14 ] && [ "$(open_ms H)" -lt 2000 ] && tail -1 "$PS_SYSLOG_FILE" | grep -q "user $U: open: no token within the 1 s timeout"'
 release "$HELD_PID"
 stop_listener "$hang"
 as_user_q $U rm -f "$SOCK"
