@@ -355,14 +355,23 @@ ps_pam_service() {
 # ps_keepers USER: their pids, one a line; ps_nkeepers USER: how many.
 ps_keepers() { pgrep -u "$1" -f 'pam_spotify_helper keeper$' || true; }
 ps_nkeepers() { ps_keepers "$1" | wc -l; }
-# ps_keeper_socks USER: the keepers' sockets in the user's RUNDIR directory.
+# ps_keeper_socks USER: the keepers' sockets in the user's RUNDIR directory (a keeper killed with
+# SIGKILL leaves its socket there: ps_keeper_sock finds the one that answers).
 ps_keeper_socks() { ls -1 "$PS_RUNDIR/user/$(id -u "$1")"/keeper-*.sock 2>/dev/null || true; }
+# ps_keeper_sock USER: the socket of the user's (one) running keeper: the first that answers.
+ps_keeper_sock() {
+	local s
+	for s in $(ps_keeper_socks "$1"); do
+		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" -t 2 "$s" status >/dev/null &&
+			echo "$s" && return 0
+	done
+	return 1
+}
 # ps_keeper_status USER [KEY]: the status answer of the user's (one) keeper, or the value of KEY in
 # it (sessions, expires_at, not_before, renewing); nothing when no keeper answers.
 ps_keeper_status() {
 	local s
-	s=$(ps_keeper_socks "$1" | head -1)
-	[ -n "$s" ] || return 1
+	s=$(ps_keeper_sock "$1") || return 1
 	if [ -n "${2:-}" ]; then
 		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status | sed -n "s/^$2 //p"
 	else

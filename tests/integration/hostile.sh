@@ -1,22 +1,28 @@
 #!/bin/bash
 # hostile.sh: hostile local input through real PAM sessions, the real keyring and the installed
-# helper and reader. Each case ends in one clear log or stderr line that says what to do, loses
-# nothing, does not hang and does not crash (a crash would show as "helper exit -1"):
+# helper, keeper and reader. Each case ends in one clear log or stderr line that says what to do,
+# loses nothing, does not hang and does not crash (a crash would show as "exit -1" or a helper
+# killed by a signal):
 #  - configuration files the module must refuse: writable by others, owned by a user, in a
 #    directory others may write, a FIFO, a control character in a module argument;
 #  - client secret files that are not a plain root-only file (a FIFO with a writer, a directory,
 #    a device, 1 MiB, two lines, empty): refused at once, the accounts server never asked;
 #  - the refresh-token store of a user in every hostile state (truncated, empty, 1 MiB, a link,
 #    a FIFO, another owner, open to others, a file or a link where its directory belongs, a
-#    linked lock file): the session open refuses it, leaves it byte for byte as it was, writes
-#    nothing through a link and makes no refresh request; spotify-token refresh says the same;
+#    linked lock file): the user's keeper, which owns the store and makes the login's request,
+#    refuses it, leaves it byte for byte as it was, writes nothing through a link and makes no
+#    refresh request, and the open logs its one line with the keeper's exit code; spotify-token
+#    refresh (no keeper runs: it refreshes directly) says the same;
 #  - keys planted by the user under our names, with garbage or with other permissions: the reader
-#    says what is wrong with the exit status spotify-token(1) promises, and a session open puts
-#    a correct key in their place (0x3f0b0000, the server's token) or, for a key nobody may
-#    view or write, says how to remove it;
+#    says what is wrong with the exit status spotify-token(1) promises, and a session open (its
+#    keeper) puts a correct key in their place (0x3f0b0000, the server's token) or, for a key
+#    nobody may view or write, says how to remove it;
 #  - the login listener and the PAM conversation given hostile requests and pasted addresses
 #    (duplicated parameters, another host, port, path or state, oversized): each refused, and
 #    the right one still wins.
+# Changed with the keeper: a store's refusal is the keeper's answer, "(exit 7)", not the
+# helper's "(helper exit 7)"; the store's bookkeeping is only CLIENT.lock (no session registry or
+# keeper pid file there any more).
 . "$top_srcdir/tests/lib.sh"
 # expect, and on failure show what the module logged and the driver printed
 expect() {
@@ -30,8 +36,7 @@ expect() {
 }
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 ps_tmpdir
 ps_lock_keyring
 U=pstest1
@@ -53,42 +58,25 @@ DRIVER="$top_builddir/tests/pam/pam_session"
 export PS_SYSLOG_FILE="$T/syslog"
 : >"$PS_SYSLOG_FILE"
 
-# conf FILE FLOW [extra lines...]
+# conf FILE FLOW [extra lines...]: our client of that flow, timeout 5
 conf() {
 	local f=$1 flow=$2
 	shift 2
-	{
-		echo "flow = $flow"
-		if [ "$flow" = pkce ]; then
-			echo "client_id = $PKCE"
-			echo "scopes = user-read-email"
-		else
-			echo "client_id = $CC"
-			echo "client_secret_file = $T/secret"
-		fi
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "timeout = 5"
-		echo "connect_timeout = 2"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	if [ "$flow" = pkce ]; then
+		set -- "client_id = $PKCE" "scopes = user-read-email" "$@"
+	else
+		set -- "client_id = $CC" "client_secret_file = $T/secret" "$@"
+	fi
+	ps_conf "$f" "flow = $flow" "$@" "timeout = 5" "connect_timeout = 2"
 }
 conf "$T/cc.conf" client_credentials "remove_on_close = no"
 conf "$T/pkce.conf" pkce "enroll = never"
 conf "$T/prompt.conf" pkce "enroll = prompt"
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-# service NAME [module arguments...]
-service() {
-	local name=$1
-	shift
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s %s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$*" >"$T/pam.d/$name"
-}
-service cc "config=$T/cc.conf"
-service pkce "config=$T/pkce.conf"
-service prompt "config=$T/prompt.conf"
+# service NAME CONF [module arguments...]
+service() { ps_pam_service "$T/pam.d" "$@"; }
+service cc "$T/cc.conf"
+service pkce "$T/pkce.conf"
+service prompt "$T/prompt.conf"
 
 # session SERVICE [-- COMMAND...]: one open/close as $U; sets OPEN, MS. The log starts empty.
 session() {
@@ -147,7 +135,7 @@ for kind in world-writable group-writable user-owned user-link ww-dir fifo; do
 		mkfifo -m 644 "$f"
 		want="$f: not a regular file" ;;
 	esac
-	service cfg "config=$f"
+	service cfg "$f"
 	session cfg
 	expect "config file $kind: the open fails at once (${MS} ms) and the log says what to do" \
 		'[ "$OPEN" = 14 ] && [ "$MS" -lt 2000 ] && module_logged "$want"'
@@ -158,28 +146,28 @@ expect "refused config files: the helper never ran (no token request)" '[ "$(req
 mkdir "$T/cfg-sticky"
 chmod 1777 "$T/cfg-sticky"
 conf "$T/cfg-sticky/pam_spotify.conf" client_credentials "remove_on_close = no"
-service cfg "config=$T/cfg-sticky/pam_spotify.conf"
+service cfg "$T/cfg-sticky/pam_spotify.conf"
 session cfg
 expect "config file in a sticky world-writable directory: accepted, a token is stored" \
 	'[ "$OPEN" = 0 ] && [ -n "$(user_key spotify:access_token)" ]'
 clear_keys
 
 # a control character in a module argument: refused, quoted without it, file and line not needed
-service ctl "config=$T/cc.conf" $'scopes=a\033[31mb'
+service ctl "$T/cc.conf" $'scopes=a\033[31mb'
 session ctl
 expect "module argument with an escape character: refused with a log line free of control bytes" \
 	'[ "$OPEN" = 14 ] && module_logged "module argument '"'"'scopes=a?[31mb'"'"': the value of '"'"'scopes'"'"' holds a control character (0x1b)" && no_control_bytes "$PS_SYSLOG_FILE"'
 # a carriage return inside a value in the file: refused, the log line names file and line
 printf 'client_id = %s\nclient_secret_file = %s\rx\n' "$CC" "$T/secret" >"$T/cr.conf"
 chmod 644 "$T/cr.conf"
-service cr "config=$T/cr.conf"
+service cr "$T/cr.conf"
 session cr
 expect "config value with a carriage return inside: refused as $T/cr.conf:2, log free of control bytes" \
 	'[ "$OPEN" = 14 ] && module_logged "$T/cr.conf:2: the value of '"'"'client_secret_file'"'"' holds a control character (0x0d)" && no_control_bytes "$PS_SYSLOG_FILE"'
 # a 5000-character value: the line is refused and the log line stays short
 { printf 'client_id = %s\nscopes = ' "$CC"; head -c 5000 /dev/zero | tr '\0' a; echo; } >"$T/long.conf"
 chmod 644 "$T/long.conf"
-service long "config=$T/long.conf"
+service long "$T/long.conf"
 session long
 expect "config value of 5000 characters: refused as $T/long.conf:2, one short log line" \
 	'[ "$OPEN" = 14 ] && module_logged "$T/long.conf:2: line longer than 4096 characters" && [ "$(wc -c <"$PS_SYSLOG_FILE")" -lt 300 ]'
@@ -201,7 +189,7 @@ for spec in "secret-fifo:is not a regular file" "secret-dir:is not a regular fil
 	[ "${f#/}" = "$f" ] && f="$T/$f"
 	conf "$T/sec.conf" client_credentials
 	sed -i "s|^client_secret_file = .*|client_secret_file = $f|" "$T/sec.conf"
-	service sec "config=$T/sec.conf"
+	service sec "$T/sec.conf"
 	session sec
 	expect "secret file ${f##*/}: refused at once (${MS} ms), the log names it: '$want'" \
 		'[ "$OPEN" = 14 ] && [ "$MS" -lt 2000 ] && open_logged "client secret file $f $want" && [ -z "$(user_key spotify:access_token)" ]'
@@ -232,8 +220,7 @@ expect "store: a valid store gives a session token (the baseline for what follow
 clear_keys
 
 # snapshot: what the store (and a link target) looks like, to compare after the session.
-# The lock, the session registry and the keeper's pid file are the store's bookkeeping; the rest
-# is the user's.
+# The lock is the store's bookkeeping; the rest is the user's.
 snapshot() {
 	find "$STORE" "$STORE/$PKCE.refresh" "$UHOME/elsewhere" -maxdepth 0 -printf '%p %y %m %u %s %l\n' 2>&1
 	find "$UHOME/elsewhere" -printf '%p %y %m %u %s %l\n' | sort
@@ -296,9 +283,10 @@ for kind in truncated empty 1MiB symlink symlink-to-root-file fifo root-owned ot
 	before=$(requests)
 	session pkce
 	expect "store $kind: the open fails (${MS} ms) with one log line: '$want'" \
-		'[ "$OPEN" = 14 ] && [ "$MS" -lt 3000 ] && open_logged "$want" && open_logged "(helper exit 7)"'
-	expect "store $kind: left as it was, nothing written through a link, no refresh, no key" \
-		'[ "$(snapshot)" = "$snap" ] && [ "$(requests)" = "$before" ] && [ -z "$(user_key spotify:access_token)" ] && [ ! -e "$UHOME/elsewhere/planted-lock" ]'
+		'[ "$OPEN" = 14 ] && [ "$MS" -lt 3000 ] && open_logged "$want" && open_logged "(exit 7)"'
+	expect "store $kind: left as it was, nothing written through a link, no refresh, no key; the keeper ended with the session" \
+		'[ "$(snapshot)" = "$snap" ] && [ "$(requests)" = "$before" ] && [ -z "$(user_key spotify:access_token)" ] && [ ! -e "$UHOME/elsewhere/planted-lock" ] &&
+		 wait_ms 3000 "[ \"\$(ps_nkeepers $U)\" = 0 ]"'
 	case $kind in truncated | symlink | dir-is-a-file)
 		reader refresh --config="$T/pkce.conf" >"$T/r.out" 2>"$T/r.err"
 		rc=$?

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""keeper_call.py [-n N] [-t SECONDS] SOCKET OP [KEY=VALUE...]: one message to a keeper
+"""keeper_call.py [-n N] [-t SECONDS] [-s FILE] SOCKET OP [KEY=VALUE...]: one message to a keeper
 (helper/keeper.h) or the system service, in the framed protocol of common/frame.h; prints the
 answer's header lines ("key value") and nothing of a body. Exit 0 when an answer came, 1 when none
 (no keeper, or it did not answer within SECONDS, default 5).
 
 -n N    a flood: N connections, every message sent before any answer is read, then each answer
         on one line ("status S | message M", in the order of the connections; "none" for one that
-        did not answer). Exit 0 when all N answered."""
+        did not answer). Exit 0 when all N answered.
+-s FILE FILE is created once every message is sent (a test then knows the peer has them while
+        the answers are still to come)."""
 import socket
 import struct
 import sys
@@ -39,13 +41,15 @@ def answer(s, deadline):
 
 
 def main():
-    args, n, secs = sys.argv[1:], 0, 5.0
+    args, n, secs, sent = sys.argv[1:], 0, 5.0, None
     while args and args[0].startswith("-"):
         opt = args.pop(0)
         if opt == "-n":
             n = int(args.pop(0))
         elif opt == "-t":
             secs = float(args.pop(0))
+        elif opt == "-s":
+            sent = args.pop(0)
         else:
             sys.exit("keeper_call.py: unknown option " + opt)
     path, op, extra = args[0], args[1], args[2:]
@@ -61,6 +65,8 @@ def main():
             s.close()
             s = None
         socks.append(s)
+    if sent:
+        open(sent, "w").close()
     heads = [answer(s, deadline) if s else None for s in socks]
     for s in socks:
         if s:

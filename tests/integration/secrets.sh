@@ -9,17 +9,22 @@
 #     50 ms throughout) holds any of them, nor an access token;
 #   - neither the module's log, nor the keeper's syslog, nor any command's output, nor any file
 #     written under /tmp, the user's home or /dev/shm since the test started holds any of them;
-#   - the helper (during a login), the keeper and the helper of spotify-token login are
-#     non-dumpable with RLIMIT_CORE 0, and the user can neither ptrace them nor read their
-#     /proc/PID/mem or environ;
-#   - the helper and the keeper run with the user's real, effective, saved and fs uids and gids,
+#   - the keeper's renewal (the child that makes a login's token request), the keeper and the
+#     helper of spotify-token login are non-dumpable with RLIMIT_CORE 0, and the user can neither
+#     ptrace them nor read their /proc/PID/mem or environ;
+#   - the renewal and the keeper (started by the module's helper, and so through its privilege
+#     drop) run with the user's real, effective, saved and fs uids and gids,
 #     exactly the user's supplementary groups, no capabilities and no_new_privs: they cannot
 #     regain root. The system service alone holds the client secret (client_credentials and
 #     authorization_code), as the app user, non-dumpable, without core dumps, capabilities or a
 #     way back to root; no user process does (service.sh and attack_secret.sh attack that).
-# And the transport rules that can be seen from outside: response bodies are capped at 64 KiB
+# And the transport rules that can be seen from outside, on the system service's requests (asked
+# for the app token over its socket, as a keeper does): response bodies are capped at 64 KiB
 # (with and without Content-Length), a redirect is not followed, even to a live server, and the
 # low-speed limit and connect_timeout end a stalled transfer before the total timeout.
+# Changed with the keeper: the login's helper (--pam) only starts the keeper and makes no request,
+# so the process looked at during a login is the keeper's renewal, and the transport rules are
+# asked of the service directly rather than through a helper --pam run by hand.
 # Needs root and an installed build (see session.sh). About 80 s. Gives pstest1 a supplementary
 # group, pstestsup (created if missing). PS_KEEP_TMP=DIR keeps a copy of the scratch directory
 # (outputs, logs, /proc snapshots, and the sentinels).
@@ -32,8 +37,7 @@
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 for tool in unshare setpriv mount curl keyctl pgrep groupadd usermod; do
 	command -v $tool >/dev/null 2>&1 || skip_all "$tool not found"
 done
@@ -82,20 +86,12 @@ ctl() {
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 grants() { stats "j['by_grant'].get('$1', 0)"; }
 
-conf() { # conf FILE FLOW CLIENT [extra lines...]
+# conf FILE FLOW CLIENT [extra lines...]: timeout 10, refresh_margin 3
+conf() {
 	local f=$1 flow=$2 client=$3
 	shift 3
-	{
-		echo "flow = $flow"
-		echo "client_id = $client"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "timeout = 10"
-		echo "connect_timeout = 2"
-		echo "refresh_margin = 3"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$f" "flow = $flow" "client_id = $client" "timeout = 10" "connect_timeout = 2" \
+		"refresh_margin = 3" "$@"
 }
 # cc and ccapp: client credentials (the system service alone holds the secret, section 1b)
 conf "$T/cc.conf" client_credentials testclient "client_secret_file = $P/secret"
@@ -103,32 +99,14 @@ conf "$T/ccapp.conf" client_credentials testclient "client_secret_file = $P/secr
 conf "$T/pkce.conf" pkce pkceclient "scopes = user-read-email" "enroll = never"
 conf "$T/code.conf" authorization_code confclient "client_secret_file = $P/secret" \
 	"scopes = user-read-email"
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
 for svc in cc ccapp pkce code; do
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
+	ps_pam_service "$T/pam.d" $svc "$T/$svc.conf"
 done
 
-# --- small tools (see lifetime.sh)
-now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
-wait_ms() { # wait_ms LIMIT CONDITION: poll CONDITION every 0.05 s for at most LIMIT ms
-	local end=$(($(now_ms) + $1))
-	until eval "$2"; do
-		[ "$(now_ms)" -ge "$end" ] && return 1
-		sleep 0.05
-	done
-}
-user_key() { as_user $U keyctl search @u user "$1" 2>/dev/null; }
-clear_keys() {
-	local id k
-	for k in spotify:access_token spotify:token_info; do
-		id=$(user_key $k) && [ -n "$id" ] && as_user $U keyctl unlink "$id" @u >/dev/null 2>&1
-	done
-	return 0
-}
-KEEPER_PAT='pam_spotify_helper keeper'
-keepers() { pgrep -u $U -f "$KEEPER_PAT"; }
+# --- small tools
+KEEPER_PAT='pam_spotify_helper keeper$'
+RENEW_PAT='pam_spotify_helper renew' # a keeper's child making a token request
+keepers() { ps_keepers $U; }
 # find_proc PATTERN: the first process of the user whose command line matches, within 6 s.
 find_proc() {
 	local pat=$1 pid=""
@@ -198,13 +176,13 @@ secrets_cleanup() {
 		grep -q pam_session "/proc/$p/cmdline" 2>/dev/null && kill -9 "$p" 2>/dev/null
 	done
 	[ -n "${SCAN_PID:-}" ] && kill "$SCAN_PID" 2>/dev/null
-	for p in $(keepers); do kill -9 "$p" 2>/dev/null; done
-	clear_keys
+	for p in $(keepers) $(pgrep -u $U -f "$RENEW_PAT"); do kill -9 "$p" 2>/dev/null; done
+	clear_keys $U
 	as_user $U rm -rf "$STORE" 2>/dev/null
 }
 ps_on_exit secrets_cleanup
 for p in $(keepers); do kill -9 "$p"; done
-clear_keys
+clear_keys $U
 as_user $U rm -rf "$STORE" 2>/dev/null
 
 # --- what a process looks like from /proc, and what the user can do to it
@@ -304,7 +282,7 @@ cat >"$T/scan.py" <<'EOF'
 import hashlib, json, os, sys, time
 out, stop, summary, ready, uid = sys.argv[1:5] + [int(sys.argv[5])]
 ours = {"helper --pam": b"pam_spotify_helper\0--pam\0", "keeper": b"pam_spotify_helper\0keeper\0",
-        "helper login": b"pam_spotify_helper\0login\0"}
+        "renewal": b"pam_spotify_helper\0renew\0", "helper login": b"pam_spotify_helper\0login\0"}
 seen, rounds, reads = set(), 0, 0
 pids = {k: set() for k in ours}
 env_pids = {k: set() for k in ours}
@@ -354,13 +332,15 @@ mkdir "$T/scan"
 SCAN_PID=$!
 wait_ms 20000 '[ -e "$T/scan.ready" ]' || bail "the /proc scanner did not start"
 
-# ==== 1. client_credentials: the helper during a login, the keeper, renewals, a quoting server
-# (the server takes 5 s to answer a login's token request, so that the helper can be looked at;
-# the token's life counts from the request, so the login's lives 12 s, and the renewals' 6 s)
+# ==== 1. client_credentials: the keeper's renewal during a login, the keeper, renewals, a
+# quoting server (the server takes 5 s to answer a login's token request, so that the renewal,
+# the keeper's child that asks the system service, can be looked at; the token's life counts
+# from the request, so the login's lives 12 s, and the renewals' 6 s). The login's helper only
+# starts the keeper and is gone within moments: the renewal and the keeper descend from it.
 ctl '{"expires_in": 12, "delay": 5}'
 open_held cc cc
 cc_drv=$HELD_PID
-inspect "client_credentials helper during a login" cc-helper "$(find_proc 'pam_spotify_helper --pam')" pam
+inspect "client_credentials renewal during a login" cc-renew "$(find_proc "$RENEW_PAT")" pam
 wait_ms 15000 '[ -n "$(held_open cc)" ]'
 ctl '{"delay": 0, "expires_in": 6}'
 expect "client_credentials: the held session opened (PAM_SUCCESS)" '[ "$(held_open cc)" = 0 ]'
@@ -375,14 +355,16 @@ expect "client_credentials: a renewal answered by a server quoting the credentia
 	'wait_ms 15000 "[ \$(grep -c \"service\].*: app token request failed: .*withheld\" \"\$T/keeper.syslog\") -ge 1 ]"'
 g0=$(grants client_credentials)
 wait_ms 10000 "[ \$(grants client_credentials) -gt $g0 ]" # the retry: a 3600 s token, then quiet
+close_held "$cc_drv"
+expect "client_credentials: the keeper ends with the session" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
+# a login whose own request meets the quoting server: no keeper holds a token, no service serves one
 ctl '{"fault": "quote_credentials", "fault_count": 1}'
 ps_stop_services # a running one serves its token: the login's own request is wanted here
-clear_keys       # and a token in the keyring would let the login join the keeper without one
+clear_keys $U    # and a new keeper would take the keyring's token without a request
 drive cc >"$T/o.cc-quote" 2>&1
 expect "client_credentials: a login answered by a quoting server fails (PAM_SESSION_ERR), the answer withheld in the log" \
 	'grep -q "^open=14 " "$T/o.cc-quote" && tail -1 "$PS_SYSLOG_FILE" | grep -q "user $U: open: .*withheld"'
-close_held "$cc_drv"
-expect "client_credentials: the keeper ends with the session" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
+wait_ms 3000 '[ -z "$(keepers)" ]'
 
 # ==== 1b. client_credentials: the system service alone holds the secret, as the app user (never
 # root), non-dumpable, no core, no capabilities, no_new_privs; the user cannot look in
@@ -417,9 +399,9 @@ close_held "$app_drv"
 expect "client_credentials: the system service ends with the host's last session (within 5 s)" \
 	'wait_ms 5000 "[ -z \"\$(ps_services)\" ]"'
 expect "client_credentials: the user's keeper ends too" 'wait_ms 3000 "[ -z \"\$(keepers)\" ]"'
-clear_keys
+clear_keys $U
 
-# ==== 2. pkce with the sentinel refresh token: the helper refreshing at login, the keeper
+# ==== 2. pkce with the sentinel refresh token: the keeper's renewal refreshing at login, the keeper
 printf '{"client_id": "pkceclient", "scope": "user-read-email", "public": true, "refresh_token": "%s"}' \
 	"$RT" >"$P/mint.json"
 curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' --data @"$P/mint.json" \
@@ -429,11 +411,11 @@ printf 'pam_spotify-refresh 1\n%s\n' "$RT" | as_user $U sh -c '
 	d="$HOME/.local/state/spotify-token"
 	mkdir -p "$d" && chmod 700 "$d" &&
 		cat >"$d/pkceclient.refresh.new" && mv "$d/pkceclient.refresh.new" "$d/pkceclient.refresh"' 2>/dev/null
-clear_keys
+clear_keys $U
 ctl '{"expires_in": 6, "delay": 5}'
 open_held pkce pkce
 pk_drv=$HELD_PID
-inspect "pkce helper refreshing at login" pkce-helper "$(find_proc 'pam_spotify_helper --pam')" pam
+inspect "pkce renewal refreshing at login (holds the refresh token)" pkce-renew "$(find_proc "$RENEW_PAT")" pam
 wait_ms 15000 '[ -n "$(held_open pkce)" ]'
 ctl '{"delay": 0}'
 expect "pkce: the held session opened with the sentinel refresh token (PAM_SUCCESS)" '[ "$(held_open pkce)" = 0 ]'
@@ -448,7 +430,7 @@ g0=$(grants refresh_token)
 wait_ms 10000 "[ \$(grants refresh_token) -gt $g0 ]"
 close_held "$pk_drv"
 wait_ms 3000 '[ -z "$(keepers)" ]'
-clear_keys
+clear_keys $U
 ctl '{"fault": "quote_credentials", "fault_count": 1}'
 drive pkce >"$T/o.pkce-quote" 2>&1
 expect "pkce: a login whose refresh meets a quoting server fails (PAM_SESSION_ERR), the answer withheld in the log" \
@@ -497,7 +479,7 @@ expect "spotify-token login whose code exchange meets a quoting server: exit 7, 
 
 # ==== 4. authorization_code: enrollment in the PAM conversation (secret, code and verifier)
 export PS_CONV_ANSWER="url=\$(grep -o 'https://[^ ]*' | head -1); printf 'url = \"%s\"\\n' \"\$url\" | curl -s --cacert $CA -o /dev/null -w '%{redirect_url}' -K -"
-clear_keys
+clear_keys $U
 drive code >"$T/o.code-conv" 2>&1
 unset PS_CONV_ANSWER
 expect "authorization_code: enrolled through the conversation at session open (PAM_SUCCESS)" \
@@ -540,8 +522,10 @@ whose() { local pid=${1##*/}; pid=${pid%%.*}; cat "$T/scan/$pid".cmdline.* 2>/de
 # --- argv and environment
 sj() { ps_json "$1" <"$T/scan.json"; }
 diag "scanner: $(sj 'j["rounds"]') rounds, $(sj 'j["reads"]') reads, $(sj 'j["snapshots"]') distinct snapshots; our processes seen (argv/environ): $(sj 'j["pids"]') / $(sj 'j["environ_pids"]')"
-expect "the scanner saw our processes and their environments: at least 3 helpers --pam, 2 keepers, 3 helpers of spotify-token login" \
-	'[ "$(sj "min(j[\"pids\"][\"helper --pam\"], j[\"environ_pids\"][\"helper --pam\"]) >= 3 and min(j[\"pids\"][\"keeper\"], j[\"environ_pids\"][\"keeper\"]) >= 2 and min(j[\"pids\"][\"helper login\"], j[\"environ_pids\"][\"helper login\"]) >= 3")" = True ]'
+# the login's helper --pam only starts the keeper and is gone within moments, but for the
+# enrollment in the conversation (section 4), which waits for the pasted address
+expect "the scanner saw our processes and their environments: at least 1 helper --pam, 2 keepers, 2 renewals, 3 helpers of spotify-token login" \
+	'[ "$(sj "min(j[\"pids\"][\"helper --pam\"], j[\"environ_pids\"][\"helper --pam\"]) >= 1 and min(j[\"pids\"][\"keeper\"], j[\"environ_pids\"][\"keeper\"]) >= 2 and min(j[\"pids\"][\"renewal\"], j[\"environ_pids\"][\"renewal\"]) >= 2 and min(j[\"pids\"][\"helper login\"], j[\"environ_pids\"][\"helper login\"]) >= 3")" = True ]'
 mapfile -t leaks < <(cd "$T/scan" && grep -r -l -a -F -f "$P/all" . 2>/dev/null)
 expect "no sentinel, code, verifier, state or access token in any process's argv or environment during the logins, enrollments and renewals (${#leaks[@]} snapshots hold one${leaks:+: ${leaks[*]:0:3} = $(whose "${leaks[0]}")})" \
 	'[ ${#leaks[@]} = 0 ]'
@@ -577,15 +561,19 @@ mapfile -t leaks < <(hits "${rest[@]}")
 expect "no state in those files but where the authorize URL is shown${leaks:+: ${leaks[*]}}" '[ ${#leaks[@]} = 0 ]'
 
 # ==== transport rules, seen from outside: the system service started by hand as the module
-# starts it (see helper_client_credentials.sh), its configuration from a file, and the helper run
-# by hand as the user to ask it for the token.
-# helper_run NAME [OP]: one client_credentials request (token_url $TOKEN_URL, timeout $TIMEOUT,
-# default the good server and 5 s); sets rc, out and el (ms).
+# starts it (see helper_client_credentials.sh), its configuration from a file, and asked for the
+# app token over its socket by the user, as the user's keeper does (the login's helper no longer
+# makes a request itself: the service makes every client_credentials request).
+cp "$top_srcdir/tests/integration/keeper_call.py" "$T/keeper_call.py"
+chmod 644 "$T/keeper_call.py"
+# helper_run NAME: one client_credentials request (token_url $TOKEN_URL, timeout $TIMEOUT,
+# default the good server and 5 s); sets rc (the answer's status), out (its message) and el (ms).
 helper_run() {
-	local t0 url=${TOKEN_URL:-$acc_URL/api/token}
+	local t0 url=${TOKEN_URL:-$acc_URL/api/token} name
+	name=$(ps_service_name testclient "$url" "" "$P/secret")
 	{
 		echo "pam_spotify-request 1"
-		echo "op = ${2:-open}"
+		echo "op = open"
 		echo "flow = client_credentials"
 		echo "client_id = testclient"
 		echo "token_url = $url"
@@ -594,17 +582,18 @@ helper_run() {
 		echo "ca_file = $CA"
 		echo "client_secret_file = $P/secret"
 		echo "app_uid = $(id -u _pam_spotify)"
-		echo "service = $PS_RUNDIR/$(ps_service_name testclient "$url" "" "$P/secret").sock"
+		echo "service = $PS_RUNDIR/$name.sock"
 		echo "end"
 	} >"$P/req"
 	ps_stop_services
 	"$PS_HELPER" service <"$P/req" >"$T/o.s-$1" 2>&1 &
 	wait_ms 10000 "[ -s '$T/o.s-$1' ]"
 	t0=$(now_ms)
-	as_user $U timeout 60 "$PS_HELPER" --pam <"$P/req" >"$T/o.h-$1" 2>/dev/null
-	rc=$?
+	as_user $U /usr/bin/python3 "$T/keeper_call.py" -t 60 "$PS_RUNDIR/$name.sock" token \
+		service="$name" >"$T/o.h-$1" 2>/dev/null
 	el=$(($(now_ms) - t0))
-	out=$(sed '1{/^hardened$/d}' "$T/o.h-$1") # without the helper's hello line
+	rc=$(sed -n 's/^status //p' "$T/o.h-$1")
+	out=$(sed -n 's/^message //p' "$T/o.h-$1")
 }
 # body SIZE CHUNKED: a good token answer of exactly SIZE bytes, with Content-Length or chunked.
 body() {
@@ -648,7 +637,7 @@ ctl "{\"fault\": \"redirect\", \"fault_count\": 1, \"redirect_status\": 307, \"r
 helper_run redirect
 expect "a 307 to another live token endpoint is not followed: refused, and that server got no request ($out)" \
 	'[ $rc = 7 ] && [[ "$out" == *"redirects are not followed"* ]] && [ "$(ps_server_stats "$other_URL" | ps_json "j[\"token_requests\"]")" = 0 ]'
-helper_run clear close
+ps_stop_services
 
 [ "$t_failed" = 0 ] || { diag "module log (tail):"; tail -8 "$PS_SYSLOG_FILE" | cut -c1-200 | sed 's/^/#   /'; }
 done_testing

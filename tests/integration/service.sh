@@ -3,12 +3,13 @@
 # as a second local user would: pstest2 logs in through a su-like program (the PAM driver, setuid
 # root, so its real uid is the attacker's: they may signal it and set its limits), stops their own
 # login at any point, sets low limits on it, and talks to the service's socket directly. pstest1 is
-# the victim whose logins must go on. Needs root and an installed build.
+# the victim whose logins must go on. The users' keepers, which ask the service for the app token
+# (helper/keeper.h), are among the users' processes that must not hold the secret. Needs root and
+# an installed build.
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 
 ps_tmpdir
 ps_lock_keyring
@@ -28,28 +29,18 @@ chmod 666 "$PS_SYSLOG_FILE"
 SU="$T/su-like"
 cp "$DRIVER" "$SU" && chown root:root "$SU" && chmod 4755 "$SU" || bail "cannot make $SU"
 
-conf() { # conf FILE FLOW [extra lines...]
+# conf FILE FLOW [extra lines...]: our client, timeout 3
+conf() {
 	local f=$1 flow=$2
 	shift 2
-	{
-		echo "flow = $flow"
-		echo "client_id = svcclient"
-		echo "client_secret_file = $T/secret"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $T/tls/ca.pem"
-		echo "timeout = 3"
-		echo "connect_timeout = 2"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$f" "flow = $flow" "client_id = svcclient" "client_secret_file = $T/secret" \
+		"timeout = 3" "connect_timeout = 2" "$@"
 }
+CA="$T/tls/ca.pem"
 conf "$T/cc.conf" client_credentials
 conf "$T/ac.conf" authorization_code "scopes = user-read-email"
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
 for s in cc ac; do
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$T/$s.conf" >"$T/pam.d/$s"
+	ps_pam_service "$T/pam.d" $s "$T/$s.conf"
 done
 
 session() { # session SERVICE USER: one open/close as root; sets OPEN, MS
@@ -100,6 +91,8 @@ if [ "${PS_SANITIZERS:-no}" = yes ]; then # ASan's shadow memory cannot be scann
 	skip "no process of pstest1 or pstest2 holds the client secret" "a sanitizer build"
 else
 	expect "the service holds the client secret" 'ps_mem_has "$svc" "$SECRET"'
+	expect "pstest1's keeper, which copies the app token from the service, runs (and is looked at next)" \
+		'[ "$(ps_nkeepers pstest1)" = 1 ]'
 	found=""
 	for p in $(pgrep -u pstest1) $(pgrep -u pstest2); do
 		ps_mem_has "$p" "$SECRET" && found="$found $p"
