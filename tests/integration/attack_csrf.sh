@@ -10,8 +10,7 @@
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 ps_tmpdir
 ps_lock_keyring
 V=pstest1 A=pstest2
@@ -23,18 +22,10 @@ printf 'pkceclient:unused-%s\n' "$$" >"$T/clients"
 ps_start_server acc --client-file "$T/clients"
 CA="$T/tls/ca.pem"
 
-conf() { # conf FILE [extra lines...]
+conf() { # conf FILE [extra lines...]: the pkce client's (ps_conf adds the server and its CA)
 	local f=$1
 	shift
-	{
-		echo "flow = pkce"
-		echo "client_id = pkceclient"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "scopes = user-read-email"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$f" "flow = pkce" "client_id = pkceclient" "scopes = user-read-email" "$@"
 }
 conf "$T/v4.conf"
 conf "$T/v6.conf" "redirect_uri = http://[::1]/callback"

@@ -26,8 +26,7 @@ need_root
 # a fatal error at its exit, so the sanitizer pass would fail on the attack itself. The property is
 # proven in the normal pass (and the sanitizers check the same code paths in the other tests).
 [ "${PS_SANITIZERS:-no}" = yes ] && skip_all "a sanitizer build: LeakSanitizer cannot run in the traced processes"
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 for tool in prlimit setpriv keyctl curl; do
 	command -v $tool >/dev/null 2>&1 || skip_all "$tool not found"
 done
@@ -67,31 +66,17 @@ CA="$T/tls/ca.pem"
 # the helpers live 0.2 s longer than they would, so that the memory scan can look at them
 ps_server_control "$acc_URL" '{"delay": 0.2}' || bail "cannot set the server's delay"
 
-conf() { # conf NAME FLOW CLIENT
-	{
-		echo "flow = $2"
-		echo "client_id = $3"
-		echo "client_secret_file = $P/secret"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "timeout = $((10 * PS_TIME_FACTOR))"
-		echo "scopes = user-read-email"
-		echo "enroll = never"
-	} >"$T/$1.conf"
-	chmod 644 "$T/$1.conf"
+conf() { # conf NAME FLOW CLIENT [extra lines...] (ps_conf adds the server and its CA)
+	local name=$1 flow=$2 client=$3
+	shift 3
+	ps_conf "$T/$name.conf" "flow = $flow" "client_id = $client" "client_secret_file = $P/secret" \
+		"timeout = $((10 * PS_TIME_FACTOR))" "$@"
+	ps_pam_service "$T/pam.d" "$name" "$T/$name.conf"
 }
 conf cc client_credentials testclient
-conf code authorization_code confclient
-sed -i '/^enroll/d; /^scopes/d' "$T/cc.conf"
-mkdir "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-for svc in cc code; do
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
-done
+conf code authorization_code confclient "scopes = user-read-email" "enroll = never"
 
-KEEPER_PAT='pam_spotify_helper keeper'
-keepers() { pgrep -u $U -f "$KEEPER_PAT"; }
+keepers() { ps_keepers $U; }
 attack_cleanup() {
 	local p
 	: >"$T/stop"
@@ -187,7 +172,6 @@ peek_rc=$?
 wait "$SCAN_PID"
 scan_rc=$?
 PEEK_PID="" SCAN_PID=""
-diag "client_credentials logins that fell back to a token of their own (the user's helper gets the secret): $(grep -c 'no shared app token' "$PS_SYSLOG_FILE")"
 diag "attacker: $(counts "$T/peek.out")"
 diag "root scan: $(counts "$T/scan.out")"
 grep -h '^found' "$T/peek.out" | sed 's/^found [0-9]* /attacker: /' | sort | uniq -c | while read -r line; do diag "$line"; done

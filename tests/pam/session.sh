@@ -5,8 +5,7 @@
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 
 ps_tmpdir
 ps_lock_keyring
@@ -29,28 +28,15 @@ chmod 600 "$T/secret"
 write_conf() {
 	local f=$1
 	shift
-	{
-		echo "# test configuration"
-		echo "client_id = testclient"
-		echo "client_secret_file = ${SECRET_FILE:-$T/secret}"
-		echo "accounts_url = ${ACCOUNTS:-$acc_URL}"
-		echo "ca_file = $T/tls/ca.pem"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$f" "# test configuration" "client_id = testclient" \
+		"client_secret_file = ${SECRET_FILE:-$T/secret}" "accounts_url = ${ACCOUNTS:-$acc_URL}" \
+		"ca_file = $T/tls/ca.pem" "$@"
 }
 write_conf "$T/good.conf" "timeout = 3" "connect_timeout = 2"
 
-# service NAME [module arguments...]: a PAM service in the private confdir.
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-service() {
-	local name=$1
-	shift
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s %s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$*" >"$T/pam.d/$name"
-}
-service basic "config=$T/good.conf"
+# service NAME CONF [module arguments...]: a PAM service in the private confdir.
+service() { ps_pam_service "$T/pam.d" "$@"; }
+service basic "$T/good.conf"
 
 # session SERVICE USER [-- COMMAND...]: run one open/close; sets OPEN, MS, CMD from the driver.
 session() {
@@ -60,15 +46,6 @@ session() {
 	CMD=$(sed -n 's/^command=//p' "$T/out")
 }
 
-# user_key USER NAME: the serial of a key in the user's keyring, or nothing.
-user_key() { as_user "$1" keyctl search @u user "$2" 2>/dev/null; }
-clear_keys() {
-	local id
-	for k in spotify:access_token spotify:token_info; do
-		id=$(user_key "$1" "$k") && [ -n "$id" ] && as_user "$1" keyctl unlink "$id" @u >/dev/null 2>&1
-	done
-	return 0
-}
 log_has() { grep -q -- "$1" "$PS_SYSLOG_FILE"; }
 last_token() { ps_server_stats "$acc_URL" | ps_json 'j["last_access_token"]'; }
 helper_gone() { ! pgrep -u "$1" -f pam_spotify_helper >/dev/null; }
@@ -87,15 +64,18 @@ expect "spotify-token --header prints an Authorization header" \
 expect "the user's command in the session exits 0" '[ "$CMD" = 0 ]'
 expect "the module logged one line for the open" \
 	'[ "$(grep -c "user pstest1: open: ok" "$PS_SYSLOG_FILE")" = 1 ]'
-expect "closing the session removed the keys" \
-	'[ -z "$(user_key pstest1 spotify:access_token)" ] && [ -z "$(user_key pstest1 spotify:token_info)" ]'
-expect "no helper process is left behind" 'helper_gone pstest1'
+expect "closing the session removed the keys (the keeper's last session: within 3 s)" \
+	'wait_ms 3000 "no_keys pstest1"'
+expect "no helper process is left behind: the keeper ends with its last session (within 3 s)" \
+	'wait_ms 3000 "helper_gone pstest1"'
 
 # --- another user cannot read the first user's key
-service keep "config=$T/good.conf remove_on_close=no"
+service keep "$T/good.conf" remove_on_close=no
 session keep pstest1
+wait_ms 3000 'helper_gone pstest1'
 id1=$(user_key pstest1 spotify:access_token)
-expect "with remove_on_close=no the key stays after close" '[ -n "$id1" ]'
+expect "with remove_on_close=no the key stays after close, once the keeper has ended" \
+	'helper_gone pstest1 && [ -n "$id1" ]'
 expect "the key's permissions are 3f0b0000 and it belongs to the user" \
 	'[ "$(as_user pstest1 keyctl rdescribe "$id1")" = "user;$(id -u pstest1);$(id -g pstest1);3f0b0000;spotify:access_token" ]'
 expect "a second user cannot read the first user's key" '! as_user pstest2 keyctl pipe "$id1" >/dev/null 2>&1'
@@ -107,7 +87,7 @@ expect "a same-UID process outside the session still reads the token" \
 clear_keys pstest1
 
 # --- keyring = session: the token lives in the session keyring that pam_keyinit made
-service sess "config=$T/good.conf keyring=session"
+service sess "$T/good.conf" keyring=session
 session sess pstest1 -- "$PS_READER"
 expect "keyring=session: the session's processes read the token" \
 	'[ "$OPEN" = 0 ] && [ "$CMD" = 0 ] && [ "$(sed -n 2p "$T/out")" = "$(last_token)" ]'
@@ -119,34 +99,36 @@ expect "keyring=session: nothing is left in the user keyring" '[ -z "$(user_key 
 printf 'wrong-secret\n' >"$T/wrong"
 chmod 600 "$T/wrong"
 SECRET_FILE="$T/wrong" write_conf "$T/wrong.conf"
-service wrong "config=$T/wrong.conf"
+service wrong "$T/wrong.conf"
 session wrong pstest1
 expect "bad secret: PAM_SESSION_ERR" '[ "$OPEN" = 14 ]'
 expect "bad secret: the log names invalid_client and what to check" \
 	'log_has "user pstest1: open: .*invalid_client.*client_id and the client secret file"'
 expect "bad secret: no key" '[ -z "$(user_key pstest1 spotify:access_token)" ]'
 
-# --- the server hangs: the login returns within timeout + 1 s and the helper is killed
+# --- the server hangs: the login returns within timeout + 1 s; the keeper's renewal goes on until
+# the service's request times out, and the keeper then ends (its session closed)
 ACCOUNTS=$bad_URL write_conf "$T/hang.conf" "timeout = 2" "connect_timeout = 1"
-service hang "config=$T/hang.conf"
+service hang "$T/hang.conf"
 ps_server_control "$bad_URL" '{"fault": "hang"}'
 session hang pstest1
 expect "hanging server: open returns within timeout + 1 s (took ${MS} ms)" \
 	'[ "$OPEN" = 14 ] && [ "$MS" -lt 3000 ]'
 expect "hanging server: the log says the server did not answer within the timeout" \
 	'log_has "user pstest1: open: .*did not answer within 2 s"'
-expect "hanging server: no helper process left" 'helper_gone pstest1'
+expect "hanging server: no helper process left once the request timed out (within 5 s)" \
+	'wait_ms 5000 "helper_gone pstest1"'
 
 # --- nowait returns at once, once the keeper is told; the keeper's renewal fails (the server
 # hangs) and it ends with the session
 ps_stop_services
-service nowait "config=$T/hang.conf nowait"
+service nowait "$T/hang.conf" nowait
 : >"$PS_SYSLOG_FILE"
 session nowait pstest1
 expect "nowait: open returns at once (took ${MS} ms)" '[ -n "$MS" ] && [ "$MS" -lt 1000 ]'
 expect "nowait: the log says the keeper was told" 'log_has "user pstest1: open: ok the keeper was told"'
-wait_ms 6000 'helper_gone pstest1'
-expect "nowait: no helper process left once the renewal gave up" 'helper_gone pstest1'
+expect "nowait: no helper process left once the renewal gave up (within 6 s)" \
+	'wait_ms 6000 "helper_gone pstest1"'
 ps_server_control "$bad_URL" '{"fault": null}'
 
 # --- an insecure secret file is refused before anything runs
@@ -162,7 +144,7 @@ for kind in group-readable world-readable user-owned symlink fifo missing; do
 	missing) ;;
 	esac
 	SECRET_FILE="$f" write_conf "$T/s.conf"
-	service insecure "config=$T/s.conf"
+	service insecure "$T/s.conf"
 	: >"$PS_SYSLOG_FILE"
 	session insecure pstest1
 	expect "secret file $kind: refused with a log line naming the file" \
@@ -171,7 +153,7 @@ done
 
 # --- every server fault: a clear error, no key, no hang. A failed request holds the system
 # service's next one back a while (backoff, service.sh): each fault meets a service of its own.
-service faulty "config=$T/hang.conf"
+service faulty "$T/hang.conf"
 for spec in "status_500:HTTP 500" "status_503:HTTP 503" "rate_limit:429" \
 	"malformed_json:JSON" "wrong_types:access_token" "huge_body:64 KiB" \
 	"redirect:redirect" "missing_fields:access_token" "html_error:JSON" \
@@ -190,7 +172,7 @@ ps_server_control "$bad_URL" '{"fault": null}'
 # --- a certificate the CA did not sign for this name
 ps_start_server wrongcert --client-file "$T/clients" --cert "$T/tls/wrongname.pem" --key "$T/tls/wrongname.key"
 ACCOUNTS=$wrongcert_URL write_conf "$T/wc.conf" "timeout = 3" "connect_timeout = 2"
-service wc "config=$T/wc.conf"
+service wc "$T/wc.conf"
 : >"$PS_SYSLOG_FILE"
 session wc pstest1
 expect "wrong certificate name: session error naming the TLS problem" \
@@ -198,7 +180,7 @@ expect "wrong certificate name: session error naming the TLS problem" \
 
 # --- configuration errors name the file and line
 printf 'client_id = testclient\nflow = implicit\n' >"$T/implicit.conf"
-service implicit "config=$T/implicit.conf"
+service implicit "$T/implicit.conf"
 : >"$PS_SYSLOG_FILE"
 session implicit pstest1
 expect "flow = implicit: refused, log names file:line and says to use pkce" \
