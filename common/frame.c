@@ -303,7 +303,7 @@ int ps_msg_status(const char *reply, size_t len, const char *who, char *line, si
 	return (int)rc;
 }
 
-int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int passfd,
+int ps_msg_call(const char *path, uid_t peer, bool or_root, const char *msg, size_t len, int passfd,
 		long long deadline, char *reply, size_t cap, size_t *replylen)
 {
 	uid_t uid;
@@ -312,7 +312,7 @@ int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int p
 	*replylen = 0;
 	if (fd < 0)
 		return -1;
-	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || (uid != peer && uid != 0)) {
+	if (ps_frame_peer_uid(fd, &uid, NULL) < 0 || (uid != peer && !(or_root && uid == 0))) {
 		close(fd);
 		errno = EPERM;
 		return -1;

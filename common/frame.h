@@ -64,13 +64,15 @@ int ps_frame_peer_uid(int fd, uid_t *uid, pid_t *pid);
 int ps_msg_status(const char *reply, size_t len, const char *who, char *line, size_t linelen);
 
 /*
- * One call on a new connection to the Unix socket at path, whose peer must be uid peer or root
- * (SO_PEERCRED; root: systemd made the socket, or nobody but root could have put it there): msg goes out (with passfd, or -1), and, unless reply is NULL, one frame comes
+ * One call on a new connection to the Unix socket at path, whose peer must be uid peer, or root
+ * when or_root (SO_PEERCRED; the system service's sockets in RUNDIR, which only root can put
+ * there: systemd's listens as root). Never or_root for a path in a user's directory: the user
+ * could link it to any socket root listens on. msg goes out (with passfd, or -1), and, unless reply is NULL, one frame comes
  * back into reply (cap bytes, and the NUL). Everything by deadline. 0; -1 when nothing serves
  * there (errno ENOENT or ECONNREFUSED, also when the peer went away before answering) or the
  * peer is someone else (EPERM); -2 when it did not answer in time or broke the protocol (errno).
  */
-int ps_msg_call(const char *path, uid_t peer, const char *msg, size_t len, int passfd,
+int ps_msg_call(const char *path, uid_t peer, bool or_root, const char *msg, size_t len, int passfd,
 		long long deadline, char *reply, size_t cap, size_t *replylen);
 
 #endif

@@ -200,7 +200,7 @@ int ps_keeper_ask(const struct ps_config *cfg, const char *op, long long deadlin
 		ps_errf(line, linelen, "out of memory");
 		return PS_EXIT_NETWORK;
 	}
-	rc = ps_msg_call(path, getuid(), msg, b.len, -1, deadline, reply, REPLY_MAX, &n);
+	rc = ps_msg_call(path, getuid(), false, msg, b.len, -1, deadline, reply, REPLY_MAX, &n);
 	if (rc == -2)
 		ps_errf(line, linelen, "the keeper at %s did not answer in time: %s", path,
 			strerror(errno));

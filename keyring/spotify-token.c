@@ -218,8 +218,8 @@ static bool keeper_renewed(struct ps_config *cfg)
 	ps_keeper_path(cfg, getuid(), ".sock", path, sizeof(path));
 	ps_msg_add(&b, "op", "refresh-now");
 	ps_msg_end(&b);
-	return ps_msg_call(path, getuid(), msg, b.len, -1, ps_mono_ms() + KEEPER_WAIT_MS, reply,
-			   sizeof(reply) - 1, &n) == 0 &&
+	return ps_msg_call(path, getuid(), false, msg, b.len, -1, ps_mono_ms() + KEEPER_WAIT_MS,
+			   reply, sizeof(reply) - 1, &n) == 0 &&
 	       ps_msg_status(reply, n, "the keeper", line, sizeof(line)) == PS_EXIT_OK;
 }
 

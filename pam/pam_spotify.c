@@ -144,7 +144,7 @@ static int keeper_call(const struct ps_config *cfg, const struct passwd *pw, con
 	int rc;
 
 	ps_keeper_path(cfg, pw->pw_uid, ".sock", path, sizeof(path));
-	rc = ps_session_call(cfg, pw, path, pw->pw_uid, op, deadline, wait, line, linelen);
+	rc = ps_session_call(cfg, pw, path, pw->pw_uid, false, op, deadline, wait, line, linelen);
 	if (rc == PS_EXIT_OK && !wait)
 		snprintf(line, linelen, "ok the keeper was told (nowait: it gets the token)");
 	else if (rc == PS_EXIT_NETWORK && ps_mono_ms() >= deadline)

@@ -67,8 +67,8 @@ static int service_start(pam_handle_t *pamh, struct ps_config *cfg, long long de
 /* --- talking to it, and to the user's keeper */
 
 int ps_session_call(const struct ps_config *cfg, const struct passwd *pw, const char *path,
-		    uid_t peer, const char *op, long long deadline, bool wait, char *line,
-		    size_t linelen)
+		    uid_t peer, bool or_root, const char *op, long long deadline, bool wait,
+		    char *line, size_t linelen)
 {
 	char msg[256], reply[PS_ERR_MAX + 256], num[32], name[PS_SERVICE_NAME_MAX];
 	struct ps_buf b = {.buf = msg, .cap = sizeof(msg)};
@@ -87,7 +87,7 @@ int ps_session_call(const struct ps_config *cfg, const struct passwd *pw, const 
 	ps_msg_end(&b);
 	if (!strcmp(op, "open") && cfg->session_pid > 0)
 		pidfd = (int)syscall(SYS_pidfd_open, (pid_t)cfg->session_pid, 0);
-	rc = ps_msg_call(path, peer, msg, b.len, pidfd, deadline, wait ? reply : NULL,
+	rc = ps_msg_call(path, peer, or_root, msg, b.len, pidfd, deadline, wait ? reply : NULL,
 			 sizeof(reply) - 1, &n);
 	if (pidfd >= 0)
 		close(pidfd);
@@ -125,7 +125,7 @@ static int open_systemd(const struct ps_config *cfg, const struct passwd *pw, ui
 			long long deadline, char *line, size_t linelen)
 {
 	char why[PS_ERR_MAX];
-	int rc = ps_session_call(cfg, pw, PS_RUNDIR "/" PS_SERVICE_SYSTEMD, app_uid, "open",
+	int rc = ps_session_call(cfg, pw, PS_RUNDIR "/" PS_SERVICE_SYSTEMD, app_uid, true, "open",
 				 deadline, true, why, sizeof(why));
 
 	if (rc == PS_EXIT_OK)
@@ -152,7 +152,7 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	close(rfd);
 	ps_service_path(cfg, ".sock", path, sizeof(path));
 	for (;;) {
-		rc = ps_session_call(cfg, pw, path, app->pw_uid, "open", deadline, true, line,
+		rc = ps_session_call(cfg, pw, path, app->pw_uid, true, "open", deadline, true, line,
 				     linelen);
 		if (rc >= 0)
 			break;
@@ -192,10 +192,10 @@ void ps_service_close(pam_handle_t *pamh, const struct ps_config *cfg, const str
 	if (!app || app->pw_uid == 0)
 		return;
 	ps_service_path(cfg, ".sock", path, sizeof(path));
-	rc = ps_session_call(cfg, pw, path, app->pw_uid, "close", deadline, true, line,
+	rc = ps_session_call(cfg, pw, path, app->pw_uid, true, "close", deadline, true, line,
 			     sizeof(line));
 	if (rc < 0)
-		rc = ps_session_call(cfg, pw, PS_RUNDIR "/" PS_SERVICE_SYSTEMD, app->pw_uid,
+		rc = ps_session_call(cfg, pw, PS_RUNDIR "/" PS_SERVICE_SYSTEMD, app->pw_uid, true,
 				     "close", deadline, true, line, sizeof(line));
 	if (rc > 0 && cfg->debug) /* -1: no service, nothing counts this session */
 		pam_syslog(pamh, LOG_DEBUG, "user %s: close: system service: %s", pw->pw_name,

@@ -36,14 +36,14 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 void ps_service_close(pam_handle_t *pamh, const struct ps_config *cfg, const struct passwd *pw);
 
 /*
- * One message about pw's session to the socket at path, whose peer must be uid peer or root
- * (SO_PEERCRED): op ("open" with the session's pidfd alongside, or "close"), the service's name,
+ * One message about pw's session to the socket at path, whose peer must be uid peer (or root,
+ * when or_root: see ps_msg_call): op ("open" with the session's pidfd alongside, or "close"), the service's name,
  * the uid, the session's pid and the login's refresh_margin; the system service and the user's
  * keeper (helper/keeper.h) each read what they need. Its answer's code with its line, waited for
  * by deadline unless !wait. -1 when nothing serves at path.
  */
 int ps_session_call(const struct ps_config *cfg, const struct passwd *pw, const char *path,
-		    uid_t peer, const char *op, long long deadline, bool wait, char *line,
-		    size_t linelen);
+		    uid_t peer, bool or_root, const char *op, long long deadline, bool wait,
+		    char *line, size_t linelen);
 
 #endif
