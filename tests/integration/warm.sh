@@ -23,7 +23,9 @@
 # Needs root and an installed build (see session.sh).
 #
 # Gone with the old design (pam/warm.c, the session registry, RUNDIR/login-UID.lock): the checks
-# of the registry's entries, of a registry replaced by a symbolic link, and of the login lock.
+# of the registry's entries, of a registry replaced by a symbolic link, of the login lock, and that
+# keyring = session's close runs the helper (a close only tells the keeper now; the driver's
+# peak RSS of reaped children, cumulative, cannot show that after an open that ran one).
 . "$top_srcdir/tests/lib.sh"
 
 need_root
