@@ -23,7 +23,9 @@
 # Needs root and an installed build (see session.sh).
 #
 # Gone with the old design (pam/warm.c, the session registry, RUNDIR/login-UID.lock): the checks
-# of the registry's entries, of a registry replaced by a symbolic link, and of the login lock.
+# of the registry's entries, of a registry replaced by a symbolic link, of the login lock, and that
+# keyring = session's close runs the helper (a close only tells the keeper now; the driver's
+# peak RSS of reaped children, cumulative, cannot show that after an open that ran one).
 . "$top_srcdir/tests/lib.sh"
 
 need_root
@@ -381,8 +383,11 @@ planted() {
 		expect "planted $kind: the file linked to is untouched" \
 			'[ "$(cat "$T/precious")" = precious ] && [ "$(stat -c "%U %a" "$T/precious")" = "root 600" ]' ;;
 	link-to-*socket)
+		failed0=$t_failed
 		expect "planted $kind: the socket linked to received nothing ($(tr '\n' ' ' <"$T/$kind.out"))" \
 			'grep -q "^listening" "$T/$kind.out" && ! grep -q "^got [1-9]" "$T/$kind.out" && [ -S "$tgt" ]'
+		[ "$t_failed" = "$failed0" ] ||
+			diag "PRODUCT BUG: ps_msg_call (common/frame.c) takes a peer of uid 0 for any socket, the keeper's too: through the user's link the module sends root's listener the open and the login's pidfd, and takes its answer as the keeper's"
 		stop_listener "$listener" ;;
 	esac
 	release "$HELD_PID"
@@ -402,14 +407,8 @@ expect "a fake keeper of the user's: the login returns within timeout ($(open_ms
 	'[ -n "$(open_rc F)" ] && [ "$(open_ms F)" -lt 2000 ] && grep -q "user $U: open: ok forged" "$PS_SYSLOG_FILE"'
 expect "a fake keeper of the user's: the pidfd of the login it gets lets it neither signal the login nor take its files ($(tr '\n' ' ' <"$T/fake.out"))" \
 	'grep -q "^got [0-9]* fds 1 signal EPERM getfd EPERM$" "$T/fake.out"'
-if ! LC_ALL=C grep -q '[^[:print:][:space:]]' "$PS_SYSLOG_FILE" && ! grep -q $'\r' "$PS_SYSLOG_FILE" &&
-	[ "$(wc -l <"$PS_SYSLOG_FILE")" = 1 ]; then
-	ok "a fake keeper of the user's: its answer's control bytes do not reach the module's log line"
-else
-	not_ok "a fake keeper of the user's: its answer's control bytes do not reach the module's log line"
-	diag "logged: $(cat -v "$PS_SYSLOG_FILE" | head -3 | cut -c1-200)"
-	diag "PRODUCT BUG: the module logs the keeper's message as sent (pam/pam_spotify.c keeper_call, ps_msg_status); the helper's answer is run through ps_sanitize_text (pam/spawn.c), the keeper's is not"
-fi
+expect "a fake keeper of the user's: its answer's control bytes do not reach the module's log line ($(cat -v "$PS_SYSLOG_FILE" | head -1 | cut -c1-160))" \
+	'! LC_ALL=C grep -q "[^[:print:][:space:]]" "$PS_SYSLOG_FILE" && ! grep -q $'"'"'\r'"'"' "$PS_SYSLOG_FILE" && [ "$(wc -l <"$PS_SYSLOG_FILE")" = 1 ]'
 release "$HELD_PID"
 stop_listener "$fake"
 as_user_q $U rm -f "$SOCK" # the fake's socket file stays
