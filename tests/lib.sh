@@ -300,6 +300,18 @@ print("service-%08x" % h)
 PY
 }
 
+# ps_keeper_name FLOW CLIENT_ID TOKEN_URL SCOPES KEYRING: the name of that configuration's keeper
+# socket in RUNDIR/user/UID (common/paths.c: "keeper-" and FNV-1a of those settings, 8 hex digits).
+ps_keeper_name() {
+	"$PYTHON" - "$@" <<'PY'
+import sys
+h = 2166136261
+for c in "\n".join(sys.argv[1:6]).encode():
+    h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+print("keeper-%08x.sock" % h)
+PY
+}
+
 # ps_services [PROGRAM]: the pids of this install's system services (pam_spotify_helper service
 # processes running PROGRAM, default $PS_HELPER); ps_stop_services [PROGRAM]: end them (SIGTERM),
 # and wait up to 5 s.
@@ -355,17 +367,18 @@ ps_pam_service() {
 # ps_keepers USER: their pids, one a line; ps_nkeepers USER: how many.
 ps_keepers() { pgrep -u "$1" -f 'pam_spotify_helper keeper$' || true; }
 ps_nkeepers() { ps_keepers "$1" | wc -l; }
-# ps_keeper_socks USER: the keepers' sockets in the user's RUNDIR directory.
+# ps_keeper_socks USER: the keepers' sockets in the user's RUNDIR directory (a killed keeper's,
+# or one whose start failed, stays until the next keeper of its name replaces it).
 ps_keeper_socks() { ls -1 "$PS_RUNDIR/user/$(id -u "$1")"/keeper-*.sock 2>/dev/null || true; }
-# ps_keeper_status USER [KEY]: the status answer of the user's (one) keeper, or the value of KEY in
-# it (sessions, expires_at, not_before, renewing); nothing when no keeper answers.
+# ps_keeper_status USER [KEY]: the status answer of the user's (one) keeper, the first socket that
+# answers, or the value of KEY in it (sessions, expires_at, not_before, renewing); nothing when no
+# keeper answers.
 ps_keeper_status() {
-	local s
-	s=$(ps_keeper_socks "$1" | head -1)
-	[ -n "$s" ] || return 1
-	if [ -n "${2:-}" ]; then
-		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status | sed -n "s/^$2 //p"
-	else
-		"$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status
-	fi
+	local s out
+	for s in $(ps_keeper_socks "$1"); do
+		out=$("$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status) || continue
+		if [ -n "${2:-}" ]; then sed -n "s/^$2 //p" <<<"$out"; else echo "$out"; fi
+		return 0
+	done
+	return 1
 }

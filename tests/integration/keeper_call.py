@@ -1,18 +1,21 @@
 #!/usr/bin/env python3
-"""keeper_call.py SOCKET OP [KEY=VALUE...]: one message to a keeper (helper/keeper.h) or the
-system service, in the framed protocol of common/frame.h; prints the answer's header lines
-("key value") and nothing of a body. Exit 0 when an answer came, 1 when none (no keeper, or it
-did not answer within 5 s)."""
+"""keeper_call.py [--timeout=S] SOCKET OP [KEY=VALUE...]: one message to a keeper
+(helper/keeper.h) or the system service, in the framed protocol of common/frame.h; prints the
+answer's header lines ("key value") and nothing of a body. Exit 0 when an answer came, 1 when none
+(no keeper, or it did not answer within S seconds, default 5)."""
 import socket
 import struct
 import sys
 
 
 def main():
-    path, op, extra = sys.argv[1], sys.argv[2], sys.argv[3:]
+    args, timeout = sys.argv[1:], 5.0
+    if args and args[0].startswith("--timeout="):
+        timeout = float(args.pop(0)[len("--timeout="):])
+    path, op, extra = args[0], args[1], args[2:]
     head = "op %s\n" % op + "".join("%s %s\n" % tuple(kv.split("=", 1)) for kv in extra) + "\n"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
+    s.settimeout(timeout)
     try:
         s.connect(path)
         data = head.encode()
