@@ -300,6 +300,18 @@ print("service-%08x" % h)
 PY
 }
 
+# ps_keeper_name FLOW CLIENT_ID TOKEN_URL SCOPES KEYRING: the name of that configuration's keeper
+# socket in RUNDIR/user/UID (common/paths.c: "keeper-" and FNV-1a of those settings, 8 hex digits).
+ps_keeper_name() {
+	"$PYTHON" - "$@" <<'PY'
+import sys
+h = 2166136261
+for c in "\n".join(sys.argv[1:6]).encode():
+    h = ((h ^ c) * 16777619) & 0xFFFFFFFF
+print("keeper-%08x.sock" % h)
+PY
+}
+
 # ps_services [PROGRAM]: the pids of this install's system services (pam_spotify_helper service,
 # or service --start as the module starts it, running PROGRAM, default $PS_HELPER);
 # ps_stop_services [PROGRAM]: end them (SIGTERM), and wait up to 5 s.

@@ -6,16 +6,17 @@
 # client secret; renewals with short tokens come once a period for the host, and every user's
 # keyring follows; a user's last close removes that user's keys while the others keep theirs; the
 # last close host-wide ends the service within 4 s; a killed service is replaced at the next
-# login; a socket that is not the service's is refused; with the app user missing, the login
-# fails with one log line that says to create it, and makes no request. Needs root and an
-# installed build (see session.sh). Creates the app user (_pam_spotify) and pstestb1..20 if
-# missing, and keeps them.
+# login; a socket that is not the service's is refused by the keeper's renewal (its answer says
+# so, and no key is stored); with the app user missing, the login fails with one log line that
+# says to create it, and makes no request. The token is on no disk: RUNDIR holds only the
+# service's sockets and locks and the users' directories RUNDIR/user/UID, which hold only their
+# keepers' sockets and locks. Needs root and an installed build (see session.sh). Creates the
+# app user (_pam_spotify) and pstestb1..20 if missing, and keeps them.
 # PS_KEEP_TMP=DIR keeps a copy of the scratch directory.
 . "$top_srcdir/tests/lib.sh"
 
 need_root
-[ -f "$PS_SECUREDIR/pam_spotify.so" ] && [ -x "$PS_HELPER" ] && [ -x "$PS_READER" ] ||
-	skip_all "pam_spotify is not installed under its configured prefix: run make install first"
+ps_need_install
 [ -n "${PS_RUNDIR:-}" ] || skip_all "PS_RUNDIR is not set: run it through make check"
 ps_tmpdir
 ps_lock_keyring
@@ -33,44 +34,51 @@ chmod 600 "$T/secret"
 DRIVER="$top_builddir/tests/pam/pam_session"
 export PS_SYSLOG_FILE="$T/syslog"
 : >"$PS_SYSLOG_FILE"
-KEEPER_PAT='pam_spotify_helper keeper'
 
-conf() { # conf FILE [extra lines...]
+conf() { # conf FILE [extra lines...]: the app client's configuration (ps_conf adds the server)
 	local f=$1
 	shift
-	{
-		echo "flow = client_credentials"
-		echo "client_id = $CLIENT"
-		echo "client_secret_file = $T/secret"
-		echo "accounts_url = $acc_URL"
-		echo "ca_file = $CA"
-		echo "timeout = 30"
-		echo "connect_timeout = 5"
-		echo "refresh_margin = 3"
-		printf '%s\n' "$@"
-	} >"$f"
-	chmod 644 "$f"
+	ps_conf "$f" "flow = client_credentials" "client_id = $CLIENT" \
+		"client_secret_file = $T/secret" "timeout = 30" "connect_timeout = 5" \
+		"refresh_margin = 3" "$@"
 }
 conf "$T/app.conf"
 conf "$T/nouser.conf" "app_user = psnosuchuser"
-mkdir -p "$T/pam.d"
-printf '%s required pam_deny.so\n' auth account password session >"$T/pam.d/other"
-for svc in app nouser; do
-	printf 'session optional pam_keyinit.so force revoke\nsession required %s config=%s\n' \
-		"$PS_SECUREDIR/pam_spotify.so" "$T/$svc.conf" >"$T/pam.d/$svc"
-done
+for svc in app nouser; do ps_pam_service "$T/pam.d" $svc "$T/$svc.conf"; done
 
 SOCK="$PS_RUNDIR/$(ps_service_name "$CLIENT" "$acc_URL/api/token" "" "$T/secret").sock"
 
 stats() { ps_server_stats "$acc_URL" | ps_json "$1"; }
 requests() { stats 'j["token_requests"]'; }
-keepers() { pgrep -u "$1" -f "$KEEPER_PAT"; }
-nkeepers() { keepers "$1" | wc -l; }
+keepers() { ps_keepers "$1"; }
+nkeepers() { ps_nkeepers "$1"; }
 # app_pid: the system service of this install; app_running: it runs; ended: it does not
 app_pid() { ps_services | head -1; }
 app_running() { [ -n "$(app_pid)" ]; }
 ended() { ! app_running; }
 proc_uids() { sed -n 's/^Uid:[[:space:]]*//p' "/proc/$1/status" 2>/dev/null | tr -s '[:space:]' ' '; }
+# rundir_odd: what RUNDIR holds besides the services' sockets and locks and the users'
+# directories user/UID, and what those hold besides their keepers' sockets and locks
+rundir_odd() {
+	local f g
+	for f in "$PS_RUNDIR"/*; do
+		case ${f##*/} in
+		*.sock | *.lock) ;;
+		user)
+			[ -d "$f" ] && [ ! -L "$f" ] || echo "$f"
+			for g in "$f"/*; do
+				[ -e "$g" ] || continue
+				case ${g##*/} in *[!0-9]*) echo "$g"; continue ;; esac
+				[ -d "$g" ] && [ ! -L "$g" ] || { echo "$g"; continue; }
+				ls -A "$g" | grep -v -x -e 'keeper-[0-9a-f]*\.sock' -e 'keeper-[0-9a-f]*\.lock' |
+					sed "s|^|$g/|"
+			done
+			;;
+		*) [ -e "$f" ] && echo "$f" ;;
+		esac
+	done
+	return 0
+}
 
 app_cleanup() {
 	local p u
@@ -121,8 +129,9 @@ expect "storm: it runs as the app user $PS_APP_USER, never root (Uid: $(proc_uid
 	'[ "$(proc_uids "$ap")" = "$PS_APP_UID $PS_APP_UID $PS_APP_UID $PS_APP_UID " ]'
 expect "storm: it is non-dumpable (its /proc files are root's) and may write no core" \
 	'[ "$(stat -c %u "/proc/$ap/status")" = 0 ] && grep -q "^Max core file size *0 *0 " "/proc/$ap/limits"'
-expect "storm: the token is on no disk: RUNDIR holds only sockets and locks ($(ls "$PS_RUNDIR" | tr '\n' ' '))" \
-	'[ -z "$(ls "$PS_RUNDIR" | grep -v -e "\.sock$" -e "\.lock$")" ]'
+odd=$(rundir_odd | tr '\n' ' ')
+expect "storm: the token is on no disk: RUNDIR holds only sockets, locks and user/UID directories, which hold only keeper sockets and locks (${odd:-nothing else})" \
+	'[ -z "$odd" ] && [ -n "$(ls "$PS_RUNDIR/user/$(id -u pstestb1)"/keeper-*.sock 2>/dev/null)" ]'
 nk=0
 for u in $USERS; do [ "$(nkeepers "$u")" = 1 ] && nk=$((nk + 1)); done
 expect "storm: each of the 20 users has one keeper ($nk do)" '[ "$nk" = 20 ]'
@@ -231,9 +240,11 @@ expect "killed service: pstestb2 reads the new token" '[ "$(reader pstestb2)" = 
 close_held "$k1" "$k2"
 expect "killed service: its successor ends with the last close" 'wait_ms 4000 ended'
 
-# ==== 4. a socket that is not the service's: the helper refuses it (peer credentials)
+# ==== 4. a socket that is not the service's: the keeper's renewal refuses it (peer credentials)
 # A listener bound by root at a path in RUNDIR (users cannot create one there), then run as
-# pstestb2: what a user's process answering in the service's place would look like.
+# pstestb2: what a user's process answering in the service's place would look like. pstestb1's
+# --pam, with a request naming it as the service, starts the keeper; asked for the token (as the
+# login's helper asks), the keeper's renewal connects to it and refuses it.
 FAKE="$PS_RUNDIR/fake-$$.sock"
 "$PYTHON" - "$FAKE" "$(id -u pstestb2)" "$(id -g pstestb2)" "$CLIENT" <<'PY' &
 import os, socket, struct, sys, time
@@ -251,13 +262,26 @@ PY
 fake=$!
 wait_ms 5000 '[ -S "$FAKE" ]'
 printf '%s\n' "pam_spotify-request 1" "op = open" "flow = client_credentials" \
-	"client_id = $CLIENT" "client_secret_file = $T/secret" "token_url = $acc_URL/api/token" \
-	"keyring = user" "timeout = 3" "app_uid = $PS_APP_UID" "service = $FAKE" "end" >"$T/helper.req"
+	"client_id = $CLIENT" "client_secret_file = $T/secret" "accounts_url = $acc_URL" \
+	"token_url = $acc_URL/api/token" "authorize_url = $acc_URL/authorize" "keyring = user" \
+	"timeout = 3" "app_uid = $PS_APP_UID" "service = $FAKE" "end" >"$T/helper.req"
+wait_ms 5000 '[ "$(nkeepers pstestb1)" = 0 ]' # the killed-service part's keeper has ended
 clear_keys pstestb1
+install -d -m 700 -o pstestb1 -g "$(id -g pstestb1)" "$PS_RUNDIR/user/$(id -u pstestb1)"
 as_user_q pstestb1 "$PS_HELPER" --pam <"$T/helper.req" >"$T/helper.out" 2>&1
 rc=$?
-expect "a socket served by another uid is refused: exit 6, one line, no key ($(cat "$T/helper.out"))" \
-	'[ $rc = 6 ] && grep -q "it is not the system service" "$T/helper.out" && no_keys pstestb1'
+expect "a socket served by another uid: --pam starts pstestb1's keeper (exit $rc: $(tail -1 "$T/helper.out"))" \
+	'[ $rc = 0 ] && [ "$(tail -1 "$T/helper.out")" = "ok the keeper started" ] && [ "$(nkeepers pstestb1)" = 1 ]'
+cp "$top_srcdir/tests/integration/keeper_call.py" "$T/keeper_call.py"
+chmod 644 "$T/keeper_call.py"
+ksock="$PS_RUNDIR/user/$(id -u pstestb1)/$(ps_keeper_name client_credentials "$CLIENT" "$acc_URL/api/token" "" user)"
+as_user_q pstestb1 "$PYTHON" "$T/keeper_call.py" --timeout=30 "$ksock" token >"$T/fake.ans" 2>&1
+expect "a socket served by another uid: the keeper's renewal refuses it: status 6, '$(sed -n 's/^message //p' "$T/fake.ans")', no key" \
+	'grep -q -x "status 6" "$T/fake.ans" &&
+	grep -q "^message refusing $FAKE: it is not the system service (uid $(id -u pstestb2))" "$T/fake.ans" &&
+	no_keys pstestb1'
+for p in $(keepers pstestb1); do kill "$p" 2>/dev/null; done
+wait_ms 5000 '[ "$(nkeepers pstestb1)" = 0 ]'
 kill "$fake" 2>/dev/null
 wait "$fake" 2>/dev/null
 rm -f "$FAKE"

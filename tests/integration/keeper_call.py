@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""keeper_call.py [-n N] [-t SECONDS] [-s FILE] SOCKET OP [KEY=VALUE...]: one message to a keeper
+"""keeper_call.py [-n N] [-t SECONDS | --timeout=SECONDS] [-s FILE] SOCKET OP [KEY=VALUE...]: one message to a keeper
 (helper/keeper.h) or the system service, in the framed protocol of common/frame.h; prints the
 answer's header lines ("key value") and nothing of a body. Exit 0 when an answer came, 1 when none
 (no keeper, or it did not answer within SECONDS, default 5).
@@ -48,6 +48,8 @@ def main():
             n = int(args.pop(0))
         elif opt == "-t":
             secs = float(args.pop(0))
+        elif opt.startswith("--timeout="):
+            secs = float(opt[len("--timeout="):])
         elif opt == "-s":
             sent = args.pop(0)
         else:
