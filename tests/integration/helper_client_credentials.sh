@@ -41,6 +41,10 @@ if [ "${PS_VALGRIND:-0}" = 1 ]; then # a copy under valgrind (the keeper it star
 	ps_valgrind_wrap "$HELPER"
 fi
 KCALL="$T/keeper_call.py" # a copy pstest1 can read
+# the interpreter itself, not a launcher that finds it (pyenv's shims take 0.4 s a call, and this
+# test makes hundreds); pstest1 runs its own (as_user resets PATH), by name
+USER_PYTHON=$PYTHON
+PYTHON=$("$PYTHON" -c 'import sys; print(sys.executable)') || bail "$USER_PYTHON does not run"
 cp "$top_srcdir/tests/integration/keeper_call.py" "$KCALL"
 chmod 644 "$KCALL"
 CLIENT=testclient
@@ -139,12 +143,12 @@ start_keeper() {
 # code; 99 when no answer came), out (its message) and secs (the wall time); the answer's header
 # lines are kept in $T/NAME.ans.
 ask() {
-	local name=$1 op=$2 sock t0 as=(as_user pstest1)
+	local name=$1 op=$2 sock t0 as=(as_user pstest1) py=$USER_PYTHON
 	shift 2
-	[ "${ASK_AS:-}" = root ] && as=()
+	[ "${ASK_AS:-}" = root ] && as=() py=$PYTHON
 	sock=$(keeper_sock)
 	t0=$(date +%s%N)
-	"${as[@]}" "$PYTHON" "$KCALL" --timeout=60 "$sock" "$op" "$@" \
+	"${as[@]}" "${py:-$PYTHON}" "$KCALL" --timeout=60 "$sock" "$op" "$@" \
 		>"$T/$name.ans" 2>>"$T/$name.err"
 	secs=$((($(date +%s%N) - t0) / 1000000000))
 	rc=$(sed -n 's/^status //p' "$T/$name.ans")
