@@ -377,7 +377,7 @@ ps_keeper_status() {
 	local s out
 	for s in $(ps_keeper_socks "$1"); do
 		out=$("$PYTHON" "$top_srcdir/tests/integration/keeper_call.py" "$s" status) || continue
-		if [ -n "${2:-}" ]; then sed -n "s/^$2 //p" <<<"$out"; else echo "$out"; fi
+		if [ -n "${2:-}" ]; then printf '%s\n' "$out" | sed -n "s/^$2 //p"; else echo "$out"; fi
 		return 0
 	done
 	return 1
