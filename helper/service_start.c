@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "common/child.h"
@@ -50,9 +51,16 @@ static const struct {
 	{"Max realtime timeout", RLIMIT_RTTIME, 0},
 };
 
-/* The status line of a service that this login does not start. PS_EXIT_NETWORK. */
+/*
+ * The status line of a service that this login does not start, and the same in the system log,
+ * where the module points when its deadline passed before it read the line. PS_EXIT_NETWORK.
+ */
 static int refuse(const char *why)
 {
+	openlog("pam_spotify_helper[service]", LOG_PID, LOG_AUTHPRIV);
+	syslog(LOG_WARNING, "not started from this login: %s; the next login that can starts it",
+	       why);
+	closelog();
 	dprintf(STDOUT_FILENO,
 		"fail %d the system service was not started from this login: %s; the next login "
 		"that can starts it\n",

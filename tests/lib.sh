@@ -312,10 +312,12 @@ print("keeper-%08x.sock" % h)
 PY
 }
 
-# ps_services [PROGRAM]: the pids of this install's system services (pam_spotify_helper service,
-# or service --start as the module starts it, running PROGRAM, default $PS_HELPER);
-# ps_stop_services [PROGRAM]: end them (SIGTERM), and wait up to 5 s.
-ps_services() {
+# ps_services [PROGRAM]: the pids of this install's running system services (pam_spotify_helper
+# service, or service --start as the module starts it, running PROGRAM, default $PS_HELPER), once
+# they run as the app user (any uid but root's): not their starter, root, which forks the service
+# off and ends once it has announced itself; ps_stop_services [PROGRAM]: end the services and
+# their starters (SIGTERM), and wait up to 5 s.
+ps_service_procs() {
 	local p
 	for p in $(pgrep -f 'pam_spotify_helper service( --start)?$'); do
 		case "$(readlink "/proc/$p/exe" 2>/dev/null)" in
@@ -324,10 +326,20 @@ ps_services() {
 	done
 	return 0
 }
+ps_services() {
+	local p
+	for p in $(ps_service_procs "${1:-}"); do
+		case "$(awk '/^Uid:/ { print $2 }' "/proc/$p/status" 2>/dev/null)" in
+		"" | 0) ;;
+		*) echo "$p" ;;
+		esac
+	done
+	return 0
+}
 ps_stop_services() {
 	local p
-	for p in $(ps_services "${1:-}"); do kill "$p" 2>/dev/null; done
-	wait_ms 5000 "[ -z \"\$(ps_services ${1:-})\" ]"
+	for p in $(ps_service_procs "${1:-}"); do kill "$p" 2>/dev/null; done
+	wait_ms 5000 "[ -z \"\$(ps_service_procs ${1:-})\" ]"
 }
 
 # ps_need_install: skip the whole test unless this build is installed under its prefix.
