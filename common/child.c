@@ -59,13 +59,35 @@ void ps_child_reset_signals(void)
 			signal(sig, SIG_DFL);
 }
 
+/* Close every descriptor from `from` on but a and b: one close_range either side of each. */
+static void close_but(int from, int a, int b)
+{
+	int lo = a < b ? a : b, hi = a < b ? b : a, f = from;
+
+	if (lo >= f) {
+		if (lo > f)
+			close_range((unsigned)f, (unsigned)lo - 1, 0);
+		f = lo + 1;
+	}
+	if (hi >= f) {
+		if (hi > f)
+			close_range((unsigned)f, (unsigned)hi - 1, 0);
+		f = hi + 1;
+	}
+	closefrom(f);
+}
+
 void ps_child_fds(int in_fd, int out_fd, int from)
 {
-	int in = fcntl(in_fd, F_DUPFD_CLOEXEC, 3);
-	int out = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-	int err = null < 0 ? -1 : fcntl(null, F_DUPFD_CLOEXEC, 3);
+	int in, out, null, err;
 
+	/* first room for the copies below: a login with a low RLIMIT_NOFILE (a su caller sets it)
+	 * and many descriptors open would leave none */
+	close_but(from, in_fd, out_fd);
+	in = fcntl(in_fd, F_DUPFD_CLOEXEC, 3);
+	out = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	err = null < 0 ? -1 : fcntl(null, F_DUPFD_CLOEXEC, 3);
 	if (in < 0 || out < 0 || err < 0 || dup2(in, STDIN_FILENO) < 0 ||
 	    dup2(out, STDOUT_FILENO) < 0 || dup2(err, STDERR_FILENO) < 0)
 		_exit(127);

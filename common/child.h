@@ -24,7 +24,8 @@ void ps_child_reset_signals(void);
 
 /*
  * in_fd as stdin, out_fd as stdout, /dev/null as stderr, and every descriptor from `from` on
- * closed (3, or more to keep some); it _exits when it cannot. Each source is first moved above 2
+ * closed (3, or more to keep some); it _exits when it cannot. The others go first, so that a low
+ * RLIMIT_NOFILE leaves room for the copies. Each source is then moved above 2
  * (so no dup2 is a no-op that keeps its close-on-exec flag), and the rest goes with one
  * closefrom (close_range): pam_modutil_sanitize_helper_fds closes every number up to the hard
  * RLIMIT_NOFILE one call at a time, 65535 system calls under a systemd service.

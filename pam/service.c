@@ -57,10 +57,15 @@ static int service_start(pam_handle_t *pamh, struct ps_config *cfg, long long de
 		ps_strlcpy(line, res.message + 7, linelen);
 		return (int)code;
 	}
-	ps_errf(line, linelen,
-		"the system service did not start within the %u s timeout: see the system log "
-		"(pam_spotify_helper[service])",
-		cfg->timeout);
+	if (res.timed_out)
+		ps_errf(line, linelen,
+			"the system service did not start within the %u s timeout: see the system "
+			"log (pam_spotify_helper[service])",
+			cfg->timeout);
+	else
+		ps_errf(line, linelen, "the system service could not be started: %s (exit %d)",
+			res.message[0] ? res.message : "its starter ended without a word",
+			res.exit_code);
 	return PS_EXIT_NETWORK;
 }
 

@@ -16,14 +16,7 @@ ps_lock_keyring
 ps_ensure_user pstest1
 ps_ensure_user pstest2
 ps_ensure_app_user
-SECRET="SENTINEL-SERVICE-SECRET-$$-c41d"
-printf 'svcclient:%s\n' "$SECRET" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture SERVICE svcclient
 chmod 666 "$PS_SYSLOG_FILE"
 # su-like: the driver setuid root, run by the attacker (real uid pstest2, effective uid root)
 SU="$T/su-like"
@@ -37,7 +30,6 @@ conf() {
 	ps_conf "$f" "flow = $flow" "client_id = svcclient" "client_secret_file = $T/secret" \
 		"timeout = $timeout" "connect_timeout = 2" "$@"
 }
-CA="$T/tls/ca.pem"
 conf "$T/cc.conf" client_credentials
 conf "$T/ac.conf" authorization_code 3 "scopes = user-read-email"
 # the attacker's login below runs at nice 19 on one CPU: on a busy host its helper may need more
@@ -110,9 +102,19 @@ expect "the service ends once no session is left" 'wait_ms 6000 "[ -z \"\$(servi
 # ==== 2. the attacker's limits, nice and CPUs do not follow the service they start
 # Root here may lack CAP_SYS_RESOURCE (a container): then a lowered hard limit cannot be raised
 # again, and the attacker's login must start no service at all (it says why); the next login does.
+# The attacker's login also holds exactly descriptors 3 to 8 open (fds.py), so that 16 files leave
+# the module little room: its child once needed four more before it closed them, and ended
+# without a word ("did not start within the timeout").
+cat >"$T/fds.py" <<'EOF2'
+import os, sys
+os.closerange(3, 65536)
+for _ in range(int(sys.argv[1])):
+    os.set_inheritable(os.open("/dev/null", os.O_RDONLY), True)
+os.execvp(sys.argv[2], sys.argv[2:])
+EOF2
 stop_services
 : >"$PS_SYSLOG_FILE"
-setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
+"$PYTHON" "$T/fds.py" 6 setpriv --reuid=pstest2 --regid="$(id -g pstest2)" --init-groups -- \
 	prlimit --nofile=16:16 --core=0:0 -- nice -n 19 taskset -c 0 \
 	"$SU" "$T/pam.d" ccslow pstest2 -- sleep 10 >"$T/att.out" 2>&1 &
 att=$!
