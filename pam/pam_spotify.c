@@ -146,8 +146,9 @@ static int keeper_call(const struct ps_config *cfg, const struct passwd *pw, con
 	ps_keeper_path(cfg, pw->pw_uid, ".sock", path, sizeof(path));
 	rc = ps_session_call(cfg, pw, path, pw->pw_uid, false, op, deadline, wait, line, linelen);
 	if (rc == PS_EXIT_OK && !wait)
-		snprintf(line, linelen, "ok the keeper was told (nowait: it gets the token)");
-	else if (rc == PS_EXIT_NETWORK && ps_mono_ms() >= deadline)
+		snprintf(line, linelen, "ok the keeper was told%s",
+			 strcmp(op, "open") ? "" : " (nowait: it gets the token)");
+	else if (rc == PS_EXIT_NETWORK && strcmp(op, "open") == 0 && ps_mono_ms() >= deadline)
 		ps_errf(line, linelen,
 			"no token within the %u s timeout: the keeper goes on and stores it "
 			"when it comes; is the accounts server at %s reachable?",
@@ -231,7 +232,8 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	return report(pamh, cfg, pw, "open", rc, line);
 }
 
-/* Close: the system service and the keeper forget the session (both also see its process end). */
+/* Close: the system service and the keeper forget the session (both also see its process end).
+ * The keeper is not waited for: it reads connections in turn, so a next open comes after this. */
 static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw)
 {
 	char line[PS_ERR_MAX] = "no keeper runs";
@@ -239,7 +241,7 @@ static int run_close(pam_handle_t *pamh, struct ps_config *cfg, const struct pas
 
 	if (needs_service(cfg))
 		ps_service_close(pamh, cfg, pw);
-	rc = keeper_call(cfg, pw, "close", ps_spawn_deadline(1), true, line, sizeof(line));
+	rc = keeper_call(cfg, pw, "close", ps_spawn_deadline(1), false, line, sizeof(line));
 	if (rc > 0)
 		pam_syslog(pamh, LOG_ERR, "user %s: close: %s (exit %d)", pw->pw_name, line, rc);
 	else if (cfg->debug)
