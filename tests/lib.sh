@@ -348,6 +348,26 @@ ps_need_install() {
 		skip_all "pam_spotify is not installed under its configured prefix: run make install first"
 }
 
+# ps_login_fixture TAG CC_CLIENT [PKCE_CLIENT]: what a test that logs in against the fake accounts
+# server starts with: SECRET (a sentinel naming the test, to look for where it must not be), the
+# server "acc" (acc_URL, ps_start_server) knowing CC_CLIENT with that secret (and PKCE_CLIENT, a
+# public client), CA, the secret in $T/secret (0600), DRIVER (tests/pam/pam_session), and
+# PS_SYSLOG_FILE ($T/syslog, empty), where the driver appends what the modules log.
+ps_login_fixture() {
+	SECRET="SENTINEL-$1-SECRET-$$"
+	{
+		printf '%s:%s\n' "$2" "$SECRET"
+		[ -z "${3:-}" ] || printf '%s:unused-%s\n' "$3" "$$"
+	} >"$T/clients"
+	ps_start_server acc --client-file "$T/clients"
+	CA="$T/tls/ca.pem"
+	printf '%s\n' "$SECRET" >"$T/secret"
+	chmod 600 "$T/secret"
+	DRIVER="$top_builddir/tests/pam/pam_session"
+	export PS_SYSLOG_FILE="$T/syslog"
+	: >"$PS_SYSLOG_FILE"
+}
+
 # ps_conf FILE LINE...: write a pam_spotify.conf(5) (mode 0644) holding the lines given ("key =
 # value"), after "accounts_url = $acc_URL" and "ca_file = $CA" when those are set and no line
 # sets the key. The tests' own conf() wrappers add their defaults around it.

@@ -24,16 +24,8 @@ ps_ensure_app_user
 NUSERS=20
 for i in $(seq $NUSERS); do ps_ensure_user "pstestb$i"; done
 USERS=$(for i in $(seq $NUSERS); do echo "pstestb$i"; done)
-SECRET="SENTINEL-APPTOKEN-SECRET-$$"
 CLIENT=appclient
-printf '%s:%s\n' "$CLIENT" "$SECRET" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture APPTOKEN $CLIENT
 
 conf() { # conf FILE [extra lines...]: the app client's configuration (ps_conf adds the server)
 	local f=$1

@@ -5,7 +5,7 @@
 #   1  SIGUSR1 (once "renew now") is ignored: 20 SIGUSR1 from the user make no token request and
 #      do not kill the keeper (the same process answers status and still counts the session)
 #   2  "renew now" is the socket's refresh-now (what spotify-token refresh sends): 20 concurrent
-#      refresh-now while one renewal runs (the fake server holds it 3 s) join it: one token
+#      refresh-now while one renewal runs (the fake server holds it 6 s) join it: one token
 #      request in all, and every one is answered ok with its result
 #   3  inside a 429's Retry-After: 60 window, 30 refresh-now (20 at once, 10 one after another)
 #      make no token request (pkce, and authorization_code, whose requests carry the client
@@ -32,15 +32,7 @@ U=pstest1
 ps_ensure_user $U
 ps_ensure_app_user # authorization_code goes through the system service
 STORE="$(getent passwd $U | cut -d: -f6)/.local/state/spotify-token"
-SECRET="SENTINEL-SIGNAL-SECRET-$$"
-printf 'pkceclient:unused-%s\nconfclient:%s\n' "$$" "$SECRET" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture SIGNAL confclient pkceclient
 UPY=/usr/bin/python3 # the test user cannot reach root's python (a pyenv shim under /root)
 cp "$top_srcdir/tests/integration/keeper_call.py" "$T/keeper_call.py" # a checkout may be private
 chmod 644 "$T/keeper_call.py"
@@ -129,7 +121,9 @@ expect "SIGUSR1: and did not end the keeper: the same process answers status and
 
 # ==== 2. refresh-now while a renewal runs: the flood joins it, one request
 S=$(sock)
-ps_server_control "$acc_URL" '{"delay": 3}' # the server holds each token request 3 s
+# the server holds each token request 6 s: the 20 must all be asking (a python each, slow to
+# start on a busy host) while the first's renewal still waits for it
+ps_server_control "$acc_URL" '{"delay": 6}'
 r0=$(requests)
 as_user $U "$UPY" "$T/keeper_call.py" -n 1 -t 15 "$S" refresh-now >"$T/first" 2>/dev/null &
 first=$!

@@ -44,22 +44,14 @@ ps_tmpdir
 ps_lock_keyring
 ps_ensure_user pstest1
 STORE="$(getent passwd pstest1 | cut -d: -f6)/.local/state/spotify-token"
-SECRET="SENTINEL-FAULTS-SECRET-$$"
-printf 'testclient:%s\npkceclient:unused-%s\n' "$SECRET" "$$" >"$T/clients"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-ps_start_server acc --client-file "$T/clients"
+ps_login_fixture FAULTS testclient pkceclient
 ps_start_server silent --silent
 ps_start_server wrongname --cert "$T/tls/wrongname.pem" --key "$T/tls/wrongname.key"
 ps_start_server expired --cert "$T/tls/expired.pem" --key "$T/tls/expired.key"
 ps_start_server selfsigned --cert "$T/tls/selfsigned.pem" --key "$T/tls/selfsigned.key"
 # a loopback port with nothing listening: bound, then closed (nothing else here binds it)
 REFUSED_PORT=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-CA="$T/tls/ca.pem"
-DRIVER="$top_builddir/tests/pam/pam_session"
 TIMES="$top_builddir/tests/integration/faults-times.txt"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
 PAM_SESSION_ERR=14
 
 # conf NAME GRANT URL TIMEOUT [extra lines...]: $T/NAME.conf and the PAM service NAME using it.

@@ -48,15 +48,7 @@ UHOME=$(getent passwd $U | cut -d: -f6)
 STORE="$UHOME/.local/state/spotify-token"
 PKCE=hostilepkce # client IDs of our own: the store files are ours alone
 CC=hostilecc
-SECRET="SENTINEL-HOSTILE-SECRET-$$"
-printf '%s:%s\n%s:unused-%s\n' "$CC" "$SECRET" "$PKCE" "$$" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture HOSTILE $CC $PKCE
 
 # conf FILE FLOW [extra lines...]: our client of that flow, timeout 5
 conf() {

@@ -40,15 +40,7 @@ home_of() { getent passwd "$1" | cut -d: -f6; }
 HOME1=$(home_of $U)
 STORE1="$HOME1/.local/state/spotify-token"
 STORE2="$(home_of $A)/.local/state/spotify-token"
-SECRET="SENTINEL-KEEPER-SECRET-$$"
-printf 'kcc:%s\nkpkce:unused-%s\n' "$SECRET" "$$" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture KEEPER kcc kpkce
 KEEPER_PAT='pam_spotify_helper keeper'
 UPY=/usr/bin/python3 # the test users cannot reach root's python (a pyenv shim under /root)
 TO=$((3 * PS_TIME_FACTOR)) # the login's timeout

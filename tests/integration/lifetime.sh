@@ -40,15 +40,7 @@ ps_ensure_app_user # client_credentials tokens come from the system service (app
 home_of() { getent passwd "$1" | cut -d: -f6; }
 STORE1="$(home_of pstest1)/.local/state/spotify-token"
 STORE2="$(home_of pstest2)/.local/state/spotify-token"
-SECRET="SENTINEL-LIFETIME-SECRET-$$"
-printf 'testclient:%s\npkceclient:unused-%s\n' "$SECRET" "$$" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture LIFETIME testclient pkceclient
 app_pid() { ps_services | head -1; }
 
 conf() { # conf NAME FLOW CLIENT [extra lines...]: $T/NAME.conf and the PAM service NAME

@@ -14,14 +14,7 @@ U=pstest1
 ps_ensure_user $U
 UHOME=$(getent passwd $U | cut -d: -f6)
 STORE="$UHOME/.local/state/spotify-token"
-SECRET="SENTINEL-CONF-SECRET-$$"
-printf 'pkceclient:unused-%s\nconfclient:%s\n' "$$" "$SECRET" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
+ps_login_fixture CONF confclient pkceclient
 
 conf() { # conf FILE FLOW CLIENT [extra lines...]
 	local f=$1 flow=$2 client=$3

@@ -40,15 +40,7 @@ UIDU=$(id -u $U)
 HOME3=$(getent passwd $U | cut -d: -f6)
 STORE="$HOME3/.local/state/spotify-token"
 UDIR="$PS_RUNDIR/user/$UIDU"
-SECRET="SENTINEL-WARM-SECRET-$$"
-printf 'warmcc:%s\nwarmpkce:unused-%s\n' "$SECRET" "$$" >"$T/clients"
-ps_start_server acc --client-file "$T/clients"
-CA="$T/tls/ca.pem"
-printf '%s\n' "$SECRET" >"$T/secret"
-chmod 600 "$T/secret"
-DRIVER="$top_builddir/tests/pam/pam_session"
-export PS_SYSLOG_FILE="$T/syslog"
-: >"$PS_SYSLOG_FILE"
+ps_login_fixture WARM warmcc warmpkce
 app_pid() { ps_services | head -1; }
 
 # conf FILE FLOW CLIENT [extra lines...]: timeout 10 (connect_timeout 3) and refresh_margin 60
