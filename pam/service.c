@@ -63,7 +63,7 @@ static int service_start(pam_handle_t *pamh, struct ps_config *cfg, long long de
 			"log (pam_spotify_helper[service])",
 			cfg->timeout);
 	else
-		ps_errf(line, linelen, "the system service could not be started: %s (exit %d)",
+		ps_errf(line, linelen, "the system service could not be started: %s (status %d)",
 			res.message[0] ? res.message : "its starter ended without a word",
 			res.exit_code);
 	return PS_EXIT_NETWORK;
