@@ -87,16 +87,6 @@ static int listen_at(const char *path, char *line, size_t linelen)
 	return fd;
 }
 
-/* In the child: the socket at fd 3 and the lock at fd 4, whatever numbers they have now (each
- * first moved above both, so that neither dup2 overwrites the other). */
-static void fds_3_4(int lfd, int lockfd)
-{
-	int a = fcntl(lfd, F_DUPFD_CLOEXEC, 10), b = fcntl(lockfd, F_DUPFD_CLOEXEC, 10);
-
-	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
-		_exit(127);
-}
-
 /*
  * Exec `pam_spotify_helper keeper` in a session of its own, with the socket and the lock; once it
  * says it is hardened, the request on its stdin; then wait for its "ready".
@@ -104,7 +94,7 @@ static void fds_3_4(int lfd, int lockfd)
 static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, size_t linelen)
 {
 	char buf[PS_REQUEST_MAX];
-	int in[2], out[2], len;
+	int in[2], out[2], len, keep[2] = {lfd, lockfd};
 	bool ok = false;
 	pid_t pid;
 
@@ -118,8 +108,7 @@ static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, 
 	}
 	pid = fork();
 	if (pid == 0) {
-		fds_3_4(lfd, lockfd);
-		ps_child_fds(in[0], out[1], 5);
+		ps_child_fds(in[0], out[1], keep, 2); /* the socket at 3, the lock at 4 */
 		setsid();
 		execl(PS_HELPER_PATH, "pam_spotify_helper", "keeper", (char *)NULL);
 		_exit(127);
@@ -147,7 +136,9 @@ int ps_keeper_start(const struct ps_request *req, long long deadline, char *line
 
 	ps_keeper_path(&req->cfg, getuid(), ".sock", sock, sizeof(sock));
 	ps_keeper_path(&req->cfg, getuid(), ".lock", lock, sizeof(lock));
-	lockfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	lockfd = ps_child_inherited_lock(lock); /* the module took it for us */
+	if (lockfd < 0)
+		lockfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (lockfd < 0) {
 		ps_errf(line, linelen, "cannot open %s: %s", lock, strerror(errno));
 		return PS_EXIT_CONFIG;

@@ -31,6 +31,7 @@
 #include "helper/grant.h"
 #include "helper/service.h"
 #include "helper/token_response.h"
+#include "common/child.h"
 #include "common/frame.h"
 #include "common/request.h"
 #include "common/paths.h"
@@ -807,17 +808,14 @@ static void loop(struct service *s)
 
 /* --- start-up */
 
-/* Drop to the app user for good and prove that root cannot come back. 0 or -1. */
+/* Drop to the app user for good (ps_child_drop). 0 or -1. */
 static int drop_privileges(const struct passwd *pw, char *line, size_t linelen)
 {
-	uid_t ru, eu, su;
 	gid_t g = pw->pw_gid;
+	const char *failed = ps_child_drop(pw->pw_uid, g, &g, 1);
 
-	if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0 || setuid(0) != -1 ||
-	    getresuid(&ru, &eu, &su) < 0 || ru != pw->pw_uid || eu != pw->pw_uid ||
-	    su != pw->pw_uid || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		ps_errf(line, linelen, "cannot drop to app_user %s", pw->pw_name);
+	if (failed) {
+		ps_errf(line, linelen, "cannot drop to app_user %s: %s", pw->pw_name, failed);
 		return -1;
 	}
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* a uid change may have reset it */
@@ -856,6 +854,9 @@ static int take_lock(struct service *s, char *line, size_t linelen)
 		return -1;
 	close(rfd);
 	ps_service_path(&s->cfg, ".lock", path, sizeof(path));
+	s->lockfd = ps_child_inherited_lock(path); /* the module took it for us */
+	if (s->lockfd >= 0)
+		return 0;
 	s->lockfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (s->lockfd < 0) {
 		ps_errf(line, linelen, "cannot open %s: %s", path, strerror(errno));

@@ -16,6 +16,7 @@
 #include <security/pam_ext.h>
 #include <security/pam_modutil.h>
 
+#include "common/child.h"
 #include "common/frame.h"
 #include "common/request.h"
 #include "common/paths.h"
@@ -31,10 +32,10 @@
  * init) and read how its start went: "ready", "busy" (another one serves) or "fail CODE TEXT".
  * PS_EXIT_OK when it serves, else an exit code with line.
  */
-static int service_start(pam_handle_t *pamh, struct ps_config *cfg, long long deadline, char *line,
-			 size_t linelen)
+static int service_start(pam_handle_t *pamh, struct ps_config *cfg, int lock, long long deadline,
+			 char *line, size_t linelen)
 {
-	struct ps_spawn_opts o = {.mode = "service", .deadline_ms = deadline};
+	struct ps_spawn_opts o = {.mode = "service", .deadline_ms = deadline, .lock_fd = lock};
 	struct ps_spawn_result res;
 	char req[PS_REQUEST_MAX], num[2];
 	unsigned long code;
@@ -144,9 +145,9 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 		    long long deadline, char *line, size_t linelen)
 {
 	const struct passwd *app = app_user(pamh, cfg, line, linelen);
-	char path[PS_SERVICE_PATH_MAX];
+	char path[PS_SERVICE_PATH_MAX], lockpath[PS_SERVICE_PATH_MAX];
 	bool started = false;
-	int rfd, rc;
+	int rfd, rc, lock;
 
 	if (!app)
 		return PS_EXIT_CONFIG;
@@ -154,8 +155,8 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	rfd = ps_rundir_open(true, line, linelen);
 	if (rfd < 0)
 		return PS_EXIT_CONFIG;
-	close(rfd);
 	ps_service_path(cfg, ".sock", path, sizeof(path));
+	ps_service_path(cfg, ".lock", lockpath, sizeof(lockpath));
 	for (;;) {
 		rc = ps_session_call(cfg, pw, path, app->pw_uid, true, "open", deadline, true, line,
 				     linelen);
@@ -166,10 +167,14 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 			rc = PS_EXIT_OK;
 			break;
 		}
-		if (!started) {
-			rc = service_start(pamh, cfg, deadline, line, linelen);
+		/* one start at a time: while another login's starts (its lock is held), wait */
+		lock = started ? -1 : ps_child_start_lock(rfd, lockpath, 0, 0);
+		if (!started && (lock >= 0 || errno != EWOULDBLOCK)) {
+			rc = service_start(pamh, cfg, lock, deadline, line, linelen);
+			if (lock >= 0)
+				close(lock);
 			if (rc != PS_EXIT_OK)
-				return rc;
+				break;
 			started = true;
 			continue;
 		}
@@ -178,10 +183,12 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 				"the system service at %s did not answer within the %u s "
 				"timeout: see the system log (pam_spotify_helper[service])",
 				path, cfg->timeout);
-			return PS_EXIT_NETWORK;
+			rc = PS_EXIT_NETWORK;
+			break;
 		}
-		usleep(5000); /* another login's service is binding its socket */
+		usleep(5000); /* a service is binding its socket */
 	}
+	close(rfd);
 	if (rc == PS_EXIT_OK)
 		ps_strlcpy(cfg->service, path, sizeof(cfg->service));
 	return rc;

@@ -12,8 +12,9 @@
  * stdout, no other descriptor and an empty environment; the helper takes a clean context (a
  * session of its own, init's resource limits, nice 0, every CPU, oom_score_adj 0: see
  * helper/service_start.h) and forks the service off to init. What neither can reset is the
- * cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no lock while it
- * starts one: the service takes its own lock, and a service that finds another running ends.
+ * cgroup: systemd is the way to run it (pam_spotify.socket). The module takes the service's start
+ * lock without waiting and hands it to the starter as fd 3 (common/child.h), so concurrent logins
+ * start one service; while the lock is held, they wait for the socket.
  */
 #ifndef PS_SERVICE_H
 #define PS_SERVICE_H
