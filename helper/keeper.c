@@ -94,19 +94,24 @@ static int listen_at(const char *path, char *line, size_t linelen)
 static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, size_t linelen)
 {
 	char buf[PS_REQUEST_MAX];
-	int in[2], out[2], len, keep[2] = {lfd, lockfd};
+	int in[2], out[2], len, err, keep[2] = {lfd, lockfd};
 	bool ok = false;
 	pid_t pid;
 
 	len = ps_request_format(&req->cfg, PS_OP_OPEN, buf, sizeof(buf));
-	if (len < 0 || pipe2(in, O_CLOEXEC) < 0)
+	if (len < 0 || pipe2(in, O_CLOEXEC) < 0) {
+		ps_errf(line, linelen, "cannot start the keeper: %s",
+			len < 0 ? "the request is too large" : strerror(errno));
 		return -1;
+	}
 	if (pipe2(out, O_CLOEXEC) < 0) {
+		ps_errf(line, linelen, "cannot start the keeper: %s", strerror(errno));
 		close(in[0]);
 		close(in[1]);
 		return -1;
 	}
 	pid = fork();
+	err = errno;
 	if (pid == 0) {
 		ps_child_fds(in[0], out[1], keep, 2); /* the socket at 3, the lock at 4 */
 		setsid();
@@ -125,7 +130,10 @@ static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, 
 	explicit_bzero(buf, sizeof(buf));
 	if (ok)
 		return 0;
-	ps_errf(line, linelen, "the keeper did not start: see the system log");
+	if (pid < 0) /* a su caller's RLIMIT_NPROC, say */
+		ps_errf(line, linelen, "cannot start the keeper: fork: %s", strerror(err));
+	else
+		ps_errf(line, linelen, "the keeper did not start: see the system log");
 	return -1;
 }
 
@@ -164,6 +172,8 @@ int ps_keeper_start(const struct ps_request *req, long long deadline, char *line
 	}
 	lfd = listen_at(sock, line, linelen);
 	rc = lfd >= 0 && spawn(req, lfd, lockfd, line, linelen) == 0 ? PS_EXIT_OK : PS_EXIT_CONFIG;
+	if (rc != PS_EXIT_OK && lfd >= 0)
+		unlink(sock); /* nothing will listen there: leave no socket file (we hold the lock) */
 	if (lfd >= 0)
 		close(lfd);
 	close(lockfd);

@@ -22,7 +22,8 @@
 #      socket, and another user's keeper gains no session
 #   g  one start at a time: 10 logins at once start one system service, one helper and one keeper
 #      (strace, execve only); a start lock the user holds delays only that user's login, to its
-#      timeout, with a message; a symbolic link planted as the lock file is not followed
+#      timeout, with a message; a symbolic link planted as the lock file is not followed; a login
+#      with RLIMIT_NPROC 1 says why the keeper did not start and leaves no socket file
 # Needs root and an installed build (see session.sh). Every wait has a deadline.
 . "$top_srcdir/tests/lib.sh"
 
@@ -675,6 +676,16 @@ drive symlock cc $U
 expect "g: a symbolic link planted as the lock file: the login returns within timeout (open=$OPEN_RC in ${OPEN_MS:-never} ms) and its target was not made ($(ls -l "$T/victim" 2>&1 | cut -c1-60))" \
 	'in_time && [ ! -e "$T/victim" ]'
 rm -f "$LOCKF"
+kill_keepers $U
+clear_keys $U
+
+# A login whose caller lowered RLIMIT_NPROC to 1 (a su caller may): the helper runs, but cannot
+# fork the keeper. The login says why in one line and leaves no socket file behind.
+rm -f "$(udir $U)"/keeper-*.sock
+timeout -s KILL $((3 * TO + 10)) prlimit --nproc=1 "$DRIVER" "$T/pam.d" pkce $U -- true \
+	>"$T/drv.nproc" 2>&1
+expect "g: a login with RLIMIT_NPROC 1: fails and says why ($(grep -o 'cannot start the keeper[^(]*' "$PS_SYSLOG_FILE" | tail -1)), leaves no socket file ($(sockets $U | tr '\n' ' '))" \
+	'grep -q "^open=[1-9]" "$T/drv.nproc" && grep -q "cannot start the keeper: fork: " "$PS_SYSLOG_FILE" && [ "$(nsockets $U)" = 0 ]'
 kill_keepers $U
 clear_keys $U
 
