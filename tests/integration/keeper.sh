@@ -107,20 +107,6 @@ drive() {
 in_time() { [ -n "$OPEN_MS" ] && [ "$OPEN_MS" -le "$LATE_MS" ]; }
 closed() { grep -q '^close=' "$T/drv.$1"; }
 
-# enroll USER: a pkce refresh token minted by the fake server, written to the user's store as
-# spotify-token login would (dir 0700, file 0600, owned by the user).
-enroll() {
-	local rt
-	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-		--data '{"client_id": "kpkce", "scope": "user-read-email", "public": true}' \
-		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q "$1" sh -c '
-		umask 077
-		d="$HOME/.local/state/spotify-token"
-		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/kpkce.reauth" &&
-		cat >"$d/kpkce.refresh.new" && mv "$d/kpkce.refresh.new" "$d/kpkce.refresh"'
-}
-
 FAKES=""
 kill_keepers() {
 	local p
@@ -150,7 +136,7 @@ keeper_cleanup() {
 ps_on_exit keeper_cleanup
 keeper_cleanup
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
-enroll $U
+ps_enroll $U kpkce
 
 # ==== a. a session killed with SIGKILL, never closed
 open_held cc $U killed
@@ -405,7 +391,7 @@ clear_keys $U
 if [ "${PS_SANITIZERS:-no}" = yes ]; then
 	skip "e: the module opens nothing under a home directory" "a sanitizer build (LeakSanitizer cannot run under ptrace)"
 elif command -v strace >/dev/null; then
-	enroll $U
+	ps_enroll $U kpkce
 	rm -rf "$T/st"
 	mkdir "$T/st"
 	timeout -s INT 30 strace -f -ff -qq -o "$T/st/t" -e trace=%file,%process \
