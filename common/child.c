@@ -138,13 +138,13 @@ int ps_child_start_lock(int dirfd, const char *path, uid_t owner, gid_t group)
 	return fd;
 }
 
-int ps_child_inherited_lock(const char *path)
+int ps_child_inherited_lock(const char *path, bool ofd)
 {
 	struct stat a, b;
 
 	if (fstat(3, &a) < 0 || stat(path, &b) < 0 || !S_ISREG(a.st_mode) || a.st_dev != b.st_dev ||
 	    a.st_ino != b.st_ino || fcntl(3, F_SETFD, FD_CLOEXEC) < 0 ||
-	    flock(3, LOCK_EX | LOCK_NB) < 0)
+	    (ofd ? ps_child_ofd_lock(3, 0) : flock(3, LOCK_EX | LOCK_NB)) < 0)
 		return -1;
 	return 3;
 }
@@ -194,4 +194,45 @@ int ps_child_groups(const struct passwd *pw, gid_t **groups, int *ngroups)
 			return -1;
 		cap = n;
 	}
+}
+
+bool ps_child_lock_held(const char *path)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	bool held;
+
+	if (fd < 0)
+		return false;
+	held = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+	close(fd);
+	return held;
+}
+
+int ps_child_ofd_lock(int fd, long wait_ms)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	long long end = ps_mono_ms() + wait_ms;
+
+	while (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		if (errno == EACCES)
+			errno = EAGAIN;
+		if (errno != EAGAIN || ps_mono_ms() >= end)
+			return -1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+int ps_child_ofd_start_lock(const char *path)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600), e;
+
+	if (fd >= 0 && ps_child_ofd_lock(fd, 0) < 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		fd = -1;
+	}
+	return fd;
 }

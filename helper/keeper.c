@@ -144,7 +144,7 @@ int ps_keeper_start(const struct ps_request *req, long long deadline, char *line
 
 	ps_keeper_path(&req->cfg, getuid(), ".sock", sock, sizeof(sock));
 	ps_keeper_path(&req->cfg, getuid(), ".lock", lock, sizeof(lock));
-	lockfd = ps_child_inherited_lock(lock); /* the module took it for us */
+	lockfd = ps_child_inherited_lock(lock, false); /* the module took it for us */
 	if (lockfd < 0)
 		lockfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (lockfd < 0) {

@@ -854,7 +854,7 @@ static int take_lock(struct service *s, char *line, size_t linelen)
 		return -1;
 	close(rfd);
 	ps_service_path(&s->cfg, ".lock", path, sizeof(path));
-	s->lockfd = ps_child_inherited_lock(path); /* the module took it for us */
+	s->lockfd = ps_child_inherited_lock(path, true); /* the module's child took it for us */
 	if (s->lockfd >= 0)
 		return 0;
 	s->lockfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -862,10 +862,11 @@ static int take_lock(struct service *s, char *line, size_t linelen)
 		ps_errf(line, linelen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	/* a service that is ending still holds it for a moment */
-	if (ps_flock_within(s->lockfd, 2000, NULL) == 0)
+	/* a service that is ending still holds it for a moment; an open file description lock,
+	 * which a login can ask about without taking it (ps_child_lock_held) */
+	if (ps_child_ofd_lock(s->lockfd, 2000) == 0)
 		return 0;
-	return errno == EWOULDBLOCK ? 1 : -1;
+	return errno == EAGAIN ? 1 : -1;
 }
 
 /* Started by the module as root: the configuration on stdin, the status line on stdout. */

@@ -32,10 +32,11 @@
  * init) and read how its start went: "ready", "busy" (another one serves) or "fail CODE TEXT".
  * PS_EXIT_OK when it serves, else an exit code with line.
  */
-static int service_start(pam_handle_t *pamh, struct ps_config *cfg, int lock, long long deadline,
-			 char *line, size_t linelen)
+static int service_start(pam_handle_t *pamh, struct ps_config *cfg, const char *lock,
+			 long long deadline, char *line, size_t linelen)
 {
-	struct ps_spawn_opts o = {.mode = "service", .deadline_ms = deadline, .lock_fd = lock};
+	struct ps_spawn_opts o = {
+		.mode = "service", .deadline_ms = deadline, .lock_fd = -1, .lock_path = lock};
 	struct ps_spawn_result res;
 	char req[PS_REQUEST_MAX], num[2];
 	unsigned long code;
@@ -146,8 +147,7 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 {
 	const struct passwd *app = app_user(pamh, cfg, line, linelen);
 	char path[PS_SERVICE_PATH_MAX], lockpath[PS_SERVICE_PATH_MAX];
-	bool started = false;
-	int rfd, rc, lock;
+	int rfd, rc;
 
 	if (!app)
 		return PS_EXIT_CONFIG;
@@ -155,6 +155,7 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 	rfd = ps_rundir_open(true, line, linelen);
 	if (rfd < 0)
 		return PS_EXIT_CONFIG;
+	close(rfd);
 	ps_service_path(cfg, ".sock", path, sizeof(path));
 	ps_service_path(cfg, ".lock", lockpath, sizeof(lockpath));
 	for (;;) {
@@ -167,15 +168,11 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 			rc = PS_EXIT_OK;
 			break;
 		}
-		/* one start at a time: while another login's starts (its lock is held), wait */
-		lock = started ? -1 : ps_child_start_lock(rfd, lockpath, 0, 0);
-		if (!started && (lock >= 0 || errno != EWOULDBLOCK)) {
-			rc = service_start(pamh, cfg, lock, deadline, line, linelen);
-			if (lock >= 0)
-				close(lock);
+		/* while a service holds its lock (it starts or ends), wait for it (service.h) */
+		if (!ps_child_lock_held(lockpath)) {
+			rc = service_start(pamh, cfg, lockpath, deadline, line, linelen);
 			if (rc != PS_EXIT_OK)
 				break;
-			started = true;
 			continue;
 		}
 		if (ps_mono_ms() >= deadline) {
@@ -188,7 +185,6 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 		}
 		usleep(5000); /* a service is binding its socket */
 	}
-	close(rfd);
 	if (rc == PS_EXIT_OK)
 		ps_strlcpy(cfg->service, path, sizeof(cfg->service));
 	return rc;

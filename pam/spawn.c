@@ -32,10 +32,9 @@ struct child_ctx {
 	const struct passwd *pw;
 	gid_t *groups;
 	int ngroups;
-	int in_fd;	  /* becomes the helper's stdin */
-	int out_fd;	  /* becomes the helper's stdout */
-	int lock_fd;	  /* becomes its descriptor 3 when >= 0: a start lock (spawn.h) */
-	const char *mode; /* the helper's argument */
+	int in_fd;		       /* becomes the helper's stdin */
+	int out_fd;		       /* becomes the helper's stdout */
+	const struct ps_spawn_opts *o; /* its argument, its start lock */
 };
 
 /* In the child: report on stdout (the module reads it) and end. */
@@ -53,9 +52,10 @@ static void __attribute__((noreturn)) child_fail(const char *what, int err)
 static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 {
 	char home[PATH_MAX + 8], user[300], logname[300];
-	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->mode,
+	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->o->mode,
 			      c->pw ? NULL : (char *)"--start", NULL};
 	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", home, user, logname, NULL};
+	int lock = c->o->lock_fd;
 
 	/* the system service's start: root in full at once (a su caller's real uid may signal us
 	 * until then; it can no longer after), and an empty environment */
@@ -63,7 +63,11 @@ static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 		_exit(127);
 	ps_child_reset_signals();
 	setsid();
-	ps_child_fds(c->in_fd, c->out_fd, &c->lock_fd, c->lock_fd >= 0);
+	/* no longer stoppable by the caller: the service's lock, or "busy" when another holds it */
+	if (c->o->lock_path && (lock = ps_child_ofd_start_lock(c->o->lock_path)) < 0 &&
+	    errno == EAGAIN)
+		_exit(write(c->out_fd, "busy\n", 5) == 5 ? 0 : 127);
+	ps_child_fds(c->in_fd, c->out_fd, &lock, lock >= 0);
 	if (c->pw) {
 		const char *failed =
 			ps_child_drop(c->pw->pw_uid, c->pw->pw_gid, c->groups, c->ngroups);
@@ -302,7 +306,7 @@ static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqle
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res)
 {
-	struct child_ctx c = {.pamh = pamh, .pw = pw, .mode = o->mode, .lock_fd = o->lock_fd};
+	struct child_ctx c = {.pamh = pamh, .pw = pw, .o = o};
 	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
 	int rc;
 

@@ -141,8 +141,8 @@ static void test_inherited(void **state)
 
 		close(q[1]);
 		ps_child_fds(q[0], p[1], &lock, 1);
-		ok = ps_child_inherited_lock(path) == 3 && ps_child_inherited_lock(other) == -1 &&
-		     fcntl(4, F_GETFD) < 0;
+		ok = ps_child_inherited_lock(path, false) == 3 &&
+		     ps_child_inherited_lock(other, false) == -1 && fcntl(4, F_GETFD) < 0;
 		(void)!write(STDOUT_FILENO, ok ? "y" : "n", 1);
 		(void)!read(STDIN_FILENO, &c, 1); /* hold it until the parent has looked */
 		_exit(ok ? 0 : 1);
@@ -159,6 +159,31 @@ static void test_inherited(void **state)
 	assert_false(locked_elsewhere(path)); /* and it went with the child */
 	close(p[0]);
 	close(d);
+}
+
+/* The system service's lock: an open file description lock, which a query sees without taking
+ * it, and which a second taker finds held (EAGAIN) until the holder closes it. */
+static void test_ofd(void **state)
+{
+	char path[128];
+	int a, b;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/service.lock", dir);
+	assert_false(ps_child_lock_held(path)); /* missing */
+	a = ps_child_ofd_start_lock(path);
+	assert_true(a >= 0);
+	assert_true(ps_child_lock_held(path));
+	assert_true(ps_child_lock_held(path)); /* the query took nothing */
+	errno = 0;
+	b = ps_child_ofd_start_lock(path);
+	assert_int_equal(b, -1);
+	assert_int_equal(errno, EAGAIN);
+	close(a);
+	assert_false(ps_child_lock_held(path));
+	b = ps_child_ofd_start_lock(path);
+	assert_true(b >= 0);
+	close(b);
 }
 
 /* Two kept descriptors land on 3 and 4 whatever their numbers were, also when they sat there
@@ -206,9 +231,8 @@ static void test_fds_crossed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_take_once),
-		cmocka_unit_test(test_refuses_planted),
-		cmocka_unit_test(test_inherited),
+		cmocka_unit_test(test_take_once),   cmocka_unit_test(test_refuses_planted),
+		cmocka_unit_test(test_inherited),   cmocka_unit_test(test_ofd),
 		cmocka_unit_test(test_fds_crossed),
 	};
 
