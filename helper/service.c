@@ -869,6 +869,32 @@ static int take_lock(struct service *s, char *line, size_t linelen)
 	return errno == EAGAIN ? 1 : -1;
 }
 
+/*
+ * The module's request on stdin, until EOF, within REQUEST_WAIT_MS: we hold the start lock (the
+ * module's child took it), and a login its su caller stopped would never send it, keeping every
+ * other login from starting a service. 0, or -1.
+ */
+#define REQUEST_WAIT_MS 1000
+static int read_request_within(char *buf, size_t cap, size_t *len)
+{
+	long long end = ps_mono_ms() + REQUEST_WAIT_MS;
+	struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+	ssize_t n = 1;
+
+	for (*len = 0; n > 0 && *len < cap; *len += (size_t)n) {
+		long long left = end - ps_mono_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left) != 1)
+			return -1;
+		do
+			n = read(STDIN_FILENO, buf + *len, cap - *len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Started by the module as root: the configuration on stdin, the status line on stdout. */
 static int start_as_root(struct service *s, char *line, size_t linelen)
 {
@@ -878,8 +904,12 @@ static int start_as_root(struct service *s, char *line, size_t linelen)
 	size_t len = 0;
 	int rc;
 
-	if (ps_read_all(STDIN_FILENO, buf, sizeof(buf) - 1, &len) != 0 ||
-	    ps_request_parse(&req, buf, len, line, linelen) < 0)
+	if (read_request_within(buf, sizeof(buf) - 1, &len) != 0) {
+		ps_errf(line, linelen, "no request from the login within %d ms (it was stopped?)",
+			REQUEST_WAIT_MS);
+		return PS_EXIT_NETWORK;
+	}
+	if (ps_request_parse(&req, buf, len, line, linelen) < 0)
 		return PS_EXIT_CONFIG;
 	s->cfg = req.cfg;
 	pw = getpwnam(s->cfg.app_user);
