@@ -87,16 +87,6 @@ static int listen_at(const char *path, char *line, size_t linelen)
 	return fd;
 }
 
-/* In the child: the socket at fd 3 and the lock at fd 4, whatever numbers they have now (each
- * first moved above both, so that neither dup2 overwrites the other). */
-static void fds_3_4(int lfd, int lockfd)
-{
-	int a = fcntl(lfd, F_DUPFD_CLOEXEC, 10), b = fcntl(lockfd, F_DUPFD_CLOEXEC, 10);
-
-	if (a < 0 || b < 0 || dup2(a, 3) < 0 || dup2(b, 4) < 0)
-		_exit(127);
-}
-
 /*
  * Exec `pam_spotify_helper keeper` in a session of its own, with the socket and the lock; once it
  * says it is hardened, the request on its stdin; then wait for its "ready".
@@ -104,22 +94,26 @@ static void fds_3_4(int lfd, int lockfd)
 static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, size_t linelen)
 {
 	char buf[PS_REQUEST_MAX];
-	int in[2], out[2], len;
+	int in[2], out[2], len, err, keep[2] = {lfd, lockfd};
 	bool ok = false;
 	pid_t pid;
 
 	len = ps_request_format(&req->cfg, PS_OP_OPEN, buf, sizeof(buf));
-	if (len < 0 || pipe2(in, O_CLOEXEC) < 0)
+	if (len < 0 || pipe2(in, O_CLOEXEC) < 0) {
+		ps_errf(line, linelen, "cannot start the keeper: %s",
+			len < 0 ? "the request is too large" : strerror(errno));
 		return -1;
+	}
 	if (pipe2(out, O_CLOEXEC) < 0) {
+		ps_errf(line, linelen, "cannot start the keeper: %s", strerror(errno));
 		close(in[0]);
 		close(in[1]);
 		return -1;
 	}
 	pid = fork();
+	err = errno;
 	if (pid == 0) {
-		fds_3_4(lfd, lockfd);
-		ps_child_fds(in[0], out[1], 5);
+		ps_child_fds(in[0], out[1], keep, 2); /* the socket at 3, the lock at 4 */
 		setsid();
 		execl(PS_HELPER_PATH, "pam_spotify_helper", "keeper", (char *)NULL);
 		_exit(127);
@@ -136,7 +130,10 @@ static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, 
 	explicit_bzero(buf, sizeof(buf));
 	if (ok)
 		return 0;
-	ps_errf(line, linelen, "the keeper did not start: see the system log");
+	if (pid < 0) /* a su caller's RLIMIT_NPROC, say */
+		ps_errf(line, linelen, "cannot start the keeper: fork: %s", strerror(err));
+	else
+		ps_errf(line, linelen, "the keeper did not start: see the system log");
 	return -1;
 }
 
@@ -147,7 +144,9 @@ int ps_keeper_start(const struct ps_request *req, long long deadline, char *line
 
 	ps_keeper_path(&req->cfg, getuid(), ".sock", sock, sizeof(sock));
 	ps_keeper_path(&req->cfg, getuid(), ".lock", lock, sizeof(lock));
-	lockfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	lockfd = ps_child_inherited_lock(lock, false); /* the module took it for us */
+	if (lockfd < 0)
+		lockfd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (lockfd < 0) {
 		ps_errf(line, linelen, "cannot open %s: %s", lock, strerror(errno));
 		return PS_EXIT_CONFIG;
@@ -173,6 +172,8 @@ int ps_keeper_start(const struct ps_request *req, long long deadline, char *line
 	}
 	lfd = listen_at(sock, line, linelen);
 	rc = lfd >= 0 && spawn(req, lfd, lockfd, line, linelen) == 0 ? PS_EXIT_OK : PS_EXIT_CONFIG;
+	if (rc != PS_EXIT_OK && lfd >= 0)
+		unlink(sock); /* nothing will listen there: leave no socket file (we hold the lock) */
 	if (lfd >= 0)
 		close(lfd);
 	close(lockfd);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "common/request.h"
@@ -129,8 +130,11 @@ int ps_role_keeper(char *argv1)
 
 	memset(&req, 0, sizeof(req));
 	rc = read_request(&req, line, sizeof(line));
-	if (rc != PS_EXIT_OK)
+	if (rc != PS_EXIT_OK) { /* its starter says "see the system log" */
+		openlog("pam_spotify_helper[keeper]", LOG_PID, LOG_AUTHPRIV);
+		syslog(LOG_ERR, "user %u: the keeper cannot start: %s", (unsigned)getuid(), line);
 		return rc;
+	}
 	return ps_keeper_run(&req, argv1);
 }
 

@@ -31,6 +31,7 @@
 #include "helper/grant.h"
 #include "helper/service.h"
 #include "helper/token_response.h"
+#include "common/child.h"
 #include "common/frame.h"
 #include "common/request.h"
 #include "common/paths.h"
@@ -807,17 +808,14 @@ static void loop(struct service *s)
 
 /* --- start-up */
 
-/* Drop to the app user for good and prove that root cannot come back. 0 or -1. */
+/* Drop to the app user for good (ps_child_drop). 0 or -1. */
 static int drop_privileges(const struct passwd *pw, char *line, size_t linelen)
 {
-	uid_t ru, eu, su;
 	gid_t g = pw->pw_gid;
+	const char *failed = ps_child_drop(pw->pw_uid, g, &g, 1);
 
-	if (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
-	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0 || setuid(0) != -1 ||
-	    getresuid(&ru, &eu, &su) < 0 || ru != pw->pw_uid || eu != pw->pw_uid ||
-	    su != pw->pw_uid || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
-		ps_errf(line, linelen, "cannot drop to app_user %s", pw->pw_name);
+	if (failed) {
+		ps_errf(line, linelen, "cannot drop to app_user %s: %s", pw->pw_name, failed);
 		return -1;
 	}
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* a uid change may have reset it */
@@ -856,15 +854,45 @@ static int take_lock(struct service *s, char *line, size_t linelen)
 		return -1;
 	close(rfd);
 	ps_service_path(&s->cfg, ".lock", path, sizeof(path));
+	s->lockfd = ps_child_inherited_lock(path, true); /* the module's child took it for us */
+	if (s->lockfd >= 0)
+		return 0;
 	s->lockfd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (s->lockfd < 0) {
 		ps_errf(line, linelen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	/* a service that is ending still holds it for a moment */
-	if (ps_flock_within(s->lockfd, 2000, NULL) == 0)
+	/* a service that is ending still holds it for a moment; an open file description lock,
+	 * which a login can ask about without taking it (ps_child_lock_held) */
+	if (ps_child_ofd_lock(s->lockfd, 2000) == 0)
 		return 0;
-	return errno == EWOULDBLOCK ? 1 : -1;
+	return errno == EAGAIN ? 1 : -1;
+}
+
+/*
+ * The module's request on stdin, until EOF, within REQUEST_WAIT_MS: we hold the start lock (the
+ * module's child took it), and a login its su caller stopped would never send it, keeping every
+ * other login from starting a service. 0, or -1.
+ */
+#define REQUEST_WAIT_MS 1000
+static int read_request_within(char *buf, size_t cap, size_t *len)
+{
+	long long end = ps_mono_ms() + REQUEST_WAIT_MS;
+	struct pollfd p = {.fd = STDIN_FILENO, .events = POLLIN};
+	ssize_t n = 1;
+
+	for (*len = 0; n > 0 && *len < cap; *len += (size_t)n) {
+		long long left = end - ps_mono_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left) != 1)
+			return -1;
+		do
+			n = read(STDIN_FILENO, buf + *len, cap - *len);
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return -1;
+	}
+	return 0;
 }
 
 /* Started by the module as root: the configuration on stdin, the status line on stdout. */
@@ -876,8 +904,12 @@ static int start_as_root(struct service *s, char *line, size_t linelen)
 	size_t len = 0;
 	int rc;
 
-	if (ps_read_all(STDIN_FILENO, buf, sizeof(buf) - 1, &len) != 0 ||
-	    ps_request_parse(&req, buf, len, line, linelen) < 0)
+	if (read_request_within(buf, sizeof(buf) - 1, &len) != 0) {
+		ps_errf(line, linelen, "no request from the login within %d ms (it was stopped?)",
+			REQUEST_WAIT_MS);
+		return PS_EXIT_NETWORK;
+	}
+	if (ps_request_parse(&req, buf, len, line, linelen) < 0)
 		return PS_EXIT_CONFIG;
 	s->cfg = req.cfg;
 	pw = getpwnam(s->cfg.app_user);

@@ -4,7 +4,7 @@
  * pkce), asks the user's keeper for a token (starting the helper, which becomes the keeper, when
  * none runs), and logs one line. At close it tells them the session ended. It links libpam only:
  * the network, TLS and JSON live in the helper; it never reads the secret, never opens anything
- * in a home directory, holds no lock, and never waits past its deadline.
+ * in a home directory, never waits on a lock, and never waits past its deadline.
  */
 #include <config.h> /* autoconf; "config.h" here would be common/config.h */
 
@@ -21,6 +21,7 @@
 #include <security/pam_modules.h>
 #include <security/pam_modutil.h>
 
+#include "common/child.h"
 #include "common/config.h"
 #include "common/frame.h"
 #include "common/paths.h"
@@ -157,23 +158,21 @@ static int keeper_call(const struct ps_config *cfg, const struct passwd *pw, con
 }
 
 /*
- * Start the helper as the user (spawn.h): it enrolls through the conversation when it must and
- * may, and makes sure the user's keeper runs; for keyring = session it copies the token there.
+ * Start the helper as the user (spawn.h), with the keeper's start lock when we took it: it
+ * enrolls through the conversation when it must and may, and makes sure the user's keeper runs;
+ * for keyring = session it copies the token there.
  */
 static int start_helper(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw,
-			long long deadline, char *line, size_t linelen)
+			int lock, long long deadline, char *line, size_t linelen)
 {
-	struct ps_spawn_opts o = {
-		.mode = "--pam", .interactive = cfg->interactive, .deadline_ms = deadline};
+	struct ps_spawn_opts o = {.mode = "--pam",
+				  .interactive = cfg->interactive,
+				  .deadline_ms = deadline,
+				  .lock_fd = lock};
 	char request[PS_REQUEST_MAX];
 	struct ps_spawn_result res;
-	int len, dfd;
+	int len = ps_request_format(cfg, PS_OP_OPEN, request, sizeof(request));
 
-	dfd = ps_user_dir_open(pw->pw_uid, pw->pw_gid, true, line, linelen);
-	if (dfd < 0)
-		return PS_EXIT_CONFIG;
-	close(dfd);
-	len = ps_request_format(cfg, PS_OP_OPEN, request, sizeof(request));
 	if (len < 0) {
 		ps_errf(line, linelen, "the request to the helper is too large");
 		return PS_EXIT_CONFIG;
@@ -198,6 +197,51 @@ static bool enroll_here(const struct ps_config *cfg, int rc)
 }
 
 /*
+ * No keeper answers (rc -1), or the account must be connected first: start the helper, which
+ * starts one; but while another login's start is under way (it holds the keeper's start lock),
+ * wait for that keeper instead (-1: ask it again).
+ */
+static int start_keeper(pam_handle_t *pamh, struct ps_config *cfg, const struct passwd *pw, int rc,
+			long long *deadline, bool wait, char *line, size_t linelen)
+{
+	char lockpath[PS_SERVICE_PATH_MAX], sock[PS_SERVICE_PATH_MAX];
+	bool busy;
+	int lock, dfd = ps_user_dir_open(pw->pw_uid, pw->pw_gid, true, line, linelen);
+
+	if (dfd < 0)
+		return PS_EXIT_CONFIG;
+	ps_keeper_path(cfg, pw->pw_uid, ".lock", lockpath, sizeof(lockpath));
+	lock = ps_child_start_lock(dfd, lockpath, pw->pw_uid, pw->pw_gid);
+	busy = lock < 0 && errno == EWOULDBLOCK;
+	close(dfd);
+	if (busy && rc < 0 && cfg->keyring != PS_KEYRING_SESSION) {
+		if (ps_mono_ms() < *deadline) {
+			usleep(5000);
+			return -1;
+		}
+		ps_keeper_path(cfg, pw->pw_uid, ".sock", sock, sizeof(sock));
+		ps_errf(line, linelen,
+			"the keeper's lock %s is held, but nothing listens at %s: end the process "
+			"that holds it (fuser %s)",
+			lockpath, sock, lockpath);
+		return PS_EXIT_NETWORK;
+	}
+	rc = start_helper(pamh, cfg, pw, lock, *deadline, line, linelen);
+	if (lock >= 0)
+		close(lock);
+	/* a conversation gives the user minutes (spawn.h): the token's wait starts after it */
+	if (cfg->interactive && ps_mono_ms() >= *deadline)
+		*deadline = ps_spawn_deadline(cfg->timeout);
+	if (rc == PS_EXIT_OK)
+		rc = keeper_call(cfg, pw, "open", *deadline, wait, line, linelen);
+	if (rc < 0) {
+		ps_errf(line, linelen, "the keeper went away before it answered");
+		rc = PS_EXIT_NETWORK;
+	}
+	return rc;
+}
+
+/*
  * Open: the system service (for the flows that need the secret), then the user's keeper; when
  * none runs (or the account must be connected first), the helper, which starts one. One deadline
  * for it all; past it we return, and the keeper goes on.
@@ -215,20 +259,12 @@ static int run_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 			return report(pamh, cfg, pw, "open", rc, line);
 		rc = -1;
 	}
-	if (cfg->keyring != PS_KEYRING_SESSION)
-		rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
-	if (rc < 0 || enroll_here(cfg, rc)) {
-		rc = start_helper(pamh, cfg, pw, deadline, line, sizeof(line));
-		/* a conversation gives the user minutes (spawn.h): the token's wait starts after it */
-		if (cfg->interactive && ps_mono_ms() >= deadline)
-			deadline = ps_spawn_deadline(cfg->timeout);
-		if (rc == PS_EXIT_OK)
+	do {
+		if (cfg->keyring != PS_KEYRING_SESSION)
 			rc = keeper_call(cfg, pw, "open", deadline, wait, line, sizeof(line));
-		if (rc < 0) {
-			ps_errf(line, sizeof(line), "the keeper went away before it answered");
-			rc = PS_EXIT_NETWORK;
-		}
-	}
+		if (rc < 0 || enroll_here(cfg, rc))
+			rc = start_keeper(pamh, cfg, pw, rc, &deadline, wait, line, sizeof(line));
+	} while (rc < 0);
 	return report(pamh, cfg, pw, "open", rc, line);
 }
 

@@ -16,6 +16,7 @@
 #include <security/pam_ext.h>
 #include <security/pam_modutil.h>
 
+#include "common/child.h"
 #include "common/frame.h"
 #include "common/request.h"
 #include "common/paths.h"
@@ -31,10 +32,11 @@
  * init) and read how its start went: "ready", "busy" (another one serves) or "fail CODE TEXT".
  * PS_EXIT_OK when it serves, else an exit code with line.
  */
-static int service_start(pam_handle_t *pamh, struct ps_config *cfg, long long deadline, char *line,
-			 size_t linelen)
+static int service_start(pam_handle_t *pamh, struct ps_config *cfg, const char *lock,
+			 long long deadline, char *line, size_t linelen)
 {
-	struct ps_spawn_opts o = {.mode = "service", .deadline_ms = deadline};
+	struct ps_spawn_opts o = {
+		.mode = "service", .deadline_ms = deadline, .lock_fd = -1, .lock_path = lock};
 	struct ps_spawn_result res;
 	char req[PS_REQUEST_MAX], num[2];
 	unsigned long code;
@@ -144,8 +146,7 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 		    long long deadline, char *line, size_t linelen)
 {
 	const struct passwd *app = app_user(pamh, cfg, line, linelen);
-	char path[PS_SERVICE_PATH_MAX];
-	bool started = false;
+	char path[PS_SERVICE_PATH_MAX], lockpath[PS_SERVICE_PATH_MAX];
 	int rfd, rc;
 
 	if (!app)
@@ -156,6 +157,7 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 		return PS_EXIT_CONFIG;
 	close(rfd);
 	ps_service_path(cfg, ".sock", path, sizeof(path));
+	ps_service_path(cfg, ".lock", lockpath, sizeof(lockpath));
 	for (;;) {
 		rc = ps_session_call(cfg, pw, path, app->pw_uid, true, "open", deadline, true, line,
 				     linelen);
@@ -166,11 +168,11 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 			rc = PS_EXIT_OK;
 			break;
 		}
-		if (!started) {
-			rc = service_start(pamh, cfg, deadline, line, linelen);
+		/* while a service holds its lock (it starts or ends), wait for it (service.h) */
+		if (!ps_child_lock_held(lockpath)) {
+			rc = service_start(pamh, cfg, lockpath, deadline, line, linelen);
 			if (rc != PS_EXIT_OK)
-				return rc;
-			started = true;
+				break;
 			continue;
 		}
 		if (ps_mono_ms() >= deadline) {
@@ -178,9 +180,10 @@ int ps_service_open(pam_handle_t *pamh, struct ps_config *cfg, const struct pass
 				"the system service at %s did not answer within the %u s "
 				"timeout: see the system log (pam_spotify_helper[service])",
 				path, cfg->timeout);
-			return PS_EXIT_NETWORK;
+			rc = PS_EXIT_NETWORK;
+			break;
 		}
-		usleep(5000); /* another login's service is binding its socket */
+		usleep(5000); /* a service is binding its socket */
 	}
 	if (rc == PS_EXIT_OK)
 		ps_strlcpy(cfg->service, path, sizeof(cfg->service));

@@ -12,8 +12,11 @@
  * stdout, no other descriptor and an empty environment; the helper takes a clean context (a
  * session of its own, init's resource limits, nice 0, every CPU, oom_score_adj 0: see
  * helper/service_start.h) and forks the service off to init. What neither can reset is the
- * cgroup: systemd is the way to run it (pam_spotify.socket). The module holds no lock while it
- * starts one: the service takes its own lock, and a service that finds another running ends.
+ * cgroup: systemd is the way to run it (pam_spotify.socket). The module only asks whether a
+ * service holds its lock (common/child.h: ps_child_lock_held); while one does, it waits for the
+ * socket instead of starting another. It never takes that lock: a su caller could stop it there,
+ * and every login of the host would wait. Its forked child takes it once it is root in full
+ * (spawn.h: lock_path), and answers "busy" when another holds it.
  */
 #ifndef PS_SERVICE_H
 #define PS_SERVICE_H

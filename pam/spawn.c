@@ -8,13 +8,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -34,33 +32,10 @@ struct child_ctx {
 	const struct passwd *pw;
 	gid_t *groups;
 	int ngroups;
-	int in_fd;	  /* becomes the helper's stdin */
-	int out_fd;	  /* becomes the helper's stdout */
-	const char *mode; /* the helper's argument */
+	int in_fd;		       /* becomes the helper's stdin */
+	int out_fd;		       /* becomes the helper's stdout */
+	const struct ps_spawn_opts *o; /* its argument, its start lock */
 };
-
-/* The user's supplementary groups, looked up before fork (NSS is not for a forked child). */
-static int user_groups(const struct passwd *pw, gid_t **groups, int *ngroups)
-{
-	int cap = 64;
-
-	for (;;) {
-		int n = cap;
-		gid_t *g = calloc((size_t)cap, sizeof(*g));
-
-		if (!g)
-			return -1;
-		if (getgrouplist(pw->pw_name, pw->pw_gid, g, &n) >= 0) {
-			*groups = g;
-			*ngroups = n;
-			return 0;
-		}
-		free(g);
-		if (n <= cap || n > 65536)
-			return -1;
-		cap = n;
-	}
-}
 
 /* In the child: report on stdout (the module reads it) and end. */
 static void __attribute__((noreturn)) child_fail(const char *what, int err)
@@ -74,37 +49,13 @@ static void __attribute__((noreturn)) child_fail(const char *what, int err)
 	_exit(127);
 }
 
-/* Drop to the user for good, then prove that root cannot come back. */
-static void child_drop_privileges(const struct child_ctx *c)
-{
-	uid_t uid = c->pw->pw_uid, ru, eu, su;
-	gid_t gid = c->pw->pw_gid, rg, eg, sg;
-
-	if (setgroups((size_t)c->ngroups, c->groups) < 0)
-		child_fail("setgroups", errno);
-	if (setresgid(gid, gid, gid) < 0)
-		child_fail("setresgid", errno);
-	if (setresuid(uid, uid, uid) < 0)
-		child_fail("setresuid", errno);
-	if (setuid(0) != -1 || seteuid(0) != -1)
-		child_fail("root could be regained after the privilege drop", EPERM);
-	if (gid != 0 && (setgid(0) != -1 || setegid(0) != -1))
-		child_fail("group root could be regained after the privilege drop", EPERM);
-	if (getresuid(&ru, &eu, &su) < 0 || ru != uid || eu != uid || su != uid ||
-	    getresgid(&rg, &eg, &sg) < 0 || rg != gid || eg != gid || sg != gid)
-		child_fail("uids or gids are not the user's after the privilege drop", EPERM);
-	/* Nor can an exec bring privileges back (a setuid file, file capabilities): the helper
-	 * and the keeper it starts run nothing that needs them. */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-		child_fail("set no_new_privs", errno);
-}
-
 static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 {
 	char home[PATH_MAX + 8], user[300], logname[300];
-	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->mode,
+	char *const argv[] = {(char *)"pam_spotify_helper", (char *)c->o->mode,
 			      c->pw ? NULL : (char *)"--start", NULL};
 	char *const envp[] = {(char *)"PATH=/usr/bin:/bin", home, user, logname, NULL};
+	int lock = c->o->lock_fd;
 
 	/* the system service's start: root in full at once (a su caller's real uid may signal us
 	 * until then; it can no longer after), and an empty environment */
@@ -112,9 +63,17 @@ static void __attribute__((noreturn)) child_exec(const struct child_ctx *c)
 		_exit(127);
 	ps_child_reset_signals();
 	setsid();
-	ps_child_fds(c->in_fd, c->out_fd, 3);
+	/* no longer stoppable by the caller: the service's lock, or "busy" when another holds it */
+	if (c->o->lock_path && (lock = ps_child_ofd_start_lock(c->o->lock_path)) < 0 &&
+	    errno == EAGAIN)
+		_exit(write(c->out_fd, "busy\n", 5) == 5 ? 0 : 127);
+	ps_child_fds(c->in_fd, c->out_fd, &lock, lock >= 0);
 	if (c->pw) {
-		child_drop_privileges(c);
+		const char *failed =
+			ps_child_drop(c->pw->pw_uid, c->pw->pw_gid, c->groups, c->ngroups);
+
+		if (failed) /* the helper and the keeper it starts run nothing that needs root */
+			child_fail(failed, errno);
 		snprintf(home, sizeof(home), "HOME=%s", c->pw->pw_dir);
 		snprintf(user, sizeof(user), "USER=%s", c->pw->pw_name);
 		snprintf(logname, sizeof(logname), "LOGNAME=%s", c->pw->pw_name);
@@ -347,7 +306,7 @@ static int spawn_and_wait(struct child_ctx *c, const char *request, size_t reqle
 int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *request, size_t reqlen,
 		    const struct ps_spawn_opts *o, struct ps_spawn_result *res)
 {
-	struct child_ctx c = {.pamh = pamh, .pw = pw, .mode = o->mode};
+	struct child_ctx c = {.pamh = pamh, .pw = pw, .o = o};
 	struct sigaction dfl = {.sa_handler = SIG_DFL}, old;
 	int rc;
 
@@ -355,7 +314,7 @@ int ps_spawn_helper(pam_handle_t *pamh, const struct passwd *pw, const char *req
 	res->exit_code = -1;
 	if (ps_child_check_helper(res->message, sizeof(res->message)) < 0)
 		return -1;
-	if (pw && user_groups(pw, &c.groups, &c.ngroups) < 0) {
+	if (pw && ps_child_groups(pw, &c.groups, &c.ngroups) < 0) {
 		snprintf(res->message, sizeof(res->message), "cannot list the groups of %s",
 			 pw->pw_name);
 		return -1;

@@ -28,6 +28,8 @@ struct ps_spawn_opts {
 	const char *mode;      /* the helper's one argument: "--pam" */
 	long long deadline_ms; /* when to kill it: ps_spawn_deadline() */
 	bool interactive;      /* see ps_spawn_helper */
+	int lock_fd;	       /* a start lock (common/child.h) the helper gets as fd 3, or -1 */
+	const char *lock_path; /* pw NULL: the service's lock, taken in the child (service.h) */
 };
 
 /* The deadline timeout_s seconds from now, for ps_spawn_opts (a monotonic clock, in ms). */

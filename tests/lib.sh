@@ -368,6 +368,22 @@ ps_login_fixture() {
 	: >"$PS_SYSLOG_FILE"
 }
 
+# ps_enroll USER CLIENT [PUBLIC]: a refresh token the fake server mints for CLIENT (a public client
+# unless PUBLIC is false), written to USER's store as spotify-token login would (directory 0700,
+# file 0600, the user's; a re-authorization mark goes). Needs CA and acc_URL (ps_login_fixture).
+ps_enroll() {
+	local rt
+	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
+		--data "{\"client_id\": \"$2\", \"scope\": \"user-read-email\", \"public\": ${3:-true}}" \
+		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
+	[ -n "$rt" ] || return 1
+	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q "$1" sh -c '
+		umask 077
+		d="$HOME/.local/state/spotify-token"
+		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/$1.reauth" &&
+		cat >"$d/$1.refresh.new" && mv "$d/$1.refresh.new" "$d/$1.refresh"' sh "$2"
+}
+
 # ps_conf FILE LINE...: write a pam_spotify.conf(5) (mode 0644) holding the lines given ("key =
 # value"), after "accounts_url = $acc_URL" and "ca_file = $CA" when those are set and no line
 # sets the key. The tests' own conf() wrappers add their defaults around it.

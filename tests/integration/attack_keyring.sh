@@ -90,15 +90,7 @@ ps_on_exit atk_cleanup
 atk_cleanup
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
 
-# enroll: a pkce refresh token minted by the fake server, written as spotify-token login would
-rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-	--data '{"client_id": "atkpkce", "scope": "user-read-email", "public": true}' \
-	"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q $U sh -c '
-	umask 077
-	d="$HOME/.local/state/spotify-token"
-	mkdir -p "$d" && chmod 700 "$d" &&
-	cat >"$d/atkpkce.refresh.new" && mv "$d/atkpkce.refresh.new" "$d/atkpkce.refresh"'
+ps_enroll $U atkpkce || bail "cannot mint a refresh token"
 
 # ==== 1. a held session: its helper starts the keeper, which gets the token (remove_on_close =
 # no: the token stays for section 5, and the keeper's exit touches no key)

@@ -91,14 +91,7 @@ clear_keys $U
 as_user $U rm -rf "$STORE" 2>/dev/null
 
 # an enrolled refresh token of the confidential client (refreshing it needs the client secret)
-printf '{"client_id": "confclient", "scope": "user-read-email", "public": false}' >"$P/mint.json"
-RT=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' --data @"$P/mint.json" \
-	"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]') || bail "cannot mint a refresh token"
-printf 'pam_spotify-refresh 1\n%s\n' "$RT" | as_user $U sh -c '
-	umask 077
-	d="$HOME/.local/state/spotify-token"
-	mkdir -p "$d" && chmod 700 "$d" &&
-		cat >"$d/confclient.refresh.new" && mv "$d/confclient.refresh.new" "$d/confclient.refresh"' 2>/dev/null
+ps_enroll $U confclient false || bail "cannot mint a refresh token"
 
 # peek_start OUT ARGS...: run peek (as root, or as_user in ARGS) in the background and wait for
 # its first round ("watching" on its stdout); sets LAST_PID.

@@ -74,18 +74,6 @@ flood() {
 # ucall ARGS...: keeper_call.py as the user (see its options), e.g. ucall -n 20 SOCKET refresh-now.
 ucall() { as_user_q $U "$UPY" "$T/keeper_call.py" "$@"; }
 sock() { ps_keeper_socks $U | head -1; }
-# enroll CLIENT PUBLIC: a refresh token minted by the fake server, stored as a login would.
-enroll() {
-	local rt
-	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-		--data "{\"client_id\": \"$1\", \"scope\": \"user-read-email\", \"public\": $2}" \
-		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q $U sh -c '
-		umask 077
-		d="$HOME/.local/state/spotify-token"
-		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/$1.reauth" &&
-		cat >"$d/$1.refresh.new" && mv "$d/$1.refresh.new" "$d/$1.refresh"' sh "$1"
-}
 attack_cleanup() {
 	local p
 	for p in $DRIVERS; do
@@ -102,7 +90,7 @@ attack_cleanup
 
 # ==== 1. SIGUSR1 is not "renew now" any more: a flood of it makes no request, kills nothing
 ps_server_control "$acc_URL" '{"expires_in": 60}'
-enroll pkceclient true
+ps_enroll $U pkceclient true
 open_held pkce60 $U ok60
 drv=$HELD_PID
 wait_ms 3000 '[ "$(ps_nkeepers $U)" = 1 ]'
@@ -189,7 +177,7 @@ window_attack() {
 	expect "$name: the keeper still runs, the same process" '[ "$(ps_keepers $U)" = "$kp" ]'
 	WIN_DRV=$drv WIN_R0=$r0
 }
-enroll pkceclient true
+ps_enroll $U pkceclient true
 window_attack pkce
 close_held "$WIN_DRV"
 wait_ms 3000 '[ "$(ps_nkeepers $U)" = 0 ]'
@@ -197,7 +185,7 @@ clear_keys $U
 
 # authorization_code: the keeper's requests carry the client secret (through the system service);
 # spotify-token refresh says why nothing happens instead of waiting for a token that cannot come
-enroll confclient false
+ps_enroll $U confclient false
 window_attack code
 t0=$(now_ms)
 as_user_q $U "$PS_READER" refresh --config="$T/code.conf" 2>"$T/refresh.err"

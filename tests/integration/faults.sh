@@ -84,20 +84,6 @@ keys() {
 		keyctl pipe %user:spotify:access_token && echo && keyctl pipe %user:spotify:token_info' 2>/dev/null
 }
 
-# enroll: a pkce refresh token minted by the fake server, written to pstest1's store as
-# spotify-token login would (dir 0700, file 0600, owned by the user).
-enroll() {
-	local rt
-	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-		--data '{"client_id": "pkceclient", "scope": "user-read-email", "public": true}' \
-		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user pstest1 sh -c '
-		umask 077
-		d="$HOME/.local/state/spotify-token"
-		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/pkceclient.reauth" &&
-		cat >"$d/pkceclient.refresh.new" && mv "$d/pkceclient.refresh.new" "$d/pkceclient.refresh"' 2>/dev/null
-}
-
 # session SERVICE [-- COMMAND]: one open/close; sets OPEN, MS (the driver's open time) and WALL
 # (ms, the whole driver run: open and close).
 session() {
@@ -133,7 +119,7 @@ as_user pstest1 rm -rf "$STORE" 2>/dev/null
 # Tokens live 60 s and refresh_margin is 120: every login of the refresh grant finds the token of
 # the previous login too short-lived to reuse, so it really refreshes (with the fault).
 ps_server_control "$acc_URL" '{"expires_in": 60}'
-enroll
+ps_enroll pstest1 pkceclient
 [ -s "$STORE/pkceclient.refresh" ] || bail "cannot enroll pstest1"
 RT=$(sed -n 2p "$STORE/pkceclient.refresh")
 

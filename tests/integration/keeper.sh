@@ -20,6 +20,10 @@
 #      another user's keeper, the user's own fake keeper that never answers, answers garbage,
 #      floods or hangs up: every login returns within timeout; nothing reaches another user's
 #      socket, and another user's keeper gains no session
+#   g  one start at a time: 10 logins at once start one system service, one helper and one keeper
+#      (strace, execve only); a start lock the user holds delays only that user's login, to its
+#      timeout, with a message; a symbolic link planted as the lock file is not followed; a login
+#      with RLIMIT_NPROC 1 says why the keeper did not start and leaves no socket file
 # Needs root and an installed build (see session.sh). Every wait has a deadline.
 . "$top_srcdir/tests/lib.sh"
 
@@ -103,20 +107,6 @@ drive() {
 in_time() { [ -n "$OPEN_MS" ] && [ "$OPEN_MS" -le "$LATE_MS" ]; }
 closed() { grep -q '^close=' "$T/drv.$1"; }
 
-# enroll USER: a pkce refresh token minted by the fake server, written to the user's store as
-# spotify-token login would (dir 0700, file 0600, owned by the user).
-enroll() {
-	local rt
-	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-		--data '{"client_id": "kpkce", "scope": "user-read-email", "public": true}' \
-		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q "$1" sh -c '
-		umask 077
-		d="$HOME/.local/state/spotify-token"
-		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/kpkce.reauth" &&
-		cat >"$d/kpkce.refresh.new" && mv "$d/kpkce.refresh.new" "$d/kpkce.refresh"'
-}
-
 FAKES=""
 kill_keepers() {
 	local p
@@ -146,7 +136,7 @@ keeper_cleanup() {
 ps_on_exit keeper_cleanup
 keeper_cleanup
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
-enroll $U
+ps_enroll $U kpkce
 
 # ==== a. a session killed with SIGKILL, never closed
 open_held cc $U killed
@@ -401,7 +391,7 @@ clear_keys $U
 if [ "${PS_SANITIZERS:-no}" = yes ]; then
 	skip "e: the module opens nothing under a home directory" "a sanitizer build (LeakSanitizer cannot run under ptrace)"
 elif command -v strace >/dev/null; then
-	enroll $U
+	ps_enroll $U kpkce
 	rm -rf "$T/st"
 	mkdir "$T/st"
 	timeout -s INT 30 strace -f -ff -qq -o "$T/st/t" -e trace=%file,%process \
@@ -600,6 +590,94 @@ else
 		kill_keepers $U
 		clear_keys $U
 	done
+fi
+
+# ==== g. one start at a time
+# N logins at once, none of their processes running: one system service start (cc), one helper,
+# one keeper; the others wait for the socket (the start lock, common/child.h). Counted by strace
+# (execve only, through seccomp: the logins run at full speed); not in a sanitizer build.
+kill_keepers $U
+clear_keys $U
+NS=10
+cat >"$T/storm.sh" <<EOF
+for i in \$(seq $NS); do
+	PS_HOLD_OPEN=$HOLD_CAP "$DRIVER" "$T/pam.d" "\$1" $U -- true >"$T/storm.\$1.\$i" 2>&1 &
+	echo \$! >>"$T/storm.\$1.pids"
+done
+wait
+EOF
+storm_open() { [ "$(cat "$T"/storm.$1.[0-9]* 2>/dev/null | grep -c '^open=')" = $NS ]; }
+execs() { grep -c "execve(\"[^\"]*\", \\[\"pam_spotify_helper\", $2\\]" "$T/storm.$1.trace"; }
+if [ "${PS_SANITIZERS:-no}" = yes ]; then
+	skip "g: one start at a time" "a sanitizer build (LeakSanitizer cannot run under ptrace)"
+elif command -v strace >/dev/null; then
+	for svc in cc pkce; do
+		ps_stop_services
+		rm -f "$T"/storm.$svc.*
+		timeout -s KILL 60 strace -f -qq --seccomp-bpf -e trace=execve -e signal=none \
+			-o "$T/storm.$svc.trace" sh "$T/storm.sh" $svc &
+		st=$!
+		wait_ms $((TO * 1000 + 20000)) "storm_open $svc"
+		ok=$(cat "$T"/storm.$svc.[0-9]* | grep -c '^open=0 ')
+		nk=$(nkeepers $U)
+		kill -USR1 $(cat "$T/storm.$svc.pids") 2>/dev/null
+		wait $st
+		h=$(execs $svc '"--pam"') k=$(execs $svc '"keeper"') s=$(execs $svc '"service", "--start"')
+		want=0
+		[ $svc = cc ] && want=1
+		expect "g: $NS logins at once ($svc): all succeed ($ok), one keeper runs ($nk); started: one helper ($h), one keeper ($k), $want system service ($s)" \
+			'[ "$ok" = $NS ] && [ "$nk" = 1 ] && [ "$h" = 1 ] && [ "$k" = 1 ] && [ "$s" = $want ]'
+		wait_ms 3000 "gone $U"
+	done
+else
+	skip "g: one start at a time" "strace is not installed"
+fi
+
+# The user holds the keeper's start lock (flock) and runs no keeper: only the user's own login
+# waits, until its timeout, and says what holds it; another user's login is not touched. A planted
+# symbolic link as the lock file makes root neither create nor lock its target.
+kill_keepers $U
+clear_keys $U
+LOCKF=$(udir $U)/${CC_SOCK%.sock}.lock
+as_user_q $U "$UPY" -c 'import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep(60)' "$LOCKF" >"$T/held.flag" &
+holder=$!
+wait_ms 5000 "[ -s '$T/held.flag' ]"
+drive lockheld cc $U
+expect "g: the user's own process holds the keeper's start lock: the login returns within timeout (open=$OPEN_RC in ${OPEN_MS:-never} ms) and says so ($(grep -o "lock [^ ]* is held[^(]*" "$PS_SYSLOG_FILE" | tail -1))" \
+	'in_time && [ "$OPEN_RC" != 0 ] && grep -q "lock .* is held, but nothing listens" "$PS_SYSLOG_FILE"'
+drive other cc $A
+expect "g: meanwhile another user's login is not touched (open=$OPEN_RC in ${OPEN_MS:-never} ms)" \
+	'[ "$OPEN_RC" = 0 ]'
+kill $holder 2>/dev/null
+wait $holder 2>/dev/null
+kill_keepers $A
+clear_keys $A
+rm -f "$LOCKF" "$T/victim"
+as_user_q $U ln -s "$T/victim" "$LOCKF"
+drive symlock cc $U
+expect "g: a symbolic link planted as the lock file: the login returns within timeout (open=$OPEN_RC in ${OPEN_MS:-never} ms) and its target was not made ($(ls -l "$T/victim" 2>&1 | cut -c1-60))" \
+	'in_time && [ ! -e "$T/victim" ]'
+rm -f "$LOCKF"
+kill_keepers $U
+clear_keys $U
+
+# A login whose caller lowered RLIMIT_NPROC to 1 (a su caller may): the helper runs, but cannot
+# fork the keeper. The login says why in one line and leaves no socket file behind. Not in a
+# sanitizer build: LeakSanitizer's check at the helper's exit needs a thread of its own.
+if [ "${PS_SANITIZERS:-no}" = yes ]; then
+	skip "g: a login with RLIMIT_NPROC 1" "a sanitizer build (LeakSanitizer needs a thread at exit)"
+else
+	rm -f "$(udir $U)"/keeper-*.sock
+	timeout -s KILL $((3 * TO + 10)) prlimit --nproc=1 "$DRIVER" "$T/pam.d" pkce $U -- true \
+		>"$T/drv.nproc" 2>&1
+	expect "g: a login with RLIMIT_NPROC 1: fails and says why ($(grep -o 'cannot start the keeper[^(]*' "$PS_SYSLOG_FILE" | tail -1)), leaves no socket file ($(sockets $U | tr '\n' ' '))" \
+		'grep -q "^open=[1-9]" "$T/drv.nproc" && grep -q "cannot start the keeper: fork: " "$PS_SYSLOG_FILE" && [ "$(nsockets $U)" = 0 ]'
+	kill_keepers $U
+	clear_keys $U
 fi
 
 expect "no client secret in the module's log" '! grep -q -F -e "$SECRET" "$PS_SYSLOG_FILE"'

@@ -123,20 +123,6 @@ request_times() {
 	stats "'\\n'.join('%.3f %s' % (t, 'F' if f else '-') for t, f in j['token_times'][$1:])"
 }
 
-# enroll USER: a pkce refresh token minted by the fake server, written to the user's store as
-# spotify-token login would (dir 0700, file 0600, owned by the user).
-enroll() {
-	local rt
-	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-		--data '{"client_id": "pkceclient", "scope": "user-read-email", "public": true}' \
-		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q "$1" sh -c '
-		umask 077
-		d="$HOME/.local/state/spotify-token"
-		mkdir -p "$d" && chmod 700 "$d" && rm -f "$d/pkceclient.reauth" &&
-		cat >"$d/pkceclient.refresh.new" && mv "$d/pkceclient.refresh.new" "$d/pkceclient.refresh"'
-}
-
 # --- start clean: no keeper, no key, no store for the test users
 for u in pstest1 pstest2; do
 	kill_keepers $u
@@ -289,7 +275,7 @@ expect "keyring = persistent: after the close the keeper ends within 2 s and no 
 
 # pkce: a non-rotating store (Spotify today), enrolled with a minted refresh token
 expiry '{"expires_in": 6, "rotate_refresh": false}'
-enroll pstest1
+ps_enroll pstest1 pkceclient
 rt_before=$(cat "$STORE1/pkceclient.refresh")
 g0=$(grants refresh_token)
 clear_keys pstest1
@@ -474,7 +460,7 @@ ps_server_control "$acc_URL" '{"fault": null, "retry_after": 7}'
 
 # invalid_grant during a renewal (pkce): the store is marked, renewing stops, the reader exits 4.
 expiry '{"expires_in": 6}'
-enroll pstest1
+ps_enroll pstest1 pkceclient
 clear_keys pstest1
 open_held pkce pstest1 revoked
 drv=$HELD_PID
@@ -575,7 +561,7 @@ min_valid() {
 	clear_keys pstest1
 }
 min_valid client_credentials cc "$T/cc.conf" client_credentials
-enroll pstest1 # again: the refresh token was revoked above
+ps_enroll pstest1 pkceclient # again: the refresh token was revoked above
 min_valid pkce pkce "$T/pkce.conf" refresh_token
 
 rt=$(sed -n 2p "$STORE1/pkceclient.refresh" 2>/dev/null)

@@ -93,19 +93,6 @@ close_rc() { field "$1" close; }
 open_kids() { field "$1" open_children_kb; }
 close_kids() { field "$1" close_children_kb; }
 
-# enroll: a pkce refresh token minted by the fake server, written as spotify-token login would.
-enroll() {
-	local rt
-	rt=$(curl -sS --fail --cacert "$CA" -H 'Content-Type: application/json' \
-		--data '{"client_id": "warmpkce", "scope": "user-read-email", "public": true}' \
-		"$acc_URL/__refresh_token" | ps_json 'j["refresh_token"]')
-	printf 'pam_spotify-refresh 1\n%s\n' "$rt" | as_user_q $U sh -c '
-		umask 077
-		d="$HOME/.local/state/spotify-token"
-		mkdir -p "$d" && chmod 700 "$d" &&
-		cat >"$d/warmpkce.refresh.new" && mv "$d/warmpkce.refresh.new" "$d/warmpkce.refresh"'
-}
-
 # A listener for the planted-socket cases ($T/listen.py): as whoever runs it, listen at PATH and
 # write to OUT, for each connection, the bytes received ("got N"). With "keeper", act as a fake
 # keeper of the user's: read one framed message with the pidfd the module passes, try to use the
@@ -200,7 +187,7 @@ warm_cleanup() {
 ps_on_exit warm_cleanup
 warm_cleanup
 ps_server_control "$acc_URL" '{"expires_in": 3600}'
-enroll
+ps_enroll $U warmpkce
 
 # ==== 1. pkce: the first session starts the helper, which starts the keeper; a second one only
 # talks to the keeper
