@@ -334,20 +334,23 @@ static void renewal_child(struct keeper *k, int out)
 	struct ps_buf b = {.buf = head, .cap = sizeof(head)};
 	struct ps_config cfg = k->cfg;
 	struct ps_app_token t;
+	long retry = -1;
 	int rc;
 
 	memset(&t, 0, sizeof(t));
 	if (cfg.timeout < PS_REQUEST_TIMEOUT_S)
 		cfg.timeout = PS_REQUEST_TIMEOUT_S; /* never the login's: see keeper.h */
-	if (cfg.flow == PS_FLOW_CLIENT_CREDENTIALS)
+	if (cfg.flow == PS_FLOW_CLIENT_CREDENTIALS) {
 		rc = ps_service_app_token(&cfg, ps_mono_ms() + cfg.timeout * 1000LL + 5000, &t,
-					  line, sizeof(line));
-	else
+					  &retry, line, sizeof(line));
+	} else {
 		rc = ps_user_token_renew(&cfg, &t, line, sizeof(line));
+		retry = ps_grant_retry_after();
+	}
 	snprintf(num, sizeof(num), "%d", rc);
 	ps_msg_add(&b, "status", num);
 	ps_msg_add(&b, "message", line);
-	snprintf(num, sizeof(num), "%ld", ps_grant_retry_after());
+	snprintf(num, sizeof(num), "%ld", retry);
 	ps_msg_add(&b, "retry_after", num);
 	if (rc == PS_EXIT_OK)
 		ps_msg_add(&b, "info", t.info_json);
@@ -478,6 +481,11 @@ static void renewal_done(struct keeper *k)
 		syslog(LOG_WARNING, "%s: renewal failed: %s", k->who, line);
 		if (rc == PS_EXIT_REAUTH) {
 			k->next_ms = NEVER; /* the store is marked: the user must log in */
+		} else if (k->cfg.flow == PS_FLOW_CLIENT_CREDENTIALS && retry > 0) {
+			/* the system service made the request and keeps the backoff: ask again when
+			 * its window ends (backing off on top of it would double every wait) */
+			k->failures = 0;
+			k->not_before_ms = k->next_ms = now_ms() + retry * 1000;
 		} else {
 			k->failures++;
 			k->not_before_ms =

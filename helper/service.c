@@ -114,17 +114,27 @@ static void reply(int fd, struct ps_buf *b)
 }
 
 /* "status CODE" and "message TEXT". */
-static void reply_error(int fd, int code, const char *text)
+/* An error answer; retry_s > 0 says when the request window ends (see window_left_s). */
+static void reply_error_retry(int fd, int code, const char *text, long long retry_s)
 {
-	char buf[PS_ERR_MAX + 64], num[8], clean[PS_ERR_MAX];
+	char buf[PS_ERR_MAX + 96], num[24], clean[PS_ERR_MAX];
 	struct ps_buf b = {.buf = buf, .cap = sizeof(buf)};
 
 	snprintf(num, sizeof(num), "%d", code);
 	ps_sanitize_text(clean, sizeof(clean), text, strlen(text));
 	ps_msg_add(&b, "status", num);
 	ps_msg_add(&b, "message", clean);
+	if (retry_s > 0) {
+		snprintf(num, sizeof(num), "%lld", retry_s);
+		ps_msg_add(&b, "retry_after", num);
+	}
 	ps_msg_end(&b);
 	reply(fd, &b);
+}
+
+static void reply_error(int fd, int code, const char *text)
+{
+	reply_error_retry(fd, code, text, 0);
 }
 
 /* --- the request window: Retry-After and backoff hold everybody's requests back */
@@ -285,18 +295,21 @@ static void token_answer(struct service *s, struct conn *c, int rc, const char *
 	struct ps_buf b = {.buf = buf, .cap = sizeof(buf)};
 
 	/* a failed renewal still serves the token it has while that lives */
+	/* a failure carries the request window: a keeper asks again when it ends, no sooner */
 	if (rc != PS_EXIT_OK && !ps_app_token_fresh(&s->app, 0)) {
-		reply_error(c->fd, rc, why);
+		reply_error_retry(c->fd, rc, why, window_left_s(s));
 		return;
 	}
 	ps_msg_add(&b, "status", "0");
 	ps_msg_add(&b, "info", s->app.info_json);
-	if (rc !=
-	    PS_EXIT_OK) { /* why there is no newer one: a keeper that asked to renew logs it */
-		char clean[PS_ERR_MAX];
+	/* why there is no newer one: a keeper that asked to renew logs it */
+	if (rc != PS_EXIT_OK) {
+		char clean[PS_ERR_MAX], num[24];
 
 		ps_sanitize_text(clean, sizeof(clean), why, strlen(why));
 		ps_msg_add(&b, "note", clean);
+		snprintf(num, sizeof(num), "%lld", window_left_s(s));
+		ps_msg_add(&b, "retry_after", num);
 	}
 	ps_msg_end(&b);
 	if (b.len + s->app.token_len <= b.cap) {

@@ -40,10 +40,12 @@ int ps_service_main(void);
 /*
  * A user's side: the host's app token from cfg->service, waiting at most until deadline (ms,
  * ps_mono_ms). PS_EXIT_OK with *t, or an exit code with line. On success line is empty, or says
- * why the service has no newer token (its renewal failed; the one it has still lives).
+ * why the service has no newer token (its renewal failed; the one it has still lives). Either
+ * way *retry_s is the seconds until the service's request window ends (its backoff after a
+ * failed request, or the server's Retry-After) when it gave them, else -1.
  */
 int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct ps_app_token *t,
-			 char *line, size_t linelen);
+			 long *retry_s, char *line, size_t linelen);
 
 /*
  * A user's side: post form (grant_type authorization_code or refresh_token, without client

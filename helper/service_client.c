@@ -99,17 +99,20 @@ static void client_head(const struct ps_config *cfg, const char *op, struct ps_b
 }
 
 int ps_service_app_token(const struct ps_config *cfg, long long deadline, struct ps_app_token *t,
-			 char *line, size_t linelen)
+			 long *retry_s, char *line, size_t linelen)
 {
-	char head[256], info[PS_TOKEN_INFO_MAX + 1], *ans = NULL;
+	char head[256], info[PS_TOKEN_INFO_MAX + 1], num[24], *ans = NULL;
 	struct ps_buf b = {.buf = head, .cap = sizeof(head)};
 	const char *token;
 	size_t len = 0, tlen = 0;
 	int rc;
 
 	memset(t, 0, sizeof(*t));
+	*retry_s = -1;
 	client_head(cfg, "token", &b);
 	rc = client_exchange(cfg, head, b.len, NULL, 0, deadline, &ans, &len, line, linelen);
+	if (ans && len && ps_msg_get(ans, len, "retry_after", num, sizeof(num)) == 0)
+		*retry_s = strtol(num, NULL, 10);
 	if (rc == PS_EXIT_OK) {
 		token = ps_msg_body(ans, len, &tlen);
 		if (ps_msg_get(ans, len, "info", info, sizeof(info)) < 0 || !token ||
