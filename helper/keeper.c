@@ -36,7 +36,6 @@
 #include "helper/user_token.h"
 #include "keyring/keys.h"
 
-#define READY_WAIT_MS 3000
 #define CONN_WAIT_MS  1000  /* a peer has this long to send its message */
 #define FIRST_WAIT_MS 10000 /* a new keeper waits this long for the login that started it */
 #define BACKOFF_MAX_S 60
@@ -89,9 +88,12 @@ static int listen_at(const char *path, char *line, size_t linelen)
 
 /*
  * Exec `pam_spotify_helper keeper` in a session of its own, with the socket and the lock; once it
- * says it is hardened, the request on its stdin; then wait for its "ready".
+ * says it is hardened, the request on its stdin; then wait for its "ready" until the deadline.
+ * 0 when it said so; -1 when no keeper runs (one not hardened by then is killed); 1 when it has
+ * its request and still starts (a slow machine): it listens soon, and serves the next login.
  */
-static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, size_t linelen)
+static int spawn(const struct ps_request *req, int lfd, int lockfd, long long deadline, char *line,
+		 size_t linelen)
 {
 	char buf[PS_REQUEST_MAX];
 	int in[2], out[2], len, err, keep[2] = {lfd, lockfd};
@@ -120,27 +122,45 @@ static int spawn(const struct ps_request *req, int lfd, int lockfd, char *line, 
 	}
 	close(in[0]);
 	close(out[1]);
-	if (pid > 0 && line_within(out[0], PS_HELPER_HELLO, ps_mono_ms() + READY_WAIT_MS)) {
+	if (pid > 0 && line_within(out[0], PS_HELPER_HELLO, deadline)) {
 		ps_write_all(in[1], buf, (size_t)len);
 		ok = true;
+	} else if (pid > 0) { /* it has no request, so nothing to finish: it goes */
+		kill(pid, SIGKILL);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+		ps_errf(line, linelen, "the keeper did not start%s",
+			ps_mono_ms() >= deadline ? " before the login's deadline"
+						 : ": see the system log");
+		pid = 0;
 	}
 	close(in[1]);
-	ok = ok && line_within(out[0], "ready", ps_mono_ms() + READY_WAIT_MS);
+	ok = ok && line_within(out[0], "ready", deadline);
 	close(out[0]);
 	explicit_bzero(buf, sizeof(buf));
 	if (ok)
 		return 0;
-	if (pid < 0) /* a su caller's RLIMIT_NPROC, say */
-		ps_errf(line, linelen, "cannot start the keeper: fork: %s", strerror(err));
-	else
-		ps_errf(line, linelen, "the keeper did not start: see the system log");
+	if (pid <= 0) { /* pid < 0: a su caller's RLIMIT_NPROC, say */
+		if (pid < 0)
+			ps_errf(line, linelen, "cannot start the keeper: fork: %s", strerror(err));
+		return -1;
+	}
+	/* it has its request: while it runs it is only slow, and serves the next login */
+	if (waitpid(pid, NULL, WNOHANG) == 0) {
+		ps_errf(line, linelen,
+			"the keeper (pid %ld) is still starting: it serves the next login; if it "
+			"does not, see the system log",
+			(long)pid);
+		return 1;
+	}
+	ps_errf(line, linelen, "the keeper did not start: see the system log");
 	return -1;
 }
 
 int ps_keeper_start(const struct ps_request *req, long long deadline, char *line, size_t linelen)
 {
 	char sock[PS_SERVICE_PATH_MAX], lock[PS_SERVICE_PATH_MAX];
-	int lockfd, lfd, fd, rc;
+	int lockfd, lfd, fd, rc, started;
 
 	ps_keeper_path(&req->cfg, getuid(), ".sock", sock, sizeof(sock));
 	ps_keeper_path(&req->cfg, getuid(), ".lock", lock, sizeof(lock));
@@ -171,8 +191,9 @@ int ps_keeper_start(const struct ps_request *req, long long deadline, char *line
 		usleep(10000);
 	}
 	lfd = listen_at(sock, line, linelen);
-	rc = lfd >= 0 && spawn(req, lfd, lockfd, line, linelen) == 0 ? PS_EXIT_OK : PS_EXIT_CONFIG;
-	if (rc != PS_EXIT_OK && lfd >= 0)
+	started = lfd >= 0 ? spawn(req, lfd, lockfd, deadline, line, linelen) : -1;
+	rc = started == 0 ? PS_EXIT_OK : started > 0 ? PS_EXIT_NETWORK : PS_EXIT_CONFIG;
+	if (started < 0 && lfd >= 0)
 		unlink(sock); /* nothing will listen there: leave no socket file (we hold the lock) */
 	if (lfd >= 0)
 		close(lfd);

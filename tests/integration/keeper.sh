@@ -22,8 +22,9 @@
 #      socket, and another user's keeper gains no session
 #   g  one start at a time: 10 logins at once start one system service, one helper and one keeper
 #      (strace, execve only); a start lock the user holds delays only that user's login, to its
-#      timeout, with a message; a symbolic link planted as the lock file is not followed; a login
-#      with RLIMIT_NPROC 1 says why the keeper did not start and leaves no socket file
+#      timeout, with a message; a symbolic link planted as the lock file is not followed; a keeper
+#      stopped before it takes its request costs one login, which says so, and is killed; a
+#      login with RLIMIT_NPROC 1 says why the keeper did not start and leaves no socket file
 # Needs root and an installed build (see session.sh). Every wait has a deadline.
 . "$top_srcdir/tests/lib.sh"
 
@@ -653,6 +654,7 @@ drive other cc $A
 expect "g: meanwhile another user's login is not touched (open=$OPEN_RC in ${OPEN_MS:-never} ms)" \
 	'[ "$OPEN_RC" = 0 ]'
 kill $holder 2>/dev/null
+pkill -KILL -u $U -x python3 # the holder itself: as_user's child
 wait $holder 2>/dev/null
 kill_keepers $A
 clear_keys $A
@@ -665,6 +667,51 @@ rm -f "$LOCKF"
 kill_keepers $U
 clear_keys $U
 
+# A keeper that is not running by the login's deadline (here stopped the moment it is executed,
+# before it takes its request; a user may do that to their own): the login returns in time and
+# says so, the helper kills that keeper, which had nothing to finish, and removes its socket, so
+# the next login starts one and does not find a stopped keeper holding the lock.
+cat >"$T/stopper.py" <<'EOF'
+import os, signal, sys, time
+uid, out, end = int(sys.argv[1]), sys.argv[2], time.time() + float(sys.argv[3])
+open(out + ".up", "w").close()
+while time.time() < end:
+    for p in os.listdir("/proc"):
+        try:
+            if not p.isdigit() or os.stat("/proc/" + p).st_uid != uid:
+                continue
+            if open("/proc/%s/cmdline" % p, "rb").read() == b"pam_spotify_helper\0keeper\0":
+                os.kill(int(p), signal.SIGSTOP)
+                open(out, "w").write(p + "\n")
+                sys.exit(0)
+        except OSError:
+            pass
+sys.exit(1)
+EOF
+kill_keepers $U
+clear_keys $U
+rm -f "$T/slow.pid" "$T/slow.pid.up"
+"$PYTHON" "$T/stopper.py" "$UID1" "$T/slow.pid" $((TO + 10)) &
+stopper=$!
+wait_ms 5000 "[ -e '$T/slow.pid.up' ]"
+drive slow pkce $U
+wait $stopper 2>/dev/null
+slow=$(cat "$T/slow.pid" 2>/dev/null)
+if [ -z "$slow" ] || [ "$OPEN_RC" = 0 ]; then
+	[ -n "$slow" ] && kill -CONT "$slow"
+	skip "g: a keeper not running by the login's deadline" "it was ready before it could be stopped (open=$OPEN_RC)"
+else
+	expect "g: a keeper stopped before it took its request: the login returns within timeout (open=$OPEN_RC in ${OPEN_MS:-never} ms) and says so ($(grep -o "the keeper did not start[^(]*" "$PS_SYSLOG_FILE" | tail -1)); that keeper is gone ($(keepers $U | tr '\n' ' ')), its socket too ($(sockets $U | tr '\n' ' '))" \
+		'in_time && grep -q "the keeper did not start before the login.s deadline" "$PS_SYSLOG_FILE" &&
+		wait_ms 2000 "! alive $slow" && [ "$(nsockets $U)" = 0 ]'
+	kill -CONT "$slow" 2>/dev/null
+	drive afterslow pkce $U
+	expect "g: and the next login starts a keeper and succeeds (open=$OPEN_RC in ${OPEN_MS:-never} ms)" \
+		'[ "$OPEN_RC" = 0 ]'
+fi
+kill_keepers $U
+clear_keys $U
+
 # A login whose caller lowered RLIMIT_NPROC to 1 (a su caller may): the helper runs, but cannot
 # fork the keeper. The login says why in one line and leaves no socket file behind. Not in a
 # sanitizer build: LeakSanitizer's check at the helper's exit needs a thread of its own.
@@ -672,6 +719,8 @@ if [ "${PS_SANITIZERS:-no}" = yes ]; then
 	skip "g: a login with RLIMIT_NPROC 1" "a sanitizer build (LeakSanitizer needs a thread at exit)"
 else
 	rm -f "$(udir $U)"/keeper-*.sock
+	# RLIMIT_NPROC counts the user's processes: none may be left from above
+	wait_ms 5000 "! pgrep -u $U >/dev/null" || diag "processes of $U: $(ps -o pid,stat,args -u $U | tr '\n' ';')"
 	timeout -s KILL $((3 * TO + 10)) prlimit --nproc=1 "$DRIVER" "$T/pam.d" pkce $U -- true \
 		>"$T/drv.nproc" 2>&1
 	expect "g: a login with RLIMIT_NPROC 1: fails and says why ($(grep -o 'cannot start the keeper[^(]*' "$PS_SYSLOG_FILE" | tail -1)), leaves no socket file ($(sockets $U | tr '\n' ' '))" \
