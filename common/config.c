@@ -829,8 +829,13 @@ int ps_config_finish(struct ps_config *cfg, char *err, size_t errlen)
 			cfg->config_path, ps_flow_name(cfg->flow));
 		return -1;
 	}
+	/* the default is the smaller of 5 s and timeout; only a connect_timeout set is refused */
+	if (cfg->connect_timeout > cfg->timeout && !(cfg->set & PS_SET_CONNECT_TIMEOUT))
+		cfg->connect_timeout = cfg->timeout;
 	if (cfg->connect_timeout > cfg->timeout) {
-		ps_errf(err, errlen, "%s: connect_timeout (%u s) is longer than timeout (%u s)",
+		ps_errf(err, errlen,
+			"%s: connect_timeout (%u s) is longer than timeout (%u s): lower it, or "
+			"raise timeout",
 			cfg->config_path, cfg->connect_timeout, cfg->timeout);
 		return -1;
 	}

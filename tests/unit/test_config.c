@@ -559,7 +559,24 @@ static void test_finish_errors(void **state)
 			       err),
 			 0);
 	assert_int_equal(ps_config_finish(&cfg, err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "connect_timeout (5 s) is longer than timeout (2 s)"));
+	assert_non_null(strstr(err, "connect_timeout (5 s) is longer than timeout (2 s): lower"));
+}
+
+/* connect_timeout unset: the smaller of 5 s and timeout, so timeout = 4 alone is a configuration */
+static void test_connect_timeout_default(void **state)
+{
+	struct ps_config cfg;
+	char err[PS_ERR_MAX];
+
+	(void)state;
+	assert_int_equal(parse(&cfg, "client_id = a\nclient_secret_file = /s\ntimeout = 4\n", err),
+			 0);
+	assert_int_equal(ps_config_finish(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.connect_timeout, 4);
+	assert_int_equal(parse(&cfg, "client_id = a\nclient_secret_file = /s\ntimeout = 30\n", err),
+			 0);
+	assert_int_equal(ps_config_finish(&cfg, err, sizeof(err)), 0);
+	assert_int_equal(cfg.connect_timeout, 5);
 }
 
 static void test_module_args(void **state)
@@ -730,6 +747,7 @@ int main(void)
 		cmocka_unit_test(test_every_key_overlong),
 		cmocka_unit_test(test_every_key_control_characters),
 		cmocka_unit_test(test_finish_errors),
+		cmocka_unit_test(test_connect_timeout_default),
 		cmocka_unit_test(test_module_args),
 		cmocka_unit_test(test_load_file_checks),
 		cmocka_unit_test(test_load_dir_checks),
