@@ -352,6 +352,49 @@ ps_need_install() {
 # server starts with: SECRET (a sentinel naming the test, to look for where it must not be), the
 # server "acc" (acc_URL, ps_start_server) knowing CC_CLIENT with that secret (and PKCE_CLIENT, a
 # public client), CA, the secret in $T/secret (0600), DRIVER (tests/pam/pam_session), and
+# ps_daemon_log: capture what helpers, keepers and the system service log with syslog(3) (to
+# /dev/log, which this machine need not have) in $PS_DAEMON_LOG, one line a message, from the
+# processes ps_in_ns runs: they see $T/dev as /dev (the real device nodes bound in, and /dev/log
+# a datagram socket of ours) in a private mount namespace, so nothing on the host changes.
+ps_daemon_log() {
+	local n
+	mkdir "$T/dev" "$T/dev/pts" "$T/dev/shm"
+	for n in null zero full random urandom tty; do : >"$T/dev/$n"; done
+	ln -s /proc/self/fd "$T/dev/fd"
+	ln -s /proc/self/fd/0 "$T/dev/stdin"
+	ln -s /proc/self/fd/1 "$T/dev/stdout"
+	ln -s /proc/self/fd/2 "$T/dev/stderr"
+	cat >"$T/syslogd.py" <<'EOF'
+import os, socket, sys
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+os.chmod(path, 0o666)
+with open(out, "ab", buffering=0) as f:
+    while True:
+        f.write(s.recv(65536).replace(b"\n", b" ").rstrip() + b"\n")
+EOF
+	cat >"$T/ns.sh" <<'EOF'
+d=$1
+shift
+for n in null zero full random urandom tty; do
+	mount --bind "/dev/$n" "$d/$n" || exit 125
+done
+mount --rbind /dev/pts "$d/pts" && mount --rbind /dev/shm "$d/shm" && mount --rbind "$d" /dev ||
+	exit 125
+exec "$@"
+EOF
+	PS_DAEMON_LOG=$T/daemon.log
+	: >"$PS_DAEMON_LOG"
+	"$PYTHON" "$T/syslogd.py" "$T/dev/log" "$PS_DAEMON_LOG" &
+	ps_on_exit "kill $! 2>/dev/null"
+	wait_ms 5000 '[ -S "$T/dev/log" ]' || bail "the syslog socket did not appear"
+}
+# ps_in_ns COMMAND...: run COMMAND (as root) where ps_daemon_log captures its syslog. In the
+# foreground: a background "ps_in_ns ... &" is a subshell, and $! its pid, not COMMAND's (run
+# unshare --mount --propagation private -- sh "$T/ns.sh" "$T/dev" COMMAND... for that).
+ps_in_ns() { unshare --mount --propagation private -- sh "$T/ns.sh" "$T/dev" "$@"; }
+
 # PS_SYSLOG_FILE ($T/syslog, empty), where the driver appends what the modules log.
 ps_login_fixture() {
 	SECRET="SENTINEL-$1-SECRET-$$"

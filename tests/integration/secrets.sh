@@ -117,44 +117,11 @@ find_proc() {
 }
 proc_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
 
-# --- the keeper's syslog. The keeper logs with syslog(3) to /dev/log, which this machine need
-# not have. Sessions run in a private mount namespace whose /dev is $T/dev: the real device nodes
-# bound in, and /dev/log our own datagram socket, so nothing on the host changes.
-mkdir "$T/dev" "$T/dev/pts" "$T/dev/shm"
-for n in null zero full random urandom tty; do : >"$T/dev/$n"; done
-ln -s /proc/self/fd "$T/dev/fd"
-ln -s /proc/self/fd/0 "$T/dev/stdin"
-ln -s /proc/self/fd/1 "$T/dev/stdout"
-ln -s /proc/self/fd/2 "$T/dev/stderr"
-cat >"$T/syslogd.py" <<'EOF'
-import os, socket, sys
-path, out = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(path)
-os.chmod(path, 0o666)
-with open(out, "ab", buffering=0) as f:
-    while True:
-        f.write(s.recv(65536).replace(b"\n", b" ").rstrip() + b"\n")
-EOF
-: >"$T/keeper.syslog"
-"$PYTHON" "$T/syslogd.py" "$T/dev/log" "$T/keeper.syslog" &
-syslogd_pid=$!
-ps_on_exit "kill $syslogd_pid 2>/dev/null"
-wait_ms 5000 '[ -S "$T/dev/log" ]' || bail "the syslog socket did not appear"
-# "${IN_NS[@]}" COMMAND...: run COMMAND (as root) in a mount namespace with our /dev; unshare
-# and sh exec it, so it keeps their pid. DRIVE: a PAM session of $U there, the PAM application
-# holding root's extra groups $ROOT_GROUPS (which the helper must not inherit).
-cat >"$T/ns.sh" <<'EOF'
-d=$1
-shift
-for n in null zero full random urandom tty; do
-	mount --bind "/dev/$n" "$d/$n" || exit 125
-done
-mount --rbind /dev/pts "$d/pts" && mount --rbind /dev/shm "$d/shm" && mount --rbind "$d" /dev ||
-	exit 125
-exec "$@"
-EOF
-IN_NS=(unshare --mount --propagation private -- sh "$T/ns.sh" "$T/dev")
+# --- the keeper's syslog: ps_daemon_log (tests/lib.sh) captures it in $PS_DAEMON_LOG from the
+# processes ps_in_ns runs. DRIVE: a PAM session of $U there, the PAM application holding root's
+# extra groups $ROOT_GROUPS (which the helper must not inherit).
+ps_daemon_log
+IN_NS=(unshare --mount --propagation private -- sh "$T/ns.sh" "$T/dev") # as ps_in_ns, keeping the pid
 DRIVE=("${IN_NS[@]}" setpriv --groups=$ROOT_GROUPS -- "$DRIVER" "$T/pam.d")
 drive() { "${DRIVE[@]}" "$1" $U "${@:2}"; } # drive SERVICE [-- COMMAND...]
 DRIVERS=""
@@ -277,7 +244,7 @@ expect "control: $U can ptrace, and open the mem and environ of, an ordinary pro
 # --- the keeper's syslog is captured
 "${IN_NS[@]}" "$PYTHON" -c 'import syslog; syslog.openlog("secrets-test"); syslog.syslog("capture check")'
 expect "a syslog(3) line from inside the sessions' namespace lands in our capture" \
-	'wait_ms 3000 "grep -q \"secrets-test: capture check\" \"\$T/keeper.syslog\""'
+	'wait_ms 3000 "grep -q \"secrets-test: capture check\" \"\$PS_DAEMON_LOG\""'
 
 # --- the scanner: every process's cmdline and environ, every 50 ms, new contents kept
 cat >"$T/scan.py" <<'EOF'
@@ -354,7 +321,7 @@ ctl '{"fault": "quote_credentials", "fault_count": 1, "expires_in": 3600}'
 # withheld: the service's line when the server's error text quoted a credential back (the renewal
 # is the service's: the keeper only copies the host's token)
 expect "client_credentials: a renewal answered by a server quoting the credentials is logged by the service (syslog), withheld" \
-	'wait_ms 15000 "[ \$(grep -c \"service\].*: app token request failed: .*withheld\" \"\$T/keeper.syslog\") -ge 1 ]"'
+	'wait_ms 15000 "[ \$(grep -c \"service\].*: app token request failed: .*withheld\" \"\$PS_DAEMON_LOG\") -ge 1 ]"'
 g0=$(grants client_credentials)
 wait_ms 10000 "[ \$(grants client_credentials) -gt $g0 ]" # the retry: a 3600 s token, then quiet
 close_held "$cc_drv"
@@ -428,7 +395,7 @@ expect "pkce: the keeper refreshed the 6 s token twice (within 15 s)" \
 	'wait_ms 15000 "[ \$(grants refresh_token) -ge $((g0 + 2)) ]"'
 ctl '{"fault": "quote_credentials", "fault_count": 1, "expires_in": 3600}'
 expect "pkce: a refresh answered by a server quoting the refresh token is logged by the keeper (syslog), withheld" \
-	'wait_ms 15000 "[ \$(grep -c \"keeper\].*: renewal failed: .*withheld\" \"\$T/keeper.syslog\") -ge 1 ]"'
+	'wait_ms 15000 "[ \$(grep -c \"keeper\].*: renewal failed: .*withheld\" \"\$PS_DAEMON_LOG\") -ge 1 ]"'
 g0=$(grants refresh_token)
 wait_ms 10000 "[ \$(grants refresh_token) -gt $g0 ]"
 close_held "$pk_drv"
@@ -536,9 +503,9 @@ expect "no sentinel, code, verifier, state or access token in any process's argv
 # --- logs
 expect "the module's log ($(wc -l <"$PS_SYSLOG_FILE") lines) holds none of them" \
 	'[ -s "$PS_SYSLOG_FILE" ] && [ -z "$(hits "$PS_SYSLOG_FILE")" ]'
-expect "the keeper's syslog ($(wc -l <"$T/keeper.syslog") lines, $(grep -c "renewal failed" "$T/keeper.syslog") renewal failures) holds none of them" \
-	'[ -z "$(hits "$T/keeper.syslog")" ]'
-[ "$t_failed" = 0 ] || { diag "keeper syslog:"; sed 's/^/#   /' "$T/keeper.syslog" | cut -c1-200; }
+expect "the keeper's syslog ($(wc -l <"$PS_DAEMON_LOG") lines, $(grep -c "renewal failed" "$PS_DAEMON_LOG") renewal failures) holds none of them" \
+	'[ -z "$(hits "$PS_DAEMON_LOG")" ]'
+[ "$t_failed" = 0 ] || { diag "keeper syslog:"; sed 's/^/#   /' "$PS_DAEMON_LOG" | cut -c1-200; }
 
 # --- every command's output: the drivers (conversation included), logins, probes
 outs=("$T"/o.*)
