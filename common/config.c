@@ -372,6 +372,22 @@ static int set_refresh_margin(struct ps_config *cfg, const char *v, char *err, s
 	return 0;
 }
 
+static int set_default_expires_in(struct ps_config *cfg, const char *v, char *err, size_t errlen)
+{
+	struct shown sh;
+	unsigned long n;
+
+	if (ps_parse_ulong(v, 60, 604800, &n) < 0) {
+		ps_errf(err, errlen,
+			"default_expires_in must be a whole number of seconds from 60 to 604800 (a "
+			"week), not '%s'",
+			show(&sh, v));
+		return -1;
+	}
+	cfg->default_expires_in = (unsigned)n;
+	return 0;
+}
+
 static int parse_bool(bool *dst, const char *v, const char *what, char *err, size_t errlen)
 {
 	if (!strcmp(v, "yes") || !strcmp(v, "true") || !strcmp(v, "1"))
@@ -433,6 +449,7 @@ static const struct key_def keys[] = {
 	{"enroll", PS_SET_ENROLL, set_enroll},
 	{"refresh_margin", PS_SET_REFRESH_MARGIN, set_refresh_margin},
 	{"app_user", PS_SET_APP_USER, set_app_user},
+	{"default_expires_in", PS_SET_DEFAULT_EXPIRES_IN, set_default_expires_in},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -478,6 +495,7 @@ void ps_config_init(struct ps_config *cfg)
 	cfg->connect_timeout = 5;
 	cfg->remove_on_close = true;
 	cfg->refresh_margin = 300;
+	cfg->default_expires_in = 3600;
 	ps_strlcpy(cfg->app_user, PS_DEFAULT_APP_USER, sizeof(cfg->app_user));
 	ps_strlcpy(cfg->config_path, PS_CONFIG_PATH, sizeof(cfg->config_path));
 }

@@ -53,6 +53,7 @@ enum ps_key_bit {
 	PS_SET_ENROLL = 1u << 13,
 	PS_SET_REFRESH_MARGIN = 1u << 14,
 	PS_SET_APP_USER = 1u << 15,
+	PS_SET_DEFAULT_EXPIRES_IN = 1u << 16,
 };
 
 enum ps_enroll {
@@ -71,9 +72,10 @@ struct ps_config {
 	char redirect_uri
 		[PS_URL_MAX]; /* http://127.0.0.1[:port]/path or http://[::1][:port]/path */
 	enum ps_enroll enroll;
-	unsigned refresh_margin; /* renew this many seconds before expiry */
-	bool interactive;	 /* request only: the PAM conversation can prompt the user */
-	long session_pid;	 /* request only: the PAM application's process, 0 if unknown */
+	unsigned refresh_margin;     /* renew this many seconds before expiry */
+	unsigned default_expires_in; /* a token response without expires_in lives this long */
+	bool interactive;	     /* request only: the PAM conversation can prompt the user */
+	long session_pid;	     /* request only: the PAM application's process, 0 if unknown */
 	char app_user[PS_USER_NAME_MAX]; /* the system service's user (helper/service.h) */
 	long app_uid; /* request only: the system service's uid (its peer credentials) */
 	char service[PS_SERVICE_PATH_MAX]; /* request only: the system service's socket */

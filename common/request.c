@@ -29,6 +29,7 @@ int ps_request_format(const struct ps_config *cfg, enum ps_op op, char *buf, siz
 	ps_buf_printf(&o, "redirect_uri = %s\n", cfg->redirect_uri);
 	ps_buf_printf(&o, "enroll = %s\n", cfg->enroll == PS_ENROLL_PROMPT ? "prompt" : "never");
 	ps_buf_printf(&o, "refresh_margin = %u\n", cfg->refresh_margin);
+	ps_buf_printf(&o, "default_expires_in = %u\n", cfg->default_expires_in);
 	ps_buf_printf(&o, "interactive = %s\n", cfg->interactive ? "yes" : "no");
 	if (cfg->session_pid > 0)
 		ps_buf_printf(&o, "session = %ld\n", cfg->session_pid);

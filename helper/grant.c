@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 
 #include "helper/authorize.h"
 #include "helper/grant.h"
@@ -67,6 +68,23 @@ static void withhold_quoted(char *line, size_t linelen, const char *secret,
 			 "request back and was withheld: check token_url");
 }
 
+/* A token without expires_in lives default_expires_in; one over a week, a week: a notice each. */
+static void expires_settle(const struct ps_config *cfg, struct ps_token_response *tok)
+{
+	if (!tok->expires_in) {
+		tok->expires_in = cfg->default_expires_in;
+		syslog(LOG_NOTICE,
+		       "the token response from %s has no expires_in: the token is taken to live "
+		       "default_expires_in = %u s",
+		       cfg->token_url, cfg->default_expires_in);
+	} else if (tok->expires_capped) {
+		syslog(LOG_NOTICE,
+		       "the token response from %s has expires_in over a week: the token is taken "
+		       "to live a week (%ld s)",
+		       cfg->token_url, tok->expires_in);
+	}
+}
+
 /*
  * POST the form. A public client (pkce) names itself in the form; a confidential one
  * authenticates with Basic: with the secret when we hold it (the system service), else through
@@ -106,6 +124,8 @@ static int post(const struct ps_config *cfg, const char *secret, const char *con
 					     resp.retry_after, line, linelen);
 	else if (ps_token_response_parse(resp.body, resp.len, tok, line, linelen) < 0)
 		rc = PS_EXIT_NETWORK;
+	else
+		expires_settle(cfg, tok);
 	ps_http_response_clear(&resp);
 	if (rc != PS_EXIT_OK)
 		withhold_quoted(line, linelen, secret, creds);

@@ -236,22 +236,42 @@ static int take_token_type(struct json_object *root, struct ps_token_response *o
 	return 0;
 }
 
+/*
+ * RFC 6749 5.1 makes expires_in RECOMMENDED: absent, it is 0 (the caller takes its default). An
+ * integer, or a string of up to 10 digits (some servers send "3600"); over a week, a week.
+ */
 static int take_expires_in(struct json_object *root, struct ps_token_response *out, char *err,
 			   size_t errlen)
 {
 	struct json_object *v;
+	const char *s;
 	int64_t n;
+	size_t len;
 
-	if (member(root, "expires_in", json_type_int, &v, err, errlen) != 0)
+	if (!json_object_object_get_ex(root, "expires_in", &v))
+		return 0;
+	if (json_object_is_type(v, json_type_string)) {
+		s = json_object_get_string(v);
+		len = (size_t)json_object_get_string_len(v);
+		if (len == 0 || len > 10 || strspn(s, "0123456789") != len) {
+			snprintf(err, errlen,
+				 "token response expires_in is a string, not a number of "
+				 "seconds: " HINT);
+			return -1;
+		}
+		n = strtoll(s, NULL, 10);
+	} else if (member(root, "expires_in", json_type_int, &v, err, errlen) != 0) {
 		return -1;
-	n = json_object_get_int64(v);
-	if (n < PS_EXPIRES_MIN || n > PS_EXPIRES_MAX) {
-		snprintf(err, errlen,
-			 "token response expires_in is %lld s, outside %ld..%ld: " HINT,
-			 (long long)n, PS_EXPIRES_MIN, PS_EXPIRES_MAX);
+	} else {
+		n = json_object_get_int64(v);
+	}
+	if (n < PS_EXPIRES_MIN) {
+		snprintf(err, errlen, "token response expires_in is %lld s, less than %ld: " HINT,
+			 (long long)n, PS_EXPIRES_MIN);
 		return -1;
 	}
-	out->expires_in = (long)n;
+	out->expires_capped = n > PS_EXPIRES_MAX;
+	out->expires_in = out->expires_capped ? PS_EXPIRES_MAX : (long)n;
 	return 0;
 }
 

@@ -1,12 +1,14 @@
 /*
  * token_response.h: strict parse of a successful token endpoint answer (RFC 6749 5.1).
  * access_token: non-empty string of RFC 6750 b64token characters; token_type: "bearer" in any
- * case; expires_in: integer in [PS_EXPIRES_MIN, PS_EXPIRES_MAX]; scope: optional string;
+ * case; expires_in: optional, an integer or a string of digits, at least PS_EXPIRES_MIN, capped
+ * at PS_EXPIRES_MAX (0 when absent: the caller applies default_expires_in); scope: optional string;
  * refresh_token: optional string. Other members are ignored; wrong types are errors.
  */
 #ifndef PS_TOKEN_RESPONSE_H
 #define PS_TOKEN_RESPONSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/config.h"
@@ -21,7 +23,8 @@ struct ps_token_response {
 	char *refresh_token; /* NULL when absent */
 	size_t refresh_token_len;
 	char token_type[32];
-	long expires_in;
+	long expires_in;     /* 0: the response had none */
+	bool expires_capped; /* it was over PS_EXPIRES_MAX */
 	char scope[PS_SCOPES_MAX];
 };
 

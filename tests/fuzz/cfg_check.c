@@ -84,6 +84,8 @@ void ps_fuzz_check_config(const struct ps_config *cfg, bool finished)
 	      "connect_timeout out of range");
 	CHECK(cfg->refresh_margin >= 1 && cfg->refresh_margin <= 3600,
 	      "refresh_margin out of range");
+	CHECK(cfg->default_expires_in >= 60 && cfg->default_expires_in <= 604800,
+	      "default_expires_in out of range");
 	CHECK(client_id_ok(cfg->client_id), "client_id has a bad character or length");
 	CHECK(scopes_ok(cfg->scopes), "scopes are not single-space separated scope names");
 	CHECK(!cfg->client_secret_file[0] || cfg->client_secret_file[0] == '/',
@@ -121,6 +123,7 @@ static void check_same_settings(const struct ps_config *a, const struct ps_confi
 	SAME_STR(redirect_uri);
 	SAME_NUM(enroll);
 	SAME_NUM(refresh_margin);
+	SAME_NUM(default_expires_in);
 	SAME_NUM(interactive);
 	SAME_NUM(session_pid);
 	SAME_NUM(keyring);

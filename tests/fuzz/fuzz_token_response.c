@@ -44,8 +44,11 @@ static void check_accepted(const struct ps_token_response *r)
 	ps_fuzz_check_cstr(r->token_type, sizeof(r->token_type), "token_type unterminated");
 	if (strcasecmp(r->token_type, "bearer") != 0)
 		ps_fuzz_fail("accepted a token_type other than bearer");
-	if (r->expires_in < PS_EXPIRES_MIN || r->expires_in > PS_EXPIRES_MAX)
-		ps_fuzz_fail("accepted expires_in out of range");
+	if ((r->expires_in != 0 && r->expires_in < PS_EXPIRES_MIN) ||
+	    r->expires_in > PS_EXPIRES_MAX)
+		ps_fuzz_fail("accepted expires_in out of range (0 only when absent)");
+	if (r->expires_capped && r->expires_in != PS_EXPIRES_MAX)
+		ps_fuzz_fail("a capped expires_in is not PS_EXPIRES_MAX");
 	ps_fuzz_check_cstr(r->scope, sizeof(r->scope), "scope unterminated");
 	if (!is_scope_text(r->scope))
 		ps_fuzz_fail("accepted a scope with characters outside scope names");

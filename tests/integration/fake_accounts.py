@@ -57,12 +57,13 @@ POST /__refresh_token  mint a refresh token without the browser dance:
 Faults (setting "fault"; applied to any POST /api/token after the request has been read, in
 place of the real answer; "fault_count" of them, then back to normal): hang, slow_body,
 status_500, status_502, status_503, rate_limit, rate_limit_no_retry_after, malformed_json,
-wrong_types, missing_fields, negative_expires, absurd_expires, huge_body, deep_nesting,
-nul_bytes (a JSON-escaped \\u0000), nul_raw (a raw NUL byte), non_utf8, html_error, redirect,
-token_type_mac, empty_token, quote_credentials (a 400 whose error_description quotes back every
-credential the request carried), sized_body (a good token answer padded to exactly "body_size"
-bytes; with "chunked" sent without Content-Length). See FAULTS below. slow_body sends the status
-line and headers (with the true Content-Length) at once, then the body at one byte a second.
+wrong_types, missing_fields, negative_expires, absurd_expires, no_expires (no expires_in),
+string_expires (expires_in "1800"), huge_body, deep_nesting, nul_bytes (a JSON-escaped
+\\u0000), nul_raw (a raw NUL byte), non_utf8, html_error, redirect, token_type_mac, empty_token,
+quote_credentials (a 400 whose error_description quotes back every credential the request
+carried), sized_body (a good token answer padded to exactly "body_size" bytes; with "chunked"
+sent without Content-Length). See FAULTS below. slow_body sends the status line and headers
+(with the true Content-Length) at once, then the body at one byte a second.
 """
 
 import argparse
@@ -758,6 +759,13 @@ FAULTS = {
     "missing_fields": fault_json(lambda handler: b'{"token_type":"Bearer"}'),
     "negative_expires": fault_json(with_changes(expires_in=-5)),
     "absurd_expires": fault_json(with_changes(expires_in=99999999999)),
+    # RFC 6749 5.1 makes expires_in RECOMMENDED; some servers send it as a string
+    "no_expires": fault_json(
+        lambda handler: json_bytes(
+            {k: v for k, v in good_token_body(handler).items() if k != "expires_in"}
+        )
+    ),
+    "string_expires": fault_json(with_changes(expires_in="1800")),
     "huge_body": fault_json(huge_body),
     "deep_nesting": fault_json(lambda handler: b"[" * 10000 + b"]" * 10000),
     # A JSON-escaped NUL (valid JSON; a C string would be cut short) ...

@@ -286,6 +286,11 @@ static const struct key_case key_cases[] = {
 	{"refresh_margin", "600", "-1",
 	 "refresh_margin must be a whole number of seconds from 1 to 3600, not '-1'", "", '9',
 	 "refresh_margin must be a whole number of seconds from 1 to 3600, not '@V@'"},
+	{"default_expires_in", "7200", "59",
+	 "default_expires_in must be a whole number of seconds from 60 to 604800 (a week), not '59'",
+	 "", '9',
+	 "default_expires_in must be a whole number of seconds from 60 to 604800 (a week), not "
+	 "'@V@'"},
 	{"app_user", "svc_spotify", "a/b",
 	 "app_user must be a user name (letters, digits, _ . -), not 'a/b'", "", 'a',
 	 LONGER("app_user", 63)},
@@ -311,7 +316,8 @@ static void base_config(struct ps_config *cfg)
 				   "accounts_url = https://base.example\nkeyring = persistent\n"
 				   "timeout = 20\nconnect_timeout = 4\nremove_on_close = yes\n"
 				   "ca_file = /base/ca.pem\nredirect_uri = http://127.0.0.1/base\n"
-				   "enroll = prompt\nrefresh_margin = 100\n";
+				   "enroll = prompt\nrefresh_margin = 100\n"
+				   "default_expires_in = 900\n";
 	char err[PS_ERR_MAX];
 
 	ps_config_init(cfg);
