@@ -113,8 +113,8 @@ static void reply(int fd, struct ps_buf *b)
 	ps_frame_send(fd, b->buf, b->len, -1, ps_mono_ms() + 2000);
 }
 
-/* "status CODE" and "message TEXT". */
-/* An error answer; retry_s > 0 says when the request window ends (see window_left_s). */
+/* "status CODE", "message TEXT" and, when retry_s > 0, "retry_after": when the request window
+ * ends (window_left_s). */
 static void reply_error_retry(int fd, int code, const char *text, long long retry_s)
 {
 	char buf[PS_ERR_MAX + 96], num[24], clean[PS_ERR_MAX];
@@ -294,8 +294,8 @@ static void token_answer(struct service *s, struct conn *c, int rc, const char *
 	char buf[PS_TOKEN_INFO_MAX + PS_TOKEN_MAX + 64];
 	struct ps_buf b = {.buf = buf, .cap = sizeof(buf)};
 
-	/* a failed renewal still serves the token it has while that lives */
-	/* a failure carries the request window: a keeper asks again when it ends, no sooner */
+	/* a failed renewal still serves the token it has while that lives; a failure carries the
+	 * request window: a keeper asks again when it ends, no sooner */
 	if (rc != PS_EXIT_OK && !ps_app_token_fresh(&s->app, 0)) {
 		reply_error_retry(c->fd, rc, why, window_left_s(s));
 		return;
