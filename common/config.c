@@ -333,18 +333,26 @@ static int set_keyring(struct ps_config *cfg, const char *v, char *err, size_t e
 	return 0;
 }
 
-static int set_seconds(unsigned *dst, const char *v, const char *what, char *err, size_t errlen)
+/* A whole number of seconds from lo to hi (hi_note says what hi is, or ""). */
+static int set_seconds_in(unsigned *dst, const char *v, const char *what, unsigned long lo,
+			  unsigned long hi, const char *hi_note, char *err, size_t errlen)
 {
 	struct shown sh;
 	unsigned long n;
 
-	if (ps_parse_ulong(v, 1, 300, &n) < 0) {
-		ps_errf(err, errlen, "%s must be a whole number of seconds from 1 to 300, not '%s'",
-			what, show(&sh, v));
+	if (ps_parse_ulong(v, lo, hi, &n) < 0) {
+		ps_errf(err, errlen,
+			"%s must be a whole number of seconds from %lu to %lu%s, not '%s'", what,
+			lo, hi, hi_note, show(&sh, v));
 		return -1;
 	}
 	*dst = (unsigned)n;
 	return 0;
+}
+
+static int set_seconds(unsigned *dst, const char *v, const char *what, char *err, size_t errlen)
+{
+	return set_seconds_in(dst, v, what, 1, 300, "", err, errlen);
 }
 
 static int set_timeout(struct ps_config *cfg, const char *v, char *err, size_t errlen)
@@ -359,33 +367,13 @@ static int set_connect_timeout(struct ps_config *cfg, const char *v, char *err, 
 
 static int set_refresh_margin(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
-	struct shown sh;
-	unsigned long n;
-
-	if (ps_parse_ulong(v, 1, 3600, &n) < 0) {
-		ps_errf(err, errlen,
-			"refresh_margin must be a whole number of seconds from 1 to 3600, not '%s'",
-			show(&sh, v));
-		return -1;
-	}
-	cfg->refresh_margin = (unsigned)n;
-	return 0;
+	return set_seconds_in(&cfg->refresh_margin, v, "refresh_margin", 1, 3600, "", err, errlen);
 }
 
 static int set_default_expires_in(struct ps_config *cfg, const char *v, char *err, size_t errlen)
 {
-	struct shown sh;
-	unsigned long n;
-
-	if (ps_parse_ulong(v, 60, 604800, &n) < 0) {
-		ps_errf(err, errlen,
-			"default_expires_in must be a whole number of seconds from 60 to 604800 (a "
-			"week), not '%s'",
-			show(&sh, v));
-		return -1;
-	}
-	cfg->default_expires_in = (unsigned)n;
-	return 0;
+	return set_seconds_in(&cfg->default_expires_in, v, "default_expires_in", 60, 604800,
+			      " (a week)", err, errlen);
 }
 
 static int parse_bool(bool *dst, const char *v, const char *what, char *err, size_t errlen)
